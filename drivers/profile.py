@@ -1,0 +1,176 @@
+"""Device profiles: register maps as data files, parsed into frozen typed models."""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.errors import ConfigError, ConfigIssue
+from gateway.validation import issues_from_validation_error
+
+
+class Function(StrEnum):
+    """Which Modbus register table a metric lives in."""
+
+    HOLDING = "holding"  # function code 0x03
+    INPUT = "input"  # function code 0x04
+
+
+class DataType(StrEnum):
+    """How the registers of one metric encode its value."""
+
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    FLOAT32 = "float32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT64 = "float64"
+
+    @property
+    def registers(self) -> int:
+        """Number of 16-bit registers a value of this type occupies."""
+        return _REGISTERS[self]
+
+
+_REGISTERS = {
+    DataType.INT16: 1,
+    DataType.UINT16: 1,
+    DataType.INT32: 2,
+    DataType.UINT32: 2,
+    DataType.FLOAT32: 2,
+    DataType.INT64: 4,
+    DataType.UINT64: 4,
+    DataType.FLOAT64: 4,
+}
+
+
+class Order(StrEnum):
+    """Byte order inside a register, or word order across registers."""
+
+    BIG = "big"
+    LITTLE = "little"
+
+
+MAX_REGISTERS_PER_REQUEST = 125  # Modbus Application Protocol: read holding/input registers
+
+
+class MetricSpec(BaseModel):
+    """Where one metric lives and how to turn its registers into a value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    address: int = Field(ge=0, le=0xFFFF)
+    function: Function = Function.HOLDING
+    type: DataType = DataType.UINT16
+    word_order: Order = Order.BIG
+    byte_order: Order = Order.BIG
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str = ""
+
+    @property
+    def count(self) -> int:
+        """Registers this metric occupies."""
+        return self.type.registers
+
+    @model_validator(mode="after")
+    def _fits_address_space(self) -> MetricSpec:
+        if self.address + self.count - 1 > 0xFFFF:
+            raise ValueError(
+                f"a {self.type.value} at address {self.address} runs past register 65535"
+            )
+        return self
+
+
+class Profile(BaseModel):
+    """A device model's register map."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    max_registers_per_request: int = Field(default=MAX_REGISTERS_PER_REQUEST, ge=1, le=125)
+    max_gap: int = Field(
+        default=0,
+        ge=0,
+        le=124,
+        description="unused registers a request may span to join two metrics",
+    )
+    metrics: tuple[MetricSpec, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_metric_names(self) -> Profile:
+        seen: set[str] = set()
+        for metric in self.metrics:
+            if metric.name in seen:
+                raise ValueError(f"metric name {metric.name!r} is used twice")
+            seen.add(metric.name)
+        return self
+
+
+def builtin_profiles() -> list[str]:
+    """Names of the profiles shipped with streetgate."""
+    folder = resources.files("drivers") / "profiles"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def parse_profile(data: dict[str, Any], source: str) -> Profile:
+    """Validate a profile document (a parsed TOML table); ``[defaults]`` apply to every metric."""
+    data = dict(data)
+    defaults = data.pop("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(source, [ConfigIssue("defaults", "expected a table of metric defaults")])
+    metrics = data.get("metrics")
+    if isinstance(metrics, list):
+        data["metrics"] = [
+            {**defaults, **metric} if isinstance(metric, dict) else metric for metric in metrics
+        ]
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, issues_from_validation_error(exc)) from exc
+
+
+def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
+    """Load a profile by built-in name (``"sdm120"``) or by path to a ``.toml`` file."""
+    if ref.endswith(".toml") or "/" in ref:
+        path = Path(ref)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return _load_profile_file(path.resolve())
+    if ref not in builtin_profiles():
+        known = ", ".join(builtin_profiles())
+        raise ConfigError(
+            f"profile {ref!r}",
+            [ConfigIssue("", f"no built-in profile named {ref!r}; expected one of: {known}, "
+                        "or a path to a .toml profile file")],
+        )
+    text = (resources.files("drivers") / "profiles" / f"{ref}.toml").read_text("utf-8")
+    return _parse_text(text, f"built-in profile {ref}")
+
+
+@cache
+def _load_profile_file(path: Path) -> Profile:
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigIssue("", f"cannot read profile file: {exc.strerror}")]) from exc
+    return _parse_text(text, str(path))
+
+
+def _parse_text(text: str, source: str) -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"not valid TOML: {exc}")]) from exc
+    return parse_profile(data, source)
+

@@ -1,0 +1,104 @@
+"""The one place streetgate's exceptions live.
+
+Exception tree::
+
+    StreetgateError
+    ├── ConfigError            a config or profile file is invalid (carries every issue found)
+    ├── DeviceError            a device could not be read (carries .device)
+    │   ├── DeviceTimeout      (also a TimeoutError) no answer within the timeout
+    │   ├── DeviceUnreachable  (also a ConnectionError) no connection to the device
+    │   └── ProtocolError      the device answered, but not with what was asked for
+    │       └── ModbusExceptionResponse   a Modbus exception response (.code)
+    ├── StoreError             the SQLite outbox failed
+    └── ForwardError           the MQTT uplink failed
+
+Third-party exceptions (pymodbus, aiomqtt, sqlite3) are translated into these at the
+module that talks to the library; code elsewhere never catches library exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class StreetgateError(Exception):
+    """Base class of every error streetgate raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file: where it is and what was expected."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ConfigError(StreetgateError):
+    """A config or profile file is invalid. ``issues`` lists every problem found."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue] | tuple[ConfigIssue, ...]) -> None:
+        self.source = source
+        self.issues = tuple(issues)
+        lines = "\n".join(f"  {source}: {issue}" for issue in self.issues)
+        super().__init__(f"invalid configuration in {source}:\n{lines}")
+
+
+class DeviceError(StreetgateError):
+    """A device could not be read."""
+
+    def __init__(self, device: str, message: str) -> None:
+        self.device = device
+        super().__init__(f"{device}: {message}")
+
+
+class DeviceTimeout(DeviceError, TimeoutError):
+    """The device did not answer within its timeout."""
+
+
+class DeviceUnreachable(DeviceError, ConnectionError):
+    """No connection to the device could be made or kept."""
+
+
+class ProtocolError(DeviceError):
+    """The device answered, but the answer was not what the protocol allows."""
+
+
+class ModbusExceptionCode(IntEnum):
+    """Modbus exception codes (Modbus Application Protocol v1.1b3, section 7)."""
+
+    ILLEGAL_FUNCTION = 1
+    ILLEGAL_DATA_ADDRESS = 2
+    ILLEGAL_DATA_VALUE = 3
+    DEVICE_FAILURE = 4
+    ACKNOWLEDGE = 5
+    DEVICE_BUSY = 6
+    NEGATIVE_ACKNOWLEDGE = 7
+    MEMORY_PARITY_ERROR = 8
+    GATEWAY_PATH_UNAVAILABLE = 10
+    GATEWAY_TARGET_NO_RESPONSE = 11
+    UNKNOWN = 0
+
+
+class ModbusExceptionResponse(ProtocolError):
+    """The device answered a request with a Modbus exception response."""
+
+    def __init__(self, device: str, code: ModbusExceptionCode, address: int, count: int) -> None:
+        self.code = code
+        self.address = address
+        self.count = count
+        super().__init__(
+            device,
+            f"Modbus exception {code.value} ({code.name}) reading {count} registers at {address}",
+        )
+
+
+class StoreError(StreetgateError):
+    """The SQLite outbox could not be opened, read or written."""
+
+
+class ForwardError(StreetgateError):
+    """The MQTT uplink failed (connect, publish or acknowledgement)."""

@@ -1,0 +1,58 @@
+"""The reading: what every driver produces and every stage after it carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Quality(StrEnum):
+    """How far a reading can be trusted.
+
+    ``good``: value read and wall clock known to be synchronised.
+    ``clock_unsynced``: value read, but the wall clock was not known to be synchronised
+    (a Raspberry Pi has no real-time clock until NTP syncs), so ``ts`` may be wrong;
+    the sequence number still orders it correctly.
+    """
+
+    GOOD = "good"
+    CLOCK_UNSYNCED = "clock_unsynced"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One metric value as a driver decoded it, before it is stamped and stored."""
+
+    metric: str
+    value: float
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A stamped sample on its way to the outbox.
+
+    ``ts_ms`` is wall-clock UTC in milliseconds since the epoch. The gateway-wide sequence
+    number is assigned by the outbox when the reading is committed, so it is not part of
+    this object; :class:`StoredReading` carries it.
+    """
+
+    device: str
+    metric: str
+    value: float
+    unit: str
+    ts_ms: int
+    quality: Quality = Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """A reading as the outbox holds it: with its sequence number."""
+
+    seq: int
+    device: str
+    metric: str
+    value: float
+    unit: str
+    ts_ms: int
+    quality: Quality

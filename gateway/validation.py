@@ -1,0 +1,52 @@
+"""Turn pydantic validation errors into streetgate config issues (key path + what was expected)."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from gateway.errors import ConfigIssue
+
+
+def location_of(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic location as a key path: ``devices[2].port``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif path:
+            path += f".{part}"
+        else:
+            path = str(part)
+    return path
+
+
+def issues_from_validation_error(exc: ValidationError) -> list[ConfigIssue]:
+    """One issue per error, naming the key path and what was expected."""
+    issues = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(
+            part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))
+        )
+        # Discriminated unions add the tag ("modbus_tcp") to the path; it is noise for a reader.
+        loc = tuple(p for p in loc if p not in _UNION_TAGS)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (not allowed here; check the spelling)"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif error["type"] == "string_pattern_mismatch":
+            message = (
+                "expected a name of letters, digits, '_', '.' or '-', starting with a letter "
+                f"or digit (got {error['input']!r})"
+            )
+        else:
+            message = message.removeprefix("Value error, ")
+            if "input" in error and not isinstance(error["input"], dict | list):
+                shown = repr(error["input"])
+                if shown not in message:
+                    message += f" (got {shown})"
+        issues.append(ConfigIssue(location_of(loc), message))
+    return issues
+
+
+_UNION_TAGS = {"modbus_tcp"}
