@@ -1,0 +1,62 @@
+"""Wires the gateway together: outbox, forwarder and one poller per device, in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from drivers import build_driver
+from gateway.clock import SystemClock
+from gateway.config import GatewayConfig
+from gateway.forwarder import Forwarder
+from gateway.outbox import Outbox
+from gateway.scheduler import DevicePoller
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """A running gateway's parts, for status reporting and tests."""
+
+    config: GatewayConfig
+    outbox: Outbox
+    forwarder: Forwarder
+    pollers: dict[str, DevicePoller] = field(default_factory=dict)
+
+
+async def run_gateway(
+    config: GatewayConfig,
+    stop: asyncio.Event,
+    started: asyncio.Future[Gateway] | None = None,
+) -> None:
+    """Run until ``stop`` is set; then stop polling, commit what is pending, and close."""
+    clock = SystemClock()
+    async with Outbox(config.outbox) as outbox:
+        forwarder = Forwarder(config, outbox)
+        gateway = Gateway(config, outbox, forwarder)
+        for device in config.devices:
+            gateway.pollers[device.name] = DevicePoller(
+                build_driver(device), device.interval, outbox.put_many, clock
+            )
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(outbox.run(), name="outbox:commit"),
+                tg.create_task(forwarder.run(), name="forward:mqtt"),
+            ]
+            tasks += [
+                tg.create_task(poller.run(), name=f"poll:{device.kind}:{device.name}")
+                for device, poller in zip(config.devices, gateway.pollers.values(), strict=True)
+            ]
+            log.info(
+                "gateway %s running: %d device(s), broker %s:%d",
+                config.gateway_id, len(config.devices), config.mqtt.host, config.mqtt.port,
+            )
+            if started is not None:
+                started.set_result(gateway)
+            await stop.wait()
+            log.info("stopping: pending readings are committed before exit")
+            for task in reversed(tasks):  # pollers first, the outbox's commit loop last
+                task.cancel()
+    # Outbox.__aexit__ has committed whatever the pollers handed over before they stopped.

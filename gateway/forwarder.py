@@ -1,0 +1,237 @@
+"""The MQTT forwarder: publishes the outbox in sequence order, QoS 1, and acks what the broker has.
+
+Delivery contract (docs/mqtt.md): at least once, in sequence order; a reading is deleted from the
+outbox only after the broker's PUBACK for the message carrying it. After any failure the
+connection is dropped and rebuilt with capped exponential backoff and jitter, and publishing
+restarts at the first unacknowledged reading, so a duplicate always carries a sequence number
+the platform has already seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiomqtt
+
+from gateway import __version__
+from gateway.backoff import next_delay
+from gateway.config import GatewayConfig, MqttConfig
+from gateway.errors import ForwardError
+from gateway.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class ForwarderState(StrEnum):
+    """Where the uplink is."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    WAITING = "waiting"  # backing off before the next connection attempt
+
+
+def readings_topic(config: GatewayConfig) -> str:
+    """Topic readings are published to."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/readings"
+
+
+def status_topic(config: GatewayConfig) -> str:
+    """Retained topic with the gateway's online/offline state (birth and last will)."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/status"
+
+
+def build_message(gateway_id: str, *, historical: bool, rows: list[tuple[int, str]]) -> bytes:
+    """One readings message: the envelope around the stored JSON of each reading."""
+    head = (
+        f'{{"v":1,"gateway":{json.dumps(gateway_id)},"historical":{"true" if historical else "false"},'
+        f'"first_seq":{rows[0][0]},"last_seq":{rows[-1][0]},"count":{len(rows)},"readings":['
+    )
+    return (head + ",".join(body for _, body in rows) + "]}").encode()
+
+
+def status_message(state: str, **extra: object) -> bytes:
+    """Payload of the retained status topic."""
+    return json.dumps(
+        {"state": state, "version": __version__, "ts": round(time.time(), 3), **extra},
+        separators=(",", ":"),
+    ).encode()
+
+
+def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
+    """TLS context for the broker connection (None for plain TCP)."""
+    if mqtt.tls is None:
+        return None
+    tls = mqtt.tls
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file))
+        if tls.cert_file is not None and tls.key_file is not None:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ForwardError(f"cannot load TLS files for the broker connection: {exc}") from exc
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@dataclass
+class ForwarderStats:
+    """Counters the status shows."""
+
+    state: ForwarderState = ForwarderState.CONNECTING
+    connects: int = 0
+    connection_failures: int = 0
+    messages_published: int = 0
+    readings_published: int = 0
+    last_error: str | None = None
+
+
+class Forwarder:
+    """Publishes the outbox to the broker; run ``run()`` as a task (``forward:mqtt``)."""
+
+    def __init__(self, config: GatewayConfig, outbox: Outbox, rng: random.Random | None = None):
+        self._config = config
+        self._mqtt = config.mqtt
+        self._outbox = outbox
+        self._rng = rng or random.Random()
+        self._topic = readings_topic(config)
+        self._status_topic = status_topic(config)
+        self._tls = tls_context(config.mqtt)
+        self._password = self._read_password()
+        self.stats = ForwarderStats()
+        self.connected = asyncio.Event()
+
+    def _read_password(self) -> str | None:
+        if self._mqtt.password_file is None:
+            return None
+        try:
+            return self._mqtt.password_file.read_text("utf-8").strip()
+        except OSError as exc:
+            raise ForwardError(
+                f"cannot read mqtt.password_file {self._mqtt.password_file}: {exc.strerror}"
+            ) from exc
+
+    def _client(self) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            self._mqtt.host,
+            self._mqtt.port,
+            identifier=self._config.gateway_id,
+            username=self._mqtt.username,
+            password=self._password,
+            keepalive=max(1, round(self._mqtt.keepalive)),
+            timeout=self._mqtt.publish_timeout,
+            clean_session=True,  # the outbox, not the broker session, is the buffer
+            will=aiomqtt.Will(
+                self._status_topic, status_message("offline", reason="connection lost"),
+                qos=1, retain=True,
+            ),
+            tls_context=self._tls,
+            max_inflight_messages=self._mqtt.max_inflight,
+            max_queued_outgoing_messages=self._mqtt.max_inflight * 2,
+        )
+
+    async def run(self) -> None:
+        """Connect, drain, reconnect with backoff; forever (until cancelled)."""
+        attempt = 0
+        while True:
+            self.stats.state = ForwarderState.CONNECTING
+            try:
+                await self._session()
+            except* aiomqtt.MqttError as group:
+                self._lost(group.exceptions[0])
+            if self.stats.state is ForwarderState.CONNECTED:
+                attempt = 0  # the connection worked; start backing off from the bottom again
+            self.connected.clear()
+            delay = next_delay(
+                attempt, self._rng, self._mqtt.reconnect_min, self._mqtt.reconnect_max
+            )
+            attempt += 1
+            self.stats.state = ForwarderState.WAITING
+            log.info("reconnecting to %s:%d in %.1fs", self._mqtt.host, self._mqtt.port, delay)
+            await asyncio.sleep(delay)
+
+    def _lost(self, exc: BaseException) -> None:
+        self.stats.connection_failures += 1
+        self.stats.last_error = str(exc) or type(exc).__name__
+        log.warning(
+            "MQTT broker %s:%d: %s", self._mqtt.host, self._mqtt.port, self.stats.last_error
+        )
+
+    async def _session(self) -> None:
+        async with self._client() as client:
+            self.stats.state = ForwarderState.CONNECTED
+            self.stats.connects += 1
+            await client.publish(self._status_topic, status_message("online"), qos=1, retain=True)
+            self.connected.set()
+            log.info("connected to MQTT broker %s:%d", self._mqtt.host, self._mqtt.port)
+            try:
+                await self._drain(client)
+            except asyncio.CancelledError:
+                await self._say_goodbye(client)
+                raise
+
+    async def _say_goodbye(self, client: aiomqtt.Client) -> None:
+        """On a clean stop, replace the retained 'online' (the will is only sent on a lost link)."""
+        try:
+            async with asyncio.timeout(2):
+                await client.publish(
+                    self._status_topic, status_message("offline", reason="shutdown"),
+                    qos=1, retain=True,
+                )
+        except (aiomqtt.MqttError, TimeoutError):
+            log.info("could not publish the offline status on shutdown")
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish in sequence order with up to ``max_inflight`` messages awaiting PUBACK."""
+        outbox = self._outbox
+        cursor = outbox.acked_seq  # restart after the last acknowledged reading
+        backlog_until = outbox.last_seq  # committed before this connection: historical
+        per_message = self._mqtt.readings_per_message
+        inflight: deque[tuple[int, int, asyncio.Task[None]]] = deque()
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                while len(inflight) < self._mqtt.max_inflight:
+                    historical = cursor < backlog_until
+                    upto = backlog_until if historical else outbox.last_seq
+                    rows = await outbox.read_batch(cursor, upto, per_message)
+                    if not rows:
+                        break
+                    payload = build_message(
+                        self._config.gateway_id, historical=historical, rows=rows
+                    )
+                    last = rows[-1][0]
+                    task = tg.create_task(
+                        client.publish(self._topic, payload, qos=1),
+                        name=f"forward:publish:{last}",
+                    )
+                    inflight.append((last, len(rows), task))
+                    cursor = last
+                if inflight:
+                    waiter = None
+                    if len(inflight) < self._mqtt.max_inflight:
+                        waiter = tg.create_task(
+                            outbox.wait_committed(cursor), name="forward:wait-data"
+                        )
+                    head = inflight[0][2]
+                    await asyncio.wait(
+                        [t for t in (head, waiter) if t is not None],
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if waiter is not None and not waiter.done():
+                        waiter.cancel()
+                    while inflight and inflight[0][2].done():
+                        last, count, task = inflight.popleft()
+                        task.result()  # raises MqttError if the publish failed
+                        outbox.ack(last)
+                        self.stats.messages_published += 1
+                        self.stats.readings_published += count
+                else:
+                    await outbox.wait_committed(cursor)

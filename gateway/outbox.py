@@ -1,0 +1,392 @@
+"""The SQLite outbox: readings are committed here in groups and deleted only once the broker has them.
+
+Threading: one dedicated thread owns the SQLite connection and runs every statement, so the
+event loop never waits on disk. The event loop side keeps a bounded list of readings waiting
+for the next group commit.
+
+When that list is full (the disk is slower than the devices), ``put_many`` waits: poll tasks are
+held back (their slots count as overruns) and nothing is dropped in memory. Dropping happens
+only in the database, oldest first, when it exceeds ``max_bytes``, and every dropped reading is
+counted in the ``dropped`` counter that survives restarts.
+
+Sequence numbers are assigned at commit, strictly increasing, and never reused: the next
+number is kept in the ``meta`` table and advanced in the same transaction as the inserts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+from gateway.config import OutboxConfig
+from gateway.errors import StoreError
+from gateway.model import Reading
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Named schema migrations, applied in order; ``PRAGMA user_version`` counts those applied.
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "0001_readings_and_meta",
+        """
+        CREATE TABLE readings (
+            seq INTEGER PRIMARY KEY,   -- gateway-wide sequence number, the dedup key
+            ts_ms INTEGER NOT NULL,    -- wall-clock UTC of the reading, ms since the epoch
+            device TEXT NOT NULL,
+            body TEXT NOT NULL         -- the reading as JSON, exactly as it is published
+        );
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta (key, value) VALUES ('next_seq', 1), ('dropped', 0);
+        """,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """What the outbox holds right now."""
+
+    depth: int  # readings stored and not yet acknowledged by the broker
+    first_seq: int | None
+    last_seq: int  # highest sequence number ever committed (0 before the first)
+    used_bytes: int
+    max_bytes: int
+    dropped: int  # readings dropped because the outbox was full, since it was created
+    pending: int  # readings waiting in memory for the next group commit
+    oldest_ts_ms: int | None
+
+
+class Outbox:
+    """Store-and-forward buffer. Use as ``async with Outbox(cfg) as outbox`` and run ``run()``."""
+
+    def __init__(self, config: OutboxConfig) -> None:
+        self._config = config
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[Reading] = []
+        self._arrived = asyncio.Event()  # something to commit (readings or an ack)
+        self._batch_full = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._committed = asyncio.Event()  # replaced after every commit that added readings
+        self._next_seq = 1
+        self._first_seq: int | None = None
+        self._dropped = 0
+        self._used_bytes = 0
+        self._acked = 0  # highest sequence number the broker acknowledged
+        self._ack_written = 0
+        self._commits = 0
+        self._closing = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
+        await self._in_db(self._open)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closing = True
+        try:
+            await self._flush()  # a clean stop loses nothing that reached the outbox
+            await self._in_db(self._close)
+        finally:
+            assert self._executor is not None
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def run(self) -> None:
+        """Group commit loop: commit every ``commit_interval`` or ``commit_max_readings``."""
+        interval = self._config.commit_interval
+        while True:
+            await self._arrived.wait()
+            if len(self._pending) < self._config.commit_max_readings:
+                try:
+                    async with asyncio.timeout(interval):
+                        await self._batch_full.wait()
+                except TimeoutError:
+                    pass
+            await self._flush()
+
+    # -- the producers' side -------------------------------------------------------------
+
+    async def put_many(self, readings: Sequence[Reading]) -> None:
+        """Queue readings for the next group commit; waits while the queue is full."""
+        while len(self._pending) >= self._config.queue_size:
+            self._space.clear()
+            await self._space.wait()
+        self._pending.extend(readings)
+        self._arrived.set()
+        if len(self._pending) >= self._config.commit_max_readings:
+            self._batch_full.set()
+
+    # -- the forwarder's side ------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """Highest sequence number committed so far (0 if none ever was)."""
+        return self._next_seq - 1
+
+    @property
+    def acked_seq(self) -> int:
+        """Highest sequence number known to be delivered, dropped or deleted."""
+        return self._acked
+
+    async def wait_committed(self, after_seq: int) -> None:
+        """Return once a reading with a sequence number above ``after_seq`` is committed."""
+        while self.last_seq <= after_seq:
+            await self._committed.wait()
+
+    async def read_batch(self, after_seq: int, upto_seq: int, limit: int) -> list[tuple[int, str]]:
+        """Committed readings with ``after_seq < seq <= upto_seq`` in order, as (seq, json)."""
+        return await self._in_db(self._select, after_seq, upto_seq, limit)
+
+    def ack(self, upto_seq: int) -> None:
+        """The broker has every reading up to ``upto_seq``: delete them with the next commit."""
+        if upto_seq > self._acked:
+            self._acked = upto_seq
+            self._arrived.set()
+
+    async def stats(self) -> OutboxStats:
+        """Current depth, size, drops and the oldest reading's timestamp."""
+        oldest = await self._in_db(self._oldest_ts)
+        first = self._first_seq
+        depth = 0 if first is None else self.last_seq - first + 1
+        return OutboxStats(
+            depth=depth,
+            first_seq=first,
+            last_seq=self.last_seq,
+            used_bytes=self._used_bytes,
+            max_bytes=self._config.max_bytes,
+            dropped=self._dropped,
+            pending=len(self._pending),
+            oldest_ts_ms=oldest,
+        )
+
+    # -- event-loop side of a commit ------------------------------------------------------
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        self._arrived.clear()
+        self._batch_full.clear()
+        self._space.set()
+        ack = self._acked if self._acked > self._ack_written else 0
+        if not batch and not ack:
+            return
+        first, dropped_now = await self._in_db(self._write, batch, ack)
+        if ack:
+            self._ack_written = ack
+        self._first_seq = first
+        # Everything below the first stored reading was delivered or dropped.
+        self._acked = max(self._acked, (first - 1) if first is not None else self.last_seq)
+        if dropped_now:
+            self._dropped += dropped_now
+            log.warning(
+                "outbox over its %d-byte limit: dropped the %d oldest readings (%d in total)",
+                self._config.max_bytes,
+                dropped_now,
+                self._dropped,
+            )
+        if batch:
+            self._committed.set()
+            self._committed = asyncio.Event()
+
+    async def _in_db(self, func: Callable[..., T], *args: object) -> T:
+        """Run ``func`` on the database thread. A cancelled caller still waits for it to finish,
+        so the in-memory state never disagrees with what was committed."""
+        if self._executor is None:
+            raise StoreError("the outbox is not open")
+        future = asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.wait([future])
+            raise
+
+    # -- database thread -----------------------------------------------------------------
+
+    def _open(self) -> None:
+        path = self._config.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._connect_checked(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open outbox {path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot create outbox folder {path.parent}: {exc.strerror}") from exc
+        conn = self._conn
+        self._next_seq = _meta(conn, "next_seq")
+        self._dropped = _meta(conn, "dropped")
+        first = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
+        self._first_seq = first
+        self._acked = self._ack_written = (first - 1) if first is not None else self._next_seq - 1
+        self._used_bytes = self._measure_bytes()
+        log.info(
+            "outbox %s open: %d readings waiting, next sequence number %d, %d dropped so far",
+            path,
+            0 if first is None else self._next_seq - first,
+            self._next_seq,
+            self._dropped,
+        )
+
+    def _connect_checked(self, path: Path) -> sqlite3.Connection:
+        """Open the database; a corrupt file is moved aside (never deleted) and a fresh one made."""
+        try:
+            conn = self._connect(path)
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            if ok:
+                return conn
+            conn.close()
+            reason = "quick_check failed"
+        except sqlite3.DatabaseError as exc:
+            reason = str(exc)
+        quarantine = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        log.error("outbox %s is damaged (%s); moved it to %s and started a fresh one",
+                  path, reason, quarantine)
+        path.rename(quarantine)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(quarantine.with_name(quarantine.name + suffix))
+        return self._connect(path)
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._config.synchronous.value.upper()}")
+        conn.execute("PRAGMA journal_size_limit=4194304")  # truncate the WAL after checkpoints
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, (name, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("outbox %s: applying migration %s", path, name)
+            conn.executescript(f"BEGIN; {sql}; PRAGMA user_version={number}; COMMIT;")
+        return conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._conn.close()
+                self._conn = None
+
+    def _write(self, batch: list[Reading], ack: int) -> tuple[int | None, int]:
+        """One transaction: insert the batch, delete acknowledged readings; then enforce the
+        size limit. Returns (first stored seq or None, readings dropped now)."""
+        conn = self._conn
+        assert conn is not None
+        start = self._next_seq
+        rows = [
+            (seq, r.ts_ms, r.device, encode_reading(seq, r))
+            for seq, r in enumerate(batch, start=start)
+        ]
+        dropped_now = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if ack:
+                conn.execute("DELETE FROM readings WHERE seq <= ?", (ack,))
+            if rows:
+                conn.executemany(
+                    "INSERT INTO readings (seq, ts_ms, device, body) VALUES (?, ?, ?, ?)", rows
+                )
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'next_seq'", (start + len(rows),)
+                )
+            conn.execute("COMMIT")
+            self._next_seq = start + len(rows)
+            self._commits += 1
+            self._used_bytes = self._measure_bytes()
+            if self._used_bytes > self._config.max_bytes:
+                dropped_now = self._drop_oldest()
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"outbox write failed: {exc}") from exc
+        first = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
+        return first, dropped_now
+
+    def _drop_oldest(self) -> int:
+        conn = self._conn
+        assert conn is not None
+        first, last = conn.execute("SELECT min(seq), max(seq) FROM readings").fetchone()
+        if first is None:
+            return 0
+        depth = last - first + 1
+        target = self._config.max_bytes * 0.9  # leave room so we do not drop on every commit
+        fraction = (self._used_bytes - target) / self._used_bytes
+        count = max(1, min(depth, math.ceil(depth * fraction)))
+        conn.execute("BEGIN IMMEDIATE")
+        deleted = conn.execute("DELETE FROM readings WHERE seq < ?", (first + count,)).rowcount
+        conn.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (deleted,))
+        conn.execute("COMMIT")
+        self._used_bytes = self._measure_bytes()
+        return int(deleted)
+
+    def _measure_bytes(self) -> int:
+        conn = self._conn
+        assert conn is not None
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def _select(self, after_seq: int, upto_seq: int, limit: int) -> list[tuple[int, str]]:
+        conn = self._conn
+        assert conn is not None
+        try:
+            return conn.execute(
+                "SELECT seq, body FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after_seq, upto_seq, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"outbox read failed: {exc}") from exc
+
+    def _oldest_ts(self) -> int | None:
+        conn = self._conn
+        assert conn is not None
+        row = conn.execute("SELECT ts_ms FROM readings ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
+
+
+def _meta(conn: sqlite3.Connection, key: str) -> int:
+    return int(conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
+
+@lru_cache(maxsize=4096)
+def _json_str(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+@lru_cache(maxsize=256)
+def _iso(ts_ms: int) -> str:
+    stamp = datetime.fromtimestamp(ts_ms / 1000, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def encode_reading(seq: int, reading: Reading) -> str:
+    """The JSON object of one reading, as published (see docs/mqtt.md)."""
+    value = reading.value
+    value_text = repr(value) if math.isfinite(value) else "null"
+    return (
+        f'{{"seq":{seq},"device":{_json_str(reading.device)},"metric":{_json_str(reading.metric)},'
+        f'"value":{value_text},"unit":{_json_str(reading.unit)},"ts":"{_iso(reading.ts_ms)}",'
+        f'"quality":"{reading.quality.value}"}}'
+    )

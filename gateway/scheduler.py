@@ -1,0 +1,123 @@
+"""Polls one device on a drift-free schedule and hands its readings to the outbox.
+
+Each device has its own task (``poll:<kind>:<name>``), so a slow or dead device only ever
+delays itself. Poll slots are fixed on the monotonic clock (start + k × interval); a poll that
+overruns its slot skips the slots it missed instead of bunching up. While a device fails, the
+driver is closed and re-entered after a capped exponential backoff with jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from drivers.base import Driver
+from gateway.backoff import next_delay
+from gateway.clock import SystemClock
+from gateway.errors import DeviceError
+from gateway.health import DeviceStatus, health_after
+from gateway.model import Quality, Reading, Sample
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[Sequence[Reading]], Awaitable[None]]
+
+#: Longest wait between attempts while a device is down.
+BACKOFF_CAP = 300.0
+
+
+def next_slot(start: float, interval: float, now: float) -> float:
+    """The first poll slot ``start + k × interval`` (k ≥ 1) that lies after ``now``."""
+    k = max(1, math.floor((now - start) / interval) + 1)
+    return start + k * interval
+
+
+def stamp(
+    device: str, samples: Sequence[Sample], ts_ms: int, quality: Quality
+) -> list[Reading]:
+    """Readings for one poll: every sample gets the same timestamp and quality."""
+    return [Reading(device, s.metric, s.value, s.unit, ts_ms, quality) for s in samples]
+
+
+class DevicePoller:
+    """Owns one device's schedule, health and counters."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        interval: float,
+        sink: Sink,
+        clock: SystemClock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._driver = driver
+        self._interval = interval
+        self._sink = sink
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.status = DeviceStatus(driver.name)
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled)."""
+        while True:
+            try:
+                async with self._driver:
+                    await self._poll_loop()
+            except DeviceError as exc:
+                self._failed(exc)
+            delay = next_delay(
+                self.status.consecutive_failures - 1,
+                self._rng,
+                self._interval,
+                max(self._interval, BACKOFF_CAP),
+            )
+            await asyncio.sleep(delay)
+
+    async def poll_once(self) -> list[Reading]:
+        """One poll, outside the schedule (for ``streetgate read`` and tests)."""
+        samples = await self._driver.poll()
+        return stamp(self._driver.name, samples, self._clock.now_ms(), self._quality())
+
+    async def _poll_loop(self) -> None:
+        start = time.monotonic()
+        slot = start
+        while True:
+            delay = slot - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            readings = await self.poll_once()
+            self._succeeded()
+            await self._sink(readings)
+            following = next_slot(start, self._interval, time.monotonic())
+            skipped = round((following - slot) / self._interval) - 1
+            if skipped > 0:
+                self.status.overruns += skipped
+            slot = following
+
+    def _quality(self) -> Quality:
+        return Quality.GOOD if self._clock.synchronised() else Quality.CLOCK_UNSYNCED
+
+    def _succeeded(self) -> None:
+        status = self.status
+        if status.health is not health_after(0):
+            log.info("device %s: %s -> ok", status.name, status.health.value)
+        status.consecutive_failures = 0
+        status.health = health_after(0)
+        status.polls_ok += 1
+        status.last_ok_unix = time.time()
+
+    def _failed(self, exc: DeviceError) -> None:
+        status = self.status
+        status.consecutive_failures += 1
+        status.polls_failed += 1
+        status.errors_by_kind[type(exc).__name__] += 1
+        status.last_error = str(exc)
+        health = health_after(status.consecutive_failures)
+        if health is not status.health:
+            log.warning("device %s: %s -> %s: %s", status.name, status.health.value,
+                        health.value, exc)
+        status.health = health
