@@ -41,7 +41,11 @@ class Mosquitto:
         self._conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            # Persistent sessions survive a broker restart, so a test subscriber misses nothing
+            # published while it was reconnecting.
+            "persistence true\n"
+            f"persistence_location {workdir}/\n"
+            f"persistence_file mosquitto-{self.port}.db\n"
             "max_inflight_messages 0\n"
             "max_queued_messages 0\n"
             "message_size_limit 0\n"
