@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian / Raspberry Pi OS machine for streetgate development:
+# mosquitto and python3-venv from apt (where we may install), a virtualenv in .venv,
+# streetgate installed into it in editable mode with the given extras.
+# Usage: scripts/setup.sh [extras]   e.g. scripts/setup.sh dev
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else
+        echo "setup: need root to run: $*" >&2
+        echo "setup: run it as root, or install the packages yourself and run again" >&2
+        exit 1
+    fi
+}
+
+need_apt=()
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+    need_apt+=(mosquitto)
+fi
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    need_apt+=(python3-venv)
+fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "setup: installing ${need_apt[*]} with apt-get" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python3 - <<'PY' || { echo "setup: streetgate needs Python 3.11 or newer" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating virtualenv .venv" >&2
+    python3 -m venv .venv
+fi
+spec="."
+[ -n "$extras" ] && spec=".[${extras}]"
+echo "setup: installing streetgate${extras:+ [$extras]} into .venv" >&2
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
