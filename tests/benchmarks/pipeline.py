@@ -1,0 +1,143 @@
+"""Pipeline benchmark: prints one JSON object with the spine's performance figures.
+
+    python -m tests.benchmarks.pipeline [--quick]
+
+Figures (targets on a 2-core x86 machine with mosquitto on loopback, see issue 2):
+- pipeline_readings_per_s (>= 100,000): synthetic source at full speed -> outbox -> broker
+  (QoS 1) -> subscriber in its own process;
+- drain_readings_per_s (>= 100,000): 1,000,000 readings already buffered, broker comes back;
+- steady_cpu_percent (<= 5 % of one core) and rss_mb (<= 80) of the gateway process at
+  2,000 readings/s from 200 simulated Modbus devices;
+- poll_requests_per_s and poll_ratio_to_bare_client (>= 0.8): Modbus TCP requests the
+  gateway's driver completes per second against the simulator, next to a bare pymodbus loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.config import GatewayConfig, parse_config
+from gateway.forwarder import Forwarder, readings_topic
+from gateway.model import Reading
+from gateway.outbox import Outbox
+from simulator.broker import LocalMosquitto
+
+
+def gateway_config(workdir: Path, port: int, **outbox: Any) -> GatewayConfig:
+    return parse_config(
+        {
+            "gateway_id": "bench",
+            "mqtt": {"host": "127.0.0.1", "port": port},
+            "outbox": {"path": str(workdir / "outbox.db"), "max_bytes": "2GiB", **outbox},
+        },
+        "benchmark",
+    )
+
+
+class SubscriberProcess:
+    """The platform side, in its own process so it does not share the gateway's CPU."""
+
+    def __init__(self, port: int, topic: str, last_seq: int) -> None:
+        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            [sys.executable, "-m", "tests.benchmarks.subscriber", str(port), topic, str(last_seq)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("benchmark subscriber did not start")
+
+    async def result(self, timeout: float) -> dict[str, float]:
+        assert self._proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self._proc.stdout.readline), timeout)
+        self._proc.wait()
+        result: dict[str, float] = json.loads(line)
+        return result
+
+
+def synthetic(n: int, start: int) -> list[Reading]:
+    now = int(time.time() * 1000)
+    return [
+        Reading(f"meter-{i % 200}", "active_power", 1000.0 + i % 997 * 0.5, "W", now)
+        for i in range(start, start + n)
+    ]
+
+
+async def bench_pipeline(workdir: Path, broker: LocalMosquitto, total: int) -> float:
+    """Readings per second from a full-speed source to the subscriber."""
+    config = gateway_config(workdir / "pipeline", broker.port)
+    (workdir / "pipeline").mkdir()
+    chunks = [synthetic(1000, i) for i in range(0, total, 1000)]  # built before timing
+    sub = SubscriberProcess(broker.port, readings_topic(config), total)
+    async with Outbox(config.outbox) as outbox:
+        forwarder = Forwarder(config, outbox)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(outbox.run(), name="outbox:commit"),
+                tg.create_task(forwarder.run(), name="forward:mqtt"),
+            ]
+            await forwarder.connected.wait()
+            start = time.time()
+            for chunk in chunks:
+                await outbox.put_many(chunk)
+            result = await sub.result(timeout=120)
+            for task in tasks:
+                task.cancel()
+    return total / (result["last"] - start)
+
+
+async def bench_drain(workdir: Path, broker: LocalMosquitto, total: int) -> float:
+    """Readings per second when a buffered backlog of ``total`` readings is forwarded."""
+    (workdir / "drain").mkdir()
+    config = gateway_config(workdir / "drain", broker.port, commit_max_readings=10_000,
+                            queue_size=20_000)
+    async with Outbox(config.outbox) as outbox:  # fill while "offline"
+        for i in range(0, total, 10_000):
+            await outbox.put_many(synthetic(10_000, i))
+            await outbox._flush()  # noqa: SLF001 - fill as fast as possible
+    sub = SubscriberProcess(broker.port, readings_topic(config), total)
+    async with Outbox(config.outbox) as outbox:
+        forwarder = Forwarder(config, outbox)
+        async with asyncio.TaskGroup() as tg:
+            start = time.time()
+            tasks = [
+                tg.create_task(outbox.run(), name="outbox:commit"),
+                tg.create_task(forwarder.run(), name="forward:mqtt"),
+            ]
+            result = await sub.result(timeout=300)
+            for task in tasks:
+                task.cancel()
+    return total / (result["last"] - start)
+
+
+async def main(quick: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        broker = LocalMosquitto(workdir)
+        broker.start()
+        try:
+            results["pipeline_readings_per_s"] = round(
+                await bench_pipeline(workdir, broker, 100_000 if quick else 500_000)
+            )
+            drain_total = 100_000 if quick else 1_000_000
+            results["drain_readings"] = drain_total
+            results["drain_readings_per_s"] = round(await bench_drain(workdir, broker, drain_total))
+        finally:
+            broker.stop()
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main(args.quick))))
