@@ -9,7 +9,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.validation import issues_from_validation_error
@@ -73,14 +81,21 @@ class MetricSpec(BaseModel):
     type: DataType = DataType.UINT16
     word_order: Order = Order.BIG
     byte_order: Order = Order.BIG
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, allow_inf_nan=False)
     unit: str = ""
 
     @property
     def count(self) -> int:
         """Registers this metric occupies."""
         return self.type.registers
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_not_zero(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("scale must not be 0 (every reading would equal the offset)")
+        return value
 
     @model_validator(mode="after")
     def _fits_address_space(self) -> MetricSpec:
@@ -105,22 +120,42 @@ class Profile(BaseModel):
         le=124,
         description="unused registers a request may span to join two metrics",
     )
-    metrics: tuple[MetricSpec, ...] = Field(min_length=1)
+    metrics: tuple[MetricSpec, ...]
 
-    @model_validator(mode="after")
-    def _unique_metric_names(self) -> Profile:
-        seen: set[str] = set()
-        for metric in self.metrics:
-            if metric.name in seen:
-                raise ValueError(f"metric name {metric.name!r} is used twice")
-            seen.add(metric.name)
-        return self
+    # A field validator, not a model validator: its errors carry the key path "metrics", and it
+    # runs only when every metric is valid (a min_length constraint would add a spurious "at least
+    # 1 item" error whenever the only metric is invalid).
+    @field_validator("metrics")
+    @classmethod
+    def _check_metrics(
+        cls, metrics: tuple[MetricSpec, ...], info: ValidationInfo
+    ) -> tuple[MetricSpec, ...]:
+        if not metrics:
+            raise ValueError("expected at least one [[metrics]] table")
+        first_use: dict[str, int] = {}
+        for index, metric in enumerate(metrics):
+            if metric.name in first_use:
+                raise ValueError(
+                    f"metric name {metric.name!r} is used twice "
+                    f"(metrics[{first_use[metric.name]}] and metrics[{index}])"
+                )
+            first_use[metric.name] = index
+        limit = info.data.get("max_registers_per_request", MAX_REGISTERS_PER_REQUEST)
+        for index, metric in enumerate(metrics):
+            if metric.count > limit:
+                raise ValueError(
+                    f"metrics[{index}] ({metric.name}) is a {metric.type.value} of {metric.count}"
+                    f" registers, more than max_registers_per_request = {limit}"
+                )
+        return metrics
 
 
 def builtin_profiles() -> list[str]:
     """Names of the profiles shipped with streetgate."""
     folder = resources.files("drivers") / "profiles"
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def parse_profile(data: dict[str, Any], source: str) -> Profile:
@@ -151,8 +186,13 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
         known = ", ".join(builtin_profiles())
         raise ConfigError(
             f"profile {ref!r}",
-            [ConfigIssue("", f"no built-in profile named {ref!r}; expected one of: {known}, "
-                        "or a path to a .toml profile file")],
+            [
+                ConfigIssue(
+                    "",
+                    f"no built-in profile named {ref!r}; expected one of: {known}, "
+                    "or a path to a .toml profile file",
+                )
+            ],
         )
     text = (resources.files("drivers") / "profiles" / f"{ref}.toml").read_text("utf-8")
     return _parse_text(text, f"built-in profile {ref}")
@@ -163,7 +203,9 @@ def _load_profile_file(path: Path) -> Profile:
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
-        raise ConfigError(str(path), [ConfigIssue("", f"cannot read profile file: {exc.strerror}")]) from exc
+        raise ConfigError(
+            str(path), [ConfigIssue("", f"cannot read profile file: {exc.strerror}")]
+        ) from exc
     return _parse_text(text, str(path))
 
 
@@ -173,4 +215,3 @@ def _parse_text(text: str, source: str) -> Profile:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [ConfigIssue("", f"not valid TOML: {exc}")]) from exc
     return parse_profile(data, source)
-

@@ -51,7 +51,10 @@ async def run_gateway(
             ]
             log.info(
                 "gateway %s running: %d device(s), broker %s:%d",
-                config.gateway_id, len(config.devices), config.mqtt.host, config.mqtt.port,
+                config.gateway_id,
+                len(config.devices),
+                config.mqtt.host,
+                config.mqtt.port,
             )
             if started is not None:
                 started.set_result(gateway)

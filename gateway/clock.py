@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import time
+from collections.abc import Callable
+from typing import Any
 
 _TIME_ERROR = 5  # adjtimex(2) return value while the kernel considers the clock unsynchronised
 
@@ -41,7 +43,7 @@ class SystemClock:
         return bool(self._adjtimex(buf) not in (-1, _TIME_ERROR))
 
 
-def _load_adjtimex() -> ctypes._CFuncPtr | None:
+def _load_adjtimex() -> Callable[[Any], int] | None:
     name = ctypes.util.find_library("c")
     if name is None:
         return None
@@ -51,4 +53,5 @@ def _load_adjtimex() -> ctypes._CFuncPtr | None:
         return None
     func.argtypes = [ctypes.c_void_p]
     func.restype = ctypes.c_int
-    return func  # type: ignore[no-any-return]
+    adjtimex: Callable[[Any], int] = func
+    return adjtimex

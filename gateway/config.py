@@ -30,7 +30,7 @@ def _duration(value: Any) -> Any:
     if isinstance(value, str):
         return parse_duration(value)
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as '500ms' or '5s', got a boolean")
+        raise ValueError("expected a duration such as '500ms' or '5s', got a boolean")  # noqa: TRY004 - pydantic reports ValueError
     return value  # plain numbers are seconds
 
 
@@ -128,7 +128,9 @@ class ModbusTcpDevice(Frozen):
             try:
                 return load_profile(value, base)
             except ConfigError as exc:
-                raise ValueError("; ".join(str(i) for i in exc.issues) + f" [{exc.source}]") from exc
+                raise ValueError(
+                    "; ".join(str(i) for i in exc.issues) + f" [{exc.source}]"
+                ) from exc
         return value
 
 

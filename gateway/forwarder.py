@@ -50,8 +50,9 @@ def status_topic(config: GatewayConfig) -> str:
 
 def build_message(gateway_id: str, *, historical: bool, rows: list[tuple[int, str]]) -> bytes:
     """One readings message: the envelope around the stored JSON of each reading."""
+    flag = "true" if historical else "false"
     head = (
-        f'{{"v":1,"gateway":{json.dumps(gateway_id)},"historical":{"true" if historical else "false"},'
+        f'{{"v":1,"gateway":{json.dumps(gateway_id)},"historical":{flag},'
         f'"first_seq":{rows[0][0]},"last_seq":{rows[-1][0]},"count":{len(rows)},"readings":['
     )
     return (head + ",".join(body for _, body in rows) + "]}").encode()
@@ -97,7 +98,9 @@ class ForwarderStats:
 class Forwarder:
     """Publishes the outbox to the broker; run ``run()`` as a task (``forward:mqtt``)."""
 
-    def __init__(self, config: GatewayConfig, outbox: Outbox, rng: random.Random | None = None):
+    def __init__(
+        self, config: GatewayConfig, outbox: Outbox, rng: random.Random | None = None
+    ) -> None:
         self._config = config
         self._mqtt = config.mqtt
         self._outbox = outbox
@@ -130,8 +133,10 @@ class Forwarder:
             timeout=self._mqtt.publish_timeout,
             clean_session=True,  # the outbox, not the broker session, is the buffer
             will=aiomqtt.Will(
-                self._status_topic, status_message("offline", reason="connection lost"),
-                qos=1, retain=True,
+                self._status_topic,
+                status_message("offline", reason="connection lost"),
+                qos=1,
+                retain=True,
             ),
             tls_context=self._tls,
             max_inflight_messages=self._mqtt.max_inflight,
@@ -183,8 +188,10 @@ class Forwarder:
         try:
             async with asyncio.timeout(2):
                 await client.publish(
-                    self._status_topic, status_message("offline", reason="shutdown"),
-                    qos=1, retain=True,
+                    self._status_topic,
+                    status_message("offline", reason="shutdown"),
+                    qos=1,
+                    retain=True,
                 )
         except (aiomqtt.MqttError, TimeoutError):
             log.info("could not publish the offline status on shutdown")

@@ -1,4 +1,4 @@
-"""The SQLite outbox: readings are committed here in groups and deleted only once the broker has them.
+"""The SQLite outbox: readings committed in groups, deleted only once the broker has them.
 
 Threading: one dedicated thread owns the SQLite connection and runs every statement, so the
 event loop never waits on disk. The event loop side keeps a bounded list of readings waiting
@@ -260,8 +260,12 @@ class Outbox:
         except sqlite3.DatabaseError as exc:
             reason = str(exc)
         quarantine = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        log.error("outbox %s is damaged (%s); moved it to %s and started a fresh one",
-                  path, reason, quarantine)
+        log.error(
+            "outbox %s is damaged (%s); moved it to %s and started a fresh one",
+            path,
+            reason,
+            quarantine,
+        )
         path.rename(quarantine)
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)

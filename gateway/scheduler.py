@@ -36,9 +36,7 @@ def next_slot(start: float, interval: float, now: float) -> float:
     return start + k * interval
 
 
-def stamp(
-    device: str, samples: Sequence[Sample], ts_ms: int, quality: Quality
-) -> list[Reading]:
+def stamp(device: str, samples: Sequence[Sample], ts_ms: int, quality: Quality) -> list[Reading]:
     """Readings for one poll: every sample gets the same timestamp and quality."""
     return [Reading(device, s.metric, s.value, s.unit, ts_ms, quality) for s in samples]
 
@@ -118,6 +116,7 @@ class DevicePoller:
         status.last_error = str(exc)
         health = health_after(status.consecutive_failures)
         if health is not status.health:
-            log.warning("device %s: %s -> %s: %s", status.name, status.health.value,
-                        health.value, exc)
+            log.warning(
+                "device %s: %s -> %s: %s", status.name, status.health.value, health.value, exc
+            )
         status.health = health

@@ -1,4 +1,4 @@
-"""The tests' broker: simulator.broker's LocalMosquitto, failing clearly when mosquitto is missing."""
+"""The tests' broker: LocalMosquitto, failing the test clearly when mosquitto is missing."""
 
 from __future__ import annotations
 

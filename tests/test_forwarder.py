@@ -23,8 +23,14 @@ def make_config(tmp_path: Path, port: int, **mqtt: object) -> GatewayConfig:
     return parse_config(
         {
             "gateway_id": "gw-test",
-            "mqtt": {"host": "127.0.0.1", "port": port, "keepalive": "5s",
-                     "reconnect_min": "100ms", "reconnect_max": "1s", **mqtt},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "keepalive": "5s",
+                "reconnect_min": "100ms",
+                "reconnect_max": "1s",
+                **mqtt,
+            },
             "outbox": {"path": str(tmp_path / "outbox.db"), "commit_interval": "50ms"},
         },
         "test",
@@ -78,8 +84,14 @@ def test_readings_arrive_in_order_and_are_deleted_after_puback(
                 await asyncio.sleep(0.3)  # the ack of the last message is committed
                 assert (await outbox.stats()).depth == 0
         report = sub.delivery.report()
-        assert report == {"received": 2500, "distinct": 2500, "missing": 0, "duplicated": 0,
-                          "misordered": 0, "highest": 2500}
+        assert report == {
+            "received": 2500,
+            "distinct": 2500,
+            "missing": 0,
+            "duplicated": 0,
+            "misordered": 0,
+            "highest": 2500,
+        }
         values = [r["value"] for r in sub.delivery.readings]
         assert values == [float(i) for i in range(2500)]
         assert all(len(m["readings"]) <= 100 for m in sub.delivery.messages)
@@ -175,5 +187,12 @@ def test_birth_is_retained_and_the_will_reports_a_lost_link(
 def test_message_envelope() -> None:
     rows = [(7, '{"seq":7}'), (8, '{"seq":8}')]
     message = json.loads(build_message("gw-1", historical=True, rows=rows))
-    assert message == {"v": 1, "gateway": "gw-1", "historical": True, "first_seq": 7,
-                       "last_seq": 8, "count": 2, "readings": [{"seq": 7}, {"seq": 8}]}
+    assert message == {
+        "v": 1,
+        "gateway": "gw-1",
+        "historical": True,
+        "first_seq": 7,
+        "last_seq": 8,
+        "count": 2,
+        "readings": [{"seq": 7}, {"seq": 8}],
+    }

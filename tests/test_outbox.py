@@ -28,7 +28,7 @@ def config(tmp_path: Path, **overrides: object) -> OutboxConfig:
 
 async def fill(outbox: Outbox, items: list[Reading]) -> None:
     await outbox.put_many(items)
-    await outbox._flush()  # noqa: SLF001 - commit now instead of waiting for the interval
+    await outbox._flush()
 
 
 def test_sequence_is_contiguous_and_survives_deletes_and_restarts(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_sequence_is_contiguous_and_survives_deletes_and_restarts(tmp_path: Path
             rows = await outbox.read_batch(0, outbox.last_seq, 100)
             assert [seq for seq, _ in rows] == [1, 2, 3, 4, 5]
             outbox.ack(5)
-            await outbox._flush()  # noqa: SLF001
+            await outbox._flush()
             assert (await outbox.stats()).depth == 0
         async with Outbox(config(tmp_path)) as outbox:
             assert outbox.last_seq == 5
@@ -59,7 +59,7 @@ def test_group_commit_uses_one_transaction_per_batch(tmp_path: Path) -> None:
                 await outbox.put_many(readings(100, start=i * 100))
             await outbox.wait_committed(1999)
             task.cancel()
-            commits = outbox._commits  # noqa: SLF001
+            commits = outbox._commits
             assert outbox.last_seq == 2000
             assert 1 <= commits <= 8, commits  # far fewer transactions than readings
 
@@ -120,7 +120,7 @@ def test_put_waits_when_the_queue_is_full(tmp_path: Path) -> None:
             blocked = asyncio.create_task(outbox.put_many(readings(1)), name="blocked-put")
             await asyncio.sleep(0.05)
             assert not blocked.done()
-            await outbox._flush()  # noqa: SLF001
+            await outbox._flush()
             await asyncio.wait_for(blocked, 1)
 
     asyncio.run(scenario())

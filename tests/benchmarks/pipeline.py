@@ -46,7 +46,7 @@ class SubscriberProcess:
     """The platform side, in its own process so it does not share the gateway's CPU."""
 
     def __init__(self, port: int, topic: str, last_seq: int) -> None:
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        self._proc = subprocess.Popen(
             [sys.executable, "-m", "tests.benchmarks.subscriber", str(port), topic, str(last_seq)],
             stdout=subprocess.PIPE,
             text=True,
@@ -97,12 +97,13 @@ async def bench_pipeline(workdir: Path, broker: LocalMosquitto, total: int) -> f
 async def bench_drain(workdir: Path, broker: LocalMosquitto, total: int) -> float:
     """Readings per second when a buffered backlog of ``total`` readings is forwarded."""
     (workdir / "drain").mkdir()
-    config = gateway_config(workdir / "drain", broker.port, commit_max_readings=10_000,
-                            queue_size=20_000)
+    config = gateway_config(
+        workdir / "drain", broker.port, commit_max_readings=10_000, queue_size=20_000
+    )
     async with Outbox(config.outbox) as outbox:  # fill while "offline"
         for i in range(0, total, 10_000):
             await outbox.put_many(synthetic(10_000, i))
-            await outbox._flush()  # noqa: SLF001 - fill as fast as possible
+            await outbox._flush()
     sub = SubscriberProcess(broker.port, readings_topic(config), total)
     async with Outbox(config.outbox) as outbox:
         forwarder = Forwarder(config, outbox)

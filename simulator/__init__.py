@@ -1,0 +1,1 @@
+"""Simulated street devices speaking their real protocols, for development and tests."""
