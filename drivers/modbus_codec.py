@@ -70,13 +70,15 @@ def encode_value(
     byte_order: Order = Order.BIG,
 ) -> list[int]:
     """Encode a raw value into registers (the inverse of :func:`decode_value`)."""
-    if data_type in (DataType.FLOAT32, DataType.FLOAT64):
-        packed = struct.pack(_STRUCT[data_type], float(value))
-    else:
-        try:
+    # struct raises OverflowError for floats beyond float32 and int() for infinities; both are
+    # values that do not fit, so callers get the ValueError this function promises.
+    try:
+        if data_type in (DataType.FLOAT32, DataType.FLOAT64):
+            packed = struct.pack(_STRUCT[data_type], float(value))
+        else:
             packed = struct.pack(_STRUCT[data_type], int(value))
-        except struct.error as exc:
-            raise ValueError(f"{value!r} does not fit in {data_type.value}") from exc
+    except (struct.error, OverflowError) as exc:
+        raise ValueError(f"{value!r} does not fit in {data_type.value}") from exc
     return _to_wire_bytes(packed, word_order, byte_order)
 
 
