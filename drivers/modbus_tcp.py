@@ -74,9 +74,12 @@ class _PymodbusErrors:
     Reusable and allocation-free, so the poll loop can enter it once per request.
     """
 
-    def __init__(self, device: str, connected: Callable[[], bool]) -> None:
+    def __init__(
+        self, device: str, connected: Callable[[], bool], abandon: Callable[[], None]
+    ) -> None:
         self._device = device
         self._connected = connected
+        self._abandon = abandon
         self.doing = "connecting"  # set by the caller before each operation, for the message
 
     def __enter__(self) -> None:
@@ -96,6 +99,9 @@ class _PymodbusErrors:
             # request was outstanding as a timeout; only the connection state tells them apart.
             if not self._connected():
                 raise DeviceUnreachable(device, f"connection lost while {self.doing}") from exc
+            # The answer may still come, late; closing makes sure it is never taken for the
+            # answer to a later request on this connection.
+            self._abandon()
             raise DeviceTimeout(device, f"no answer while {self.doing}") from exc
         if isinstance(exc, ConnectionException | OSError):
             raise DeviceUnreachable(device, f"not connected while {self.doing}") from exc
@@ -108,7 +114,8 @@ class ModbusTcpDriver:
 
     One TCP connection per ``async with``; pymodbus's own retries and reconnects are off, because
     the scheduler owns both. Leaving the context closes the connection; entering the same object
-    again opens a new one.
+    again opens a new one. After a timeout the connection is closed too, so every later poll
+    raises :class:`DeviceUnreachable` until the context is left and entered again.
     """
 
     def __init__(self, config: ModbusTcpDevice) -> None:
@@ -122,7 +129,7 @@ class ModbusTcpDriver:
         )
         self._client: AsyncModbusTcpClient | None = None
         self._reads: tuple[tuple[ReadBlock, _Read, str], ...] = ()
-        self._errors = _PymodbusErrors(config.name, self._is_connected)
+        self._errors = _PymodbusErrors(config.name, self._is_connected, self._abandon)
 
     @property
     def name(self) -> str:
@@ -136,6 +143,10 @@ class ModbusTcpDriver:
 
     def _is_connected(self) -> bool:
         return self._client is not None and self._client.connected
+
+    def _abandon(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
     async def __aenter__(self) -> Self:
         if self._client is not None:
