@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -35,7 +36,11 @@ def parse_size(text: str) -> int:
     match = _SIZE.match(text)
     if match is None:
         raise ValueError(f"expected a size such as '64MB', '512KiB' or '1GiB', got {text!r}")
-    return int(float(match.group(1)) * _SIZE_FACTOR[match.group(2)])
+    # Decimal, not float: "2.01kB" is 2010 bytes, where float arithmetic truncates to 2009.
+    size = Decimal(match.group(1)) * _SIZE_FACTOR[match.group(2)]
+    if size != size.to_integral_value():
+        raise ValueError(f"expected a whole number of bytes, got {text!r} ({size} bytes)")
+    return int(size)
 
 
 def format_duration(seconds: float) -> str:
