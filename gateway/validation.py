@@ -30,11 +30,21 @@ def issues_from_validation_error(exc: ValidationError) -> list[ConfigIssue]:
         # Discriminated unions add the tag ("modbus_tcp") to the path; it is noise for a reader.
         loc = tuple(p for p in loc if p not in _UNION_TAGS)
         message = error["msg"]
+        ctx = error.get("ctx", {})
         if error["type"] == "extra_forbidden":
             message = "unknown key (not allowed here; check the spelling)"
         elif error["type"] == "missing":
             message = "required key is missing"
-        elif error["type"] == "string_pattern_mismatch":
+        elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # pydantic reports these at the table; the mistake is in its tag key ("kind").
+            loc = (*loc, str(ctx.get("discriminator", "")).strip("'"))
+            expected = ctx.get("expected_tags") or ", ".join(repr(t) for t in sorted(_UNION_TAGS))
+            message = (
+                f"expected one of: {expected} (got {ctx['tag']!r})"
+                if "tag" in ctx
+                else f"required key is missing; expected one of: {expected}"
+            )
+        elif error["type"] == "string_pattern_mismatch" and ctx.get("pattern") == _NAME_PATTERN:
             message = (
                 "expected a name of letters, digits, '_', '.' or '-', starting with a letter "
                 f"or digit (got {error['input']!r})"
@@ -50,3 +60,4 @@ def issues_from_validation_error(exc: ValidationError) -> list[ConfigIssue]:
 
 
 _UNION_TAGS = {"modbus_tcp"}
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # the name pattern of config and profile models
