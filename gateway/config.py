@@ -37,10 +37,12 @@ def _duration(value: Any) -> Any:
 def _size(value: Any) -> Any:
     if isinstance(value, str):
         return parse_size(value)
-    return value
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as '64MB' or a number of bytes, got a boolean")  # noqa: TRY004 - pydantic reports ValueError
+    return value  # plain numbers are bytes
 
 
-Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, allow_inf_nan=False)]
 Bytes = Annotated[int, BeforeValidator(_size), Field(gt=0)]
 
 
@@ -145,13 +147,17 @@ class GatewayConfig(Frozen):
     outbox: OutboxConfig
     devices: tuple[DeviceConfig, ...] = ()
 
-    @model_validator(mode="after")
-    def _unique_device_names(self) -> GatewayConfig:
-        names = [d.name for d in self.devices]
+    # A field validator, so the issue is located at "devices" (a model validator has no key path).
+    @field_validator("devices")
+    @classmethod
+    def _unique_device_names(
+        cls, devices: tuple[ModbusTcpDevice, ...]
+    ) -> tuple[ModbusTcpDevice, ...]:
+        names = [d.name for d in devices]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"device names must be unique; used more than once: {duplicates}")
-        return self
+        return devices
 
 
 def parse_config(data: dict[str, Any], source: str, base_dir: Path | None = None) -> GatewayConfig:
