@@ -1,0 +1,292 @@
+"""``streetgate sim``: serve simulated Modbus TCP devices and write a gateway config for them.
+
+streetgate sim --profile sdm120 --count 3 --write-config gw.toml   # one terminal
+streetgate run -c gw.toml                                          # another
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import re
+import signal
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drivers.profile import Profile, load_profile
+from gateway.config import NAME_PATTERN, parse_config
+from gateway.errors import ConfigError
+from gateway.units import format_duration, parse_duration
+from simulator.modbus_server import DeviceSpec, ModbusSimulator
+
+__all__ = [
+    "ConfigDevice",
+    "GatewaySettings",
+    "SimProfile",
+    "WriteConfigError",
+    "config_toml",
+    "fleet",
+    "register",
+    "serve",
+    "write_config_file",
+]
+
+EXIT_RUNTIME = 1  # could not serve (port taken) or write the config
+
+
+@dataclass(frozen=True, slots=True)
+class SimProfile:
+    """A profile as the user named it (what the config refers to) and as loaded."""
+
+    ref: str
+    profile: Profile
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """The non-device part of a written config, and the poll interval of every device."""
+
+    gateway_id: str = "sim-gateway"
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 1883
+    outbox: Path = Path("outbox.db")
+    interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDevice:
+    """A served device as the config describes it."""
+
+    name: str
+    profile_ref: str
+    host: str
+    port: int
+    unit_id: int
+
+
+def fleet(profiles: Sequence[SimProfile], count: int, unit_id: int) -> list[tuple[DeviceSpec, str]]:
+    """``count`` devices cycling through ``profiles``, named ``sim-<profile>-<n>``.
+
+    Returns each device's spec with the profile reference to write into a config.
+    """
+    numbers: dict[str, itertools.count[int]] = {}
+    devices = []
+    for entry in itertools.islice(itertools.cycle(profiles), count):
+        name = entry.profile.name
+        n = next(numbers.setdefault(name, itertools.count(1)))
+        devices.append((DeviceSpec(f"sim-{name}-{n}", entry.profile, unit_id), entry.ref))
+    return devices
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML ones
+
+
+def config_toml(settings: GatewaySettings, devices: Sequence[ConfigDevice]) -> str:
+    """A complete gateway config for ``devices``."""
+    lines = [
+        f"# Written by `streetgate sim` for {len(devices)} simulated device(s).",
+        "# Run the gateway against them with: streetgate run -c <this file>",
+        f"gateway_id = {_toml_str(settings.gateway_id)}",
+        "",
+        "[mqtt]",
+        f"host = {_toml_str(settings.broker_host)}",
+        f"port = {settings.broker_port}",
+        "",
+        "[outbox]",
+        f"path = {_toml_str(str(settings.outbox))}",
+    ]
+    for device in devices:
+        lines += [
+            "",
+            "[[devices]]",
+            'kind = "modbus_tcp"',
+            f"name = {_toml_str(device.name)}",
+            f"host = {_toml_str(device.host)}",
+            f"port = {device.port}",
+            f"unit_id = {device.unit_id}",
+            f"profile = {_toml_str(device.profile_ref)}",
+            f"interval = {_toml_str(format_duration(settings.interval))}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+class WriteConfigError(Exception):
+    """The config file could not be written (it exists, or the folder is not writable)."""
+
+
+def write_config_file(path: Path, text: str, *, force: bool) -> None:
+    """Write a config after checking it loads; without ``force`` an existing file is kept."""
+    parse_config(tomllib.loads(text), str(path), path.parent.resolve())
+    try:
+        with path.open("w" if force else "x", encoding="utf-8") as file:
+            file.write(text)
+    except FileExistsError as exc:
+        raise WriteConfigError(f"{path} exists; add --force to overwrite it") from exc
+    except OSError as exc:
+        raise WriteConfigError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _profiles(refs: Sequence[str]) -> list[SimProfile]:
+    loaded = []
+    for ref in refs:
+        try:
+            profile = load_profile(ref, Path.cwd())
+        except ConfigError as exc:
+            problems = "; ".join(str(issue) for issue in exc.issues)
+            raise typer.BadParameter(problems, param_hint="'--profile'") from exc
+        is_path = ref.endswith(".toml") or "/" in ref
+        loaded.append(SimProfile(str(Path(ref).resolve()) if is_path else ref, profile))
+    return loaded
+
+
+def _interval(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--interval'") from exc
+    if seconds <= 0:
+        raise typer.BadParameter(
+            f"expected a duration above 0, got {text!r}", param_hint="'--interval'"
+        )
+    return seconds
+
+
+def _check_names(gateway_id: str, broker_host: str) -> None:
+    if not re.match(NAME_PATTERN, gateway_id) or len(gateway_id) > 64:
+        raise typer.BadParameter(
+            f"expected up to 64 letters, digits, '_', '.' or '-' (not first), got {gateway_id!r}",
+            param_hint="'--gateway-id'",
+        )
+    if not broker_host:
+        raise typer.BadParameter("expected a host name or address", param_hint="'--broker-host'")
+
+
+async def serve(
+    devices: Sequence[tuple[DeviceSpec, str]],
+    *,
+    host: str,
+    base_port: int,
+    settings: GatewaySettings,
+    config_path: Path | None = None,
+    force: bool = False,
+    stop: asyncio.Event | None = None,
+    started: asyncio.Future[ModbusSimulator] | None = None,
+) -> None:
+    """Serve ``devices`` until ``stop`` is set (or SIGINT/SIGTERM when it is None).
+
+    ``started`` gets the running simulator once every device listens and the config is written.
+    """
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # not on Windows' default loop
+                loop.add_signal_handler(sig, stop.set)
+    specs = [spec for spec, _ in devices]
+    async with ModbusSimulator(specs, host=host, base_port=base_port, history=8) as sim:
+        if config_path is not None:
+            described = [
+                ConfigDevice(spec.name, ref, host, sim[spec.name].port, spec.unit_id)
+                for spec, ref in devices
+            ]
+            write_config_file(config_path, config_toml(settings, described), force=force)
+            typer.echo(
+                f"wrote {config_path}; run the gateway: streetgate run -c {config_path}", err=True
+            )
+        for spec in specs:
+            port = sim[spec.name].port
+            typer.echo(f"{spec.name}  {spec.profile.name}  {host}:{port}  unit {spec.unit_id}")
+        typer.echo(f"serving {len(specs)} device(s); Ctrl-C to stop", err=True)
+        if started is not None:
+            started.set_result(sim)
+        await stop.wait()
+    typer.echo("stopped", err=True)
+
+
+def sim(  # noqa: PLR0917 - one parameter per CLI option
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Built-in profile name or path to a .toml profile; repeat for a mixed fleet "
+            "(devices cycle through the profiles). Default: sdm120.",
+            show_default=False,
+        ),
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, help="Number of devices.")] = 1,
+    host: Annotated[str, typer.Option(help="Address the devices listen on.")] = "127.0.0.1",
+    base_port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, help="Port of the first device, the next ones follow; 0: free ports."
+        ),
+    ] = 5020,
+    unit_id: Annotated[int, typer.Option(min=0, max=255, help="Modbus unit id.")] = 1,
+    interval: Annotated[
+        str, typer.Option(help="Poll interval written to the config (e.g. 500ms, 1s, 1m).")
+    ] = "1s",
+    write_config: Annotated[
+        Path | None,
+        typer.Option(help="Write a gateway config (TOML) for the devices.", dir_okay=False),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the --write-config file.")
+    ] = False,
+    broker_host: Annotated[str, typer.Option(help="MQTT broker host for the config.")] = (
+        "127.0.0.1"
+    ),
+    broker_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="MQTT broker port for the config.")
+    ] = 1883,
+    gateway_id: Annotated[str, typer.Option(help="gateway_id for the config.")] = "sim-gateway",
+    outbox: Annotated[
+        Path, typer.Option(help="Outbox path for the config (relative to the config file).")
+    ] = Path("outbox.db"),
+) -> None:
+    """Serve simulated Modbus TCP devices until Ctrl-C; optionally write a config for them."""
+    profiles = _profiles(profile or ["sdm120"])
+    settings = GatewaySettings(gateway_id, broker_host, broker_port, outbox, _interval(interval))
+    _check_names(gateway_id, broker_host)
+    if base_port and base_port + count - 1 > 65535:
+        raise typer.BadParameter(
+            f"{count} devices from port {base_port} run past 65535; lower it or use 0",
+            param_hint="'--base-port'",
+        )
+    if write_config is not None and write_config.exists() and not force:
+        raise typer.BadParameter(
+            f"{write_config} exists; add --force to overwrite it", param_hint="'--write-config'"
+        )
+    devices = fleet(profiles, count, unit_id)
+    try:
+        asyncio.run(
+            serve(
+                devices,
+                host=host,
+                base_port=base_port,
+                settings=settings,
+                config_path=write_config,
+                force=force,
+            )
+        )
+    except KeyboardInterrupt:  # only where signal handlers could not be installed
+        pass
+    except (WriteConfigError, ConfigError) as exc:  # ConfigError: a bug, it must always load
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_RUNTIME) from exc
+    except OSError as exc:
+        typer.echo(f"error: {exc}; for free ports use --base-port 0", err=True)
+        raise typer.Exit(EXIT_RUNTIME) from exc
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sim`` to the CLI."""
+    app.command("sim")(sim)
