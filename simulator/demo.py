@@ -89,8 +89,10 @@ async def run_demo(devices: int, duration: float | None, workdir: Path) -> None:
             config = demo_config(workdir, broker, sim)
             say(f"demo: mosquitto on {broker.host}:{broker.port}, outbox {config.outbox.path}")
             for device in sim:
-                say(f"demo: simulated {device.profile.name} '{device.name}' "
-                    f"on {sim.host}:{device.port}")
+                say(
+                    f"demo: simulated {device.profile.name} '{device.name}' "
+                    f"on {sim.host}:{device.port}"
+                )
             say(f"demo: watch it yourself: mosquitto_sub -p {broker.port} -t '#' -v")
             say("demo: readings as the broker receives them (Ctrl-C stops):")
             stop = asyncio.Event()
