@@ -61,11 +61,13 @@ def validate(file: Annotated[Path, typer.Argument(help="Config file to check.")]
 
 
 def _register_subcommands() -> None:
-    from gateway import cli_run  # noqa: PLC0415 - registration order, modules register on import
+    from gateway import cli_run  # noqa: PLC0415 - keeps `validate` free of runtime imports
     from simulator import cli as sim_cli  # noqa: PLC0415
+    from simulator import demo  # noqa: PLC0415
 
     cli_run.register(app)
     sim_cli.register(app)
+    demo.register(app)
 
 
 def main() -> None:

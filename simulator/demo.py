@@ -1,4 +1,4 @@
-"""``streetgate demo``: mosquitto + simulated devices + the gateway, printing what the broker gets."""
+"""``streetgate demo``: mosquitto, simulated devices and the gateway, printing what arrives."""
 
 from __future__ import annotations
 
