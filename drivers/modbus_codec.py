@@ -5,9 +5,12 @@ Shared by the driver (decode), the simulator (encode) and the tests (both direct
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
 
 from drivers.profile import DataType, Function, MetricSpec, Order
 from gateway.model import Sample
@@ -83,8 +86,46 @@ def encode_value(
 
 
 def scaled(metric: MetricSpec, raw: int | float) -> float:
-    """Engineering value of a metric: raw × scale + offset."""
-    return float(raw) * metric.scale + metric.offset
+    """Engineering value of a metric: raw × scale + offset, without binary noise.
+
+    A float32 register value is taken as the shortest decimal that is the same float32
+    (0x4366199A is 230.1, not 230.10000610351562), and an integer scaled by 0.1 keeps one
+    decimal (546 × 0.1 is 54.6, not 54.6000000000000005). No information is lost: the result
+    encodes to the same registers.
+    """
+    if metric.type is DataType.FLOAT32:
+        raw = shortest_float32(float(raw))
+    if metric.scale == 1.0 and metric.offset == 0.0:
+        return float(raw)
+    value = float(raw) * metric.scale + metric.offset
+    if not math.isfinite(value):
+        return value
+    if metric.type in (DataType.FLOAT32, DataType.FLOAT64):
+        return float(f"{value:.15g}")
+    return round(value, _decimals(metric.scale, metric.offset))
+
+
+def shortest_float32(value: float) -> float:
+    """The shortest decimal that rounds to the same float32 as ``value``."""
+    if not math.isfinite(value):
+        return value
+    packed = struct.pack(">f", value)
+    for digits in range(6, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack(">f", candidate) == packed:
+            return candidate
+    return value
+
+
+@lru_cache(maxsize=1024)
+def _decimals(*numbers: float) -> int:
+    """Decimal places needed to write every one of ``numbers`` exactly as typed."""
+    places = 0
+    for number in numbers:
+        exponent = Decimal(repr(number)).as_tuple().exponent
+        if isinstance(exponent, int) and exponent < 0:
+            places = max(places, -exponent)
+    return places
 
 
 def raw_for(metric: MetricSpec, value: float) -> int | float:

@@ -19,6 +19,7 @@ from drivers.modbus_codec import (
     plan_reads,
     raw_for,
     scaled,
+    shortest_float32,
 )
 from drivers.profile import DataType, Function, MetricSpec, Order, builtin_profiles, load_profile
 from gateway.model import Sample
@@ -652,4 +653,34 @@ def test_plan_then_decode_returns_every_value(
         response = [image.get(a, 0xFFFF) for a in range(block.address, block.address + block.count)]
         for sample in decode_block(block, response):
             decoded[sample.metric] = sample.value
-    assert decoded == {name: float(value) for name, value in values.items()}
+    as_float32 = {m.name for m in metrics if m.type is DataType.FLOAT32}
+    # float32 values come back as the shortest decimal of the same float32: same registers.
+    assert {
+        name: struct.pack(">f", v) if name in as_float32 else v for name, v in decoded.items()
+    } == {
+        name: struct.pack(">f", v) if name in as_float32 else float(v) for name, v in values.items()
+    }
+
+
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_shortest_float32_is_the_same_float32_and_never_longer(value: float) -> None:
+    short = shortest_float32(value)
+    assert struct.pack(">f", short) == struct.pack(">f", value)
+    assert len(repr(short)) <= len(repr(value))
+
+
+@pytest.mark.parametrize(
+    ("registers", "scale", "offset", "expected"),
+    [
+        ([0x0222], 0.1, 0.0, 54.6),
+        ([0x0131], 0.1, 0.0, 30.5),
+        ([0x0001], 0.01, -40.0, -39.99),
+        ([1234], 0.001, 0.0, 1.234),
+    ],
+)
+def test_scaled_integers_carry_no_binary_noise(
+    registers: list[int], scale: float, offset: float, expected: float
+) -> None:
+    metric = MetricSpec(name="x", address=0, type=DataType.UINT16, scale=scale, offset=offset)
+    block = plan_reads([metric])[0]
+    assert repr(decode_block(block, registers)[0].value) == repr(expected)

@@ -108,13 +108,13 @@ def test_sdm630_key_registers() -> None:
 
 
 def test_sdm120_worked_example_decodes_230_1_volts() -> None:
-    # RTU response 01 04 04 43 66 19 9A ...: float32 0x4366199A; pymodbus gives 230.10000610351562.
+    # RTU response 01 04 04 43 66 19 9A ...: float32 0x4366199A (pymodbus: 230.10000610351562).
     profile = load_profile("sdm120")
     first = plan_reads(profile.metrics, profile.max_registers_per_request, profile.max_gap)[0]
     assert (first.function, first.address) == (Function.INPUT, 0x0000)
     registers = [0x4366, 0x199A] + [0] * (first.count - 2)
     samples = {s.metric: s for s in decode_block(first, registers)}
-    assert samples["voltage"].value == 230.10000610351562
+    assert samples["voltage"].value == 230.1  # the float32 0x4366199A, written shortest
     assert samples["voltage"].unit == "V"
     assert samples["current"].value == 0.0
 
