@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.config import GatewayConfig, parse_config
+import aiomqtt
+from pymodbus.client import AsyncModbusTcpClient
+
+from drivers.modbus_tcp import ModbusTcpDriver
+from gateway.config import GatewayConfig, load_config, parse_config
 from gateway.forwarder import Forwarder, readings_topic
 from gateway.model import Reading
 from gateway.outbox import Outbox
@@ -119,6 +124,137 @@ async def bench_drain(workdir: Path, broker: LocalMosquitto, total: int) -> floa
     return total / (result["last"] - start)
 
 
+class SimProcess:
+    """``streetgate sim`` in its own process, so its CPU is not counted as the gateway's."""
+
+    def __init__(self, workdir: Path, count: int, interval: str, broker_port: int) -> None:
+        self.config = workdir / "gw.toml"
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "sim",
+                "--profile",
+                "sdm120",
+                "--count",
+                str(count),
+                "--base-port",
+                "0",
+                "--interval",
+                interval,
+                "--write-config",
+                str(self.config),
+                "--broker-port",
+                str(broker_port),
+                "--gateway-id",
+                "bench",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stderr is not None
+        for line in self._proc.stderr:
+            if line.startswith("serving"):
+                return
+        raise RuntimeError("streetgate sim did not start")
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(10)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def bench_steady(workdir: Path, broker: LocalMosquitto, seconds: float) -> dict[str, float]:
+    """CPU and memory of the gateway process at 2,000 readings/s from 200 Modbus devices."""
+    (workdir / "steady").mkdir()
+    # SDM120: 11 metrics in 3 requests per poll; 200 devices every 1.1 s = 2,000 readings/s.
+    sim = SimProcess(workdir / "steady", 200, "1100ms", broker.port)
+    received = 0
+
+    async def count() -> None:
+        nonlocal received
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.subscribe("streetgate/bench/readings", qos=1)
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                received += json.loads(message.payload)["count"]
+
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "-c", str(sim.config), "--log-level", "warning"],
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            counter = tg.create_task(count(), name="bench:count")
+            await asyncio.sleep(10)  # connect to 200 devices, reach steady state
+            cpu0, got0, t0 = _cpu_seconds(gateway.pid), received, time.monotonic()
+            rss = 0.0
+            while time.monotonic() - t0 < seconds:
+                await asyncio.sleep(1)
+                rss = max(rss, _rss_mb(gateway.pid))
+            elapsed = time.monotonic() - t0
+            cpu = _cpu_seconds(gateway.pid) - cpu0
+            counter.cancel()
+    finally:
+        gateway.terminate()
+        gateway.wait(15)
+        sim.stop()
+    return {
+        "steady_readings_per_s": round((received - got0) / elapsed),
+        "steady_cpu_percent": round(100 * cpu / elapsed, 1),
+        "rss_mb": round(rss, 1),
+    }
+
+
+async def bench_poll(workdir: Path, seconds: float) -> dict[str, float]:
+    """Modbus requests/s: the gateway's driver vs a bare pymodbus loop, same simulator."""
+    (workdir / "poll").mkdir()
+    sim = SimProcess(workdir / "poll", 1, "1s", 1883)
+    try:
+        device = load_config(sim.config).devices[0]
+        driver = ModbusTcpDriver(device)
+        requests_per_poll = len(driver.plan)
+        async with driver:
+            polls = 0
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                await driver.poll()
+                polls += 1
+        gateway_rate = polls * requests_per_poll / seconds
+
+        client = AsyncModbusTcpClient(device.host, port=device.port, timeout=1, retries=0)
+        await client.connect()
+        blocks = [(b.address, b.count) for b in driver.plan]
+        done = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for address, count in blocks:
+                reply = await client.read_input_registers(address, count=count, device_id=1)
+                assert not reply.isError()
+                done += 1
+        client.close()
+        bare_rate = done / seconds
+    finally:
+        sim.stop()
+    return {
+        "poll_requests_per_s": round(gateway_rate),
+        "bare_client_requests_per_s": round(bare_rate),
+        "poll_ratio_to_bare_client": round(gateway_rate / bare_rate, 3),
+    }
+
+
 async def main(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,6 +268,8 @@ async def main(quick: bool) -> dict[str, Any]:
             drain_total = 100_000 if quick else 1_000_000
             results["drain_readings"] = drain_total
             results["drain_readings_per_s"] = round(await bench_drain(workdir, broker, drain_total))
+            results.update(await bench_steady(workdir, broker, 10 if quick else 30))
+            results.update(await bench_poll(workdir, 3 if quick else 10))
         finally:
             broker.stop()
     return results
