@@ -197,7 +197,9 @@ async def serve(
                 ConfigDevice(spec.name, ref, host, sim[spec.name].port, spec.unit_id)
                 for spec, ref in devices
             ]
-            write_config_file(config_path, config_toml(settings, described), force=force)
+            text = config_toml(settings, described)
+            # Off the event loop: checking the config reads profile files, then it is written.
+            await asyncio.to_thread(write_config_file, config_path, text, force=force)
             typer.echo(
                 f"wrote {config_path}; run the gateway: streetgate run -c {config_path}", err=True
             )

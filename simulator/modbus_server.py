@@ -100,11 +100,16 @@ class SimulatedDevice:
         self._clock = clock
         self._t0 = clock()
         self._served = {m.name: deque[float](maxlen=history) for m in spec.profile.metrics}
-        self._metrics: dict[int, tuple[MetricSpec, ...]] = {
+        # Per function code: (first register, end, metric), by address, for the request hook.
+        self._metrics: dict[int, tuple[tuple[int, int, MetricSpec], ...]] = {
             code: tuple(
                 sorted(
-                    (m for m in spec.profile.metrics if m.function is function),
-                    key=lambda m: m.address,
+                    (
+                        (m.address, m.address + m.count, m)
+                        for m in spec.profile.metrics
+                        if m.function is function
+                    ),
+                    key=lambda entry: entry[:2],
                 )
             )
             for function, code in _FUNCTION_CODES.items()
@@ -216,16 +221,14 @@ class SimulatedDevice:
             return None  # a write: pymodbus stores it; the next read overwrites it
         t = self._clock() - self._t0
         end = address + count
-        for metric in self._metrics.get(function_code, ()):
-            if metric.address >= end:
+        for first, last, metric in self._metrics.get(function_code, ()):
+            if first >= end:
                 break
-            metric_end = metric.address + metric.count
-            if metric_end <= address:
+            if last <= address:
                 continue
             words, value = self.values.encode(metric, t)
-            offset = metric.address - start_address
-            registers[offset : offset + metric.count] = words
-            if metric.address >= address and metric_end <= end:
+            registers[first - start_address : last - start_address] = words
+            if first >= address and last <= end:
                 self._served[metric.name].append(value)
         return None
 
