@@ -110,7 +110,7 @@ def shortest_float32(value: float) -> float:
     if not math.isfinite(value):
         return value
     packed = struct.pack(">f", value)
-    for digits in range(6, 10):
+    for digits in (7, 8, 9):  # %g drops trailing zeros: 7 digits also finds '230.1'
         candidate = float(f"{value:.{digits}g}")
         if struct.pack(">f", candidate) == packed:
             return candidate
@@ -186,14 +186,23 @@ def decode_block(block: ReadBlock, registers: Sequence[int]) -> list[Sample]:
         raise ValueError(
             f"expected {block.count} registers from address {block.address}, got {len(registers)}"
         )
+    try:
+        # One pack for the whole block; also rejects register values outside 0..65535.
+        wire = struct.pack(f">{block.count}H", *registers[: block.count])
+    except struct.error as exc:
+        raise ValueError(f"register values must be 0..65535: {exc}") from exc
     samples = []
     for metric in block.metrics:
         offset = metric.address - block.address
-        raw = decode_value(
-            registers[offset : offset + metric.count],
-            metric.type,
-            metric.word_order,
-            metric.byte_order,
-        )
+        raw: int | float
+        if metric.word_order is Order.BIG and metric.byte_order is Order.BIG:
+            raw = struct.unpack_from(_STRUCT[metric.type], wire, offset * 2)[0]
+        else:
+            raw = decode_value(
+                registers[offset : offset + metric.count],
+                metric.type,
+                metric.word_order,
+                metric.byte_order,
+            )
         samples.append(Sample(metric.name, scaled(metric, raw), metric.unit))
     return samples

@@ -25,9 +25,7 @@ def parse_duration(text: str) -> float:
     """Return seconds for a duration such as ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"``."""
     match = _DURATION.match(text)
     if match is None:
-        raise ValueError(
-            f"expected a duration such as '250ms', '5s', '2m' or '1h', got {text!r}"
-        )
+        raise ValueError(f"expected a duration such as '250ms', '5s', '2m' or '1h', got {text!r}")
     return float(match.group(1)) * _DURATION_FACTOR[match.group(2)]
 
 

@@ -25,7 +25,9 @@ def issues_from_validation_error(exc: ValidationError) -> list[ConfigIssue]:
     issues = []
     for error in exc.errors(include_url=False):
         loc = tuple(
-            part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))
+            part
+            for part in error["loc"]
+            if not (isinstance(part, str) and part.startswith("function-"))
         )
         # Discriminated unions add the tag ("modbus_tcp") to the path; it is noise for a reader.
         loc = tuple(p for p in loc if p not in _UNION_TAGS)
