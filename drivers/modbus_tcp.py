@@ -49,7 +49,10 @@ class _DropTranslatedClientErrors(logging.Filter):
     _CLIENT_CALLS = frozenset({("transaction", "execute"), ("transport", "connect")})
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return (record.module, record.funcName) not in self._CLIENT_CALLS
+        return (
+            record.levelno < logging.WARNING
+            or (record.module, record.funcName) not in self._CLIENT_CALLS
+        )
 
 
 def _install_log_filter() -> None:

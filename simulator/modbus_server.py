@@ -45,7 +45,11 @@ class _DropAnswersToGoneClients(logging.Filter):
     """A client that hung up before a delayed answer is expected here, not an error worth a log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.module == "transport" and record.funcName == "send")
+        return not (
+            record.levelno >= logging.ERROR
+            and record.module == "transport"
+            and record.funcName == "send"
+        )
 
 
 def _install_log_filter() -> None:
@@ -76,6 +80,17 @@ def _register_blocks(plan: Sequence[ReadBlock], function: Function) -> list[SimD
     # pymodbus needs at least one entry per table; a single invalid register answers
     # ILLEGAL_DATA_ADDRESS like a real device without that table.
     return blocks or [SimData(0, datatype=DataType.INVALID)]
+
+
+async def _absent_unit(  # noqa: PLR0917 - pymodbus's SimAction signature
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> ExcCodes:
+    return ExcCodes.GATEWAY_NO_RESPONSE
 
 
 class SimulatedDevice:
@@ -114,21 +129,24 @@ class SimulatedDevice:
             )
             for function, code in _FUNCTION_CODES.items()
         }
-        bits = [SimData(0, values=False, datatype=DataType.BITS)]  # coils/discrete: unused
-        self._simdevice = SimDevice(
-            id=spec.unit_id,
-            simdata=(
-                bits,
-                list(bits),
-                _register_blocks(self.plan, Function.HOLDING),
-                _register_blocks(self.plan, Function.INPUT),
-            ),
-            action=self._action,
-        )
+        self._simdevices = [SimDevice(spec.unit_id, self._tables(), action=self._action)]
+        if spec.unit_id != 0:
+            # Any other unit id: answer like a Modbus TCP gateway whose target is silent. Without
+            # this, pymodbus 3.16 answers DEVICE_FAILURE and logs a KeyError traceback.
+            self._simdevices.append(SimDevice(0, self._tables(), action=_absent_unit))
         self._server: ModbusTcpServer | None = None
         self._exception: ExcCodes | None = None
         self._delay = 0.0
         self._stopping = asyncio.Event()
+
+    def _tables(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
+        bits = [SimData(0, values=False, datatype=DataType.BITS)]  # coils/discrete: unused
+        return (
+            bits,
+            list(bits),
+            _register_blocks(self.plan, Function.HOLDING),
+            _register_blocks(self.plan, Function.INPUT),
+        )
 
     @property
     def port(self) -> int:
@@ -171,7 +189,7 @@ class SimulatedDevice:
             return
         self._stopping = asyncio.Event()
         server = ModbusTcpServer(
-            self._simdevice, address=(self.host, self._port), trace_connect=self._connected
+            self._simdevices, address=(self.host, self._port), trace_connect=self._connected
         )
         try:
             await server.serve_forever(background=True)

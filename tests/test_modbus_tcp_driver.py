@@ -276,3 +276,16 @@ def test_entering_twice_is_a_programming_error() -> None:
                 assert len(await driver.poll()) == 2
 
     asyncio.run(scenario())
+
+
+def test_wrong_unit_id_is_answered_like_a_gateway_with_a_silent_target() -> None:
+    async def scenario() -> None:
+        async with one_device("sdm120", unit_id=3) as sim:
+            config = config_for(sim["dev-1"]).model_copy(update={"unit_id": 4})
+            async with ModbusTcpDriver(config) as driver:
+                with pytest.raises(ModbusExceptionResponse) as caught:
+                    await driver.poll()
+            assert caught.value.code is ModbusExceptionCode.GATEWAY_TARGET_NO_RESPONSE
+            assert sim["dev-1"].requests == 0
+
+    asyncio.run(scenario())
