@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 import aiomqtt
 
@@ -73,14 +74,23 @@ def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
     tls = mqtt.tls
     try:
         context = ssl.create_default_context(cafile=str(tls.ca_file))
-        if tls.cert_file is not None and tls.key_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
     except (OSError, ssl.SSLError) as exc:
-        raise ForwardError(f"cannot load TLS files for the broker connection: {exc}") from exc
+        raise ForwardError(_tls_problem("mqtt.tls.ca_file", tls.ca_file, exc)) from exc
+    if tls.cert_file is not None and tls.key_file is not None:
+        try:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            where = f"mqtt.tls.cert_file/key_file ({tls.cert_file}, {tls.key_file})"
+            raise ForwardError(f"{where}: cannot load the client certificate: {exc}") from exc
     if tls.insecure_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _tls_problem(key: str, path: Path, exc: Exception) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"{key} = {path}: cannot load it as a PEM CA certificate file: {reason}"
 
 
 @dataclass

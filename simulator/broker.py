@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -34,17 +35,22 @@ def mosquitto_binary() -> str:
 class LocalMosquitto:
     """One broker process. ``stop()`` then ``start()`` keeps the port, as a restart would.
 
+    ``listener_options`` are mosquitto.conf lines for the listener (TLS files, for example).
     Sessions persist in ``workdir`` so a subscriber with a persistent session misses nothing
     published while it was reconnecting after a broker restart.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, listener_options: str = "") -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self._conf = workdir / f"mosquitto-{self.port}.conf"
         self._log = workdir / f"mosquitto-{self.port}.log"
         self._conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            f"{listener_options}"
+            # Stay the current user: as root mosquitto would otherwise switch to 'mosquitto',
+            # which cannot read files in a private temporary folder.
+            f"user {getpass.getuser()}\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {workdir}/\n"

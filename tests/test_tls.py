@@ -1,0 +1,173 @@
+"""The forwarder over TLS with client certificates, against a mosquitto that requires them."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from gateway.config import GatewayConfig, parse_config
+from gateway.errors import ForwardError
+from gateway.forwarder import Forwarder
+from gateway.model import Reading
+from gateway.outbox import Outbox
+from tests.mosquitto import Mosquitto
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make test certificates (apt-get install openssl)")
+    d = tmp_path_factory.mktemp("pki")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=streetgate test CA",
+        cwd=d,
+    )
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, cn in (("server", "127.0.0.1"), ("client", "tls-gw")):
+        openssl(
+            "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d
+        )
+        extra = ["-extfile", "san.ext"] if name == "server" else []
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            *extra,
+            cwd=d,
+        )
+    return d
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, pki: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(
+        tmp_path,
+        listener_options=(
+            f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\n"
+            f"keyfile {pki / 'server.key'}\nrequire_certificate true\n"
+            "use_identity_as_username true\n"
+        ),
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def config(tmp_path: Path, broker: Mosquitto, pki: Path, client_cert: bool) -> GatewayConfig:
+    tls: dict[str, str] = {"ca_file": str(pki / "ca.crt")}
+    if client_cert:
+        tls |= {"cert_file": str(pki / "client.crt"), "key_file": str(pki / "client.key")}
+    return parse_config(
+        {
+            "gateway_id": "tls-gw",
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "tls": tls,
+                "reconnect_min": "100ms",
+                "reconnect_max": "500ms",
+                # also the connect timeout: a refused TLS 1.3 client certificate only
+                # shows as a connection that never completes
+                "publish_timeout": "1s",
+            },
+            "outbox": {"path": str(tmp_path / "outbox.db")},
+        },
+        "test",
+    )
+
+
+def test_readings_flow_over_mutual_tls(tmp_path: Path, tls_broker: Mosquitto, pki: Path) -> None:
+    cfg = config(tmp_path, tls_broker, pki, client_cert=True)
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(pki / "client.crt"), str(pki / "client.key"))
+
+    async def scenario() -> None:
+        async with aiomqtt.Client(
+            "127.0.0.1", tls_broker.port, tls_context=context, identifier="platform"
+        ) as sub:
+            await sub.subscribe("streetgate/tls-gw/readings", qos=1)
+            async with Outbox(cfg.outbox) as outbox:
+                forwarder = Forwarder(cfg, outbox)
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [
+                        tg.create_task(outbox.run(), name="outbox:commit"),
+                        tg.create_task(forwarder.run(), name="forward:mqtt"),
+                    ]
+                    await outbox.put_many([Reading("m", "voltage", 230.1, "V", 0)])
+                    async with asyncio.timeout(10):
+                        async for message in sub.messages:
+                            assert isinstance(message.payload, bytes)
+                            assert b'"value":230.1' in message.payload
+                            break
+                    for task in tasks:
+                        task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_without_client_certificate_the_broker_refuses(
+    tmp_path: Path, tls_broker: Mosquitto, pki: Path
+) -> None:
+    cfg = config(tmp_path, tls_broker, pki, client_cert=False)
+
+    async def scenario() -> None:
+        async with Outbox(cfg.outbox) as outbox:
+            forwarder = Forwarder(cfg, outbox)
+            task = asyncio.create_task(forwarder.run(), name="forward:mqtt")
+            await asyncio.sleep(3)
+            task.cancel()
+            assert forwarder.stats.connects == 0
+            assert forwarder.stats.connection_failures >= 2
+
+    asyncio.run(scenario())
+
+
+def test_missing_tls_file_is_named(tmp_path: Path, tls_broker: Mosquitto, pki: Path) -> None:
+    cfg = parse_config(
+        {
+            "gateway_id": "tls-gw",
+            "mqtt": {"host": "127.0.0.1", "tls": {"ca_file": str(tmp_path / "nope.crt")}},
+            "outbox": {"path": str(tmp_path / "outbox.db")},
+        },
+        "test",
+    )
+
+    async def scenario() -> None:
+        async with Outbox(cfg.outbox) as outbox:
+            Forwarder(cfg, outbox)
+
+    with pytest.raises(ForwardError, match=r"mqtt\.tls\.ca_file = .*nope\.crt"):
+        asyncio.run(scenario())
