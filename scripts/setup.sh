@@ -21,6 +21,9 @@ need_apt=()
 if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     need_apt+=(mosquitto)
 fi
+if [ "$extras" = dev ] && ! command -v openssl >/dev/null; then
+    need_apt+=(openssl)  # the TLS tests make their own certificates
+fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     need_apt+=(python3-venv)
 fi
