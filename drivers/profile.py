@@ -152,9 +152,14 @@ class Profile(BaseModel):
 
 def builtin_profiles() -> list[str]:
     """Names of the profiles shipped with streetgate."""
+    return list(_builtin_names())
+
+
+@cache
+def _builtin_names() -> tuple[str, ...]:
     folder = resources.files("drivers") / "profiles"
-    return sorted(
-        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    return tuple(
+        sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
     )
 
 
@@ -194,8 +199,14 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
                 )
             ],
         )
-    text = (resources.files("drivers") / "profiles" / f"{ref}.toml").read_text("utf-8")
-    return _parse_text(text, f"built-in profile {ref}")
+    return _load_builtin(ref)
+
+
+@cache
+def _load_builtin(name: str) -> Profile:
+    """Shipped profiles are package data: read and validated once per process."""
+    text = (resources.files("drivers") / "profiles" / f"{name}.toml").read_text("utf-8")
+    return _parse_text(text, f"built-in profile {name}")
 
 
 @cache

@@ -34,7 +34,8 @@ async def run_gateway(
     """Run until ``stop`` is set; then stop polling, commit what is pending, and close."""
     clock = SystemClock()
     async with Outbox(config.outbox) as outbox:
-        forwarder = Forwarder(config, outbox)
+        # Reading TLS and password files is disk I/O: keep it off the event loop.
+        forwarder = await asyncio.to_thread(Forwarder, config, outbox)
         gateway = Gateway(config, outbox, forwarder)
         for device in config.devices:
             gateway.pollers[device.name] = DevicePoller(

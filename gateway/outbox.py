@@ -111,7 +111,8 @@ class Outbox:
             await self._in_db(self._close)
         finally:
             assert self._executor is not None
-            self._executor.shutdown(wait=True)
+            # Every job has been awaited; the thread ends by itself (joining it would block).
+            self._executor.shutdown(wait=False)
             self._executor = None
 
     async def run(self) -> None:

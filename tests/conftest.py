@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from blockbuster import blockbuster_ctx
 
+from drivers.profile import builtin_profiles, load_profile
 from tests.mosquitto import Mosquitto
 
 
@@ -18,3 +20,15 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+# Shipped profiles are read once per process; read them before any test's event loop runs.
+for _name in builtin_profiles():
+    load_profile(_name)
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls_on_the_event_loop() -> Iterator[None]:
+    """Fail a test in which the runtime (gateway, drivers) blocks a running event loop."""
+    with blockbuster_ctx(["gateway", "drivers"]):
+        yield

@@ -415,7 +415,7 @@ def test_serve_writes_config_and_serves_until_stopped(tmp_path: Path) -> None:
             name="test:sim",
         )
         sim = await asyncio.wait_for(started, 10)
-        config = load_config(path)
+        config = await asyncio.to_thread(load_config, path)
         for device in config.devices:
             assert device.port == sim[device.name].port
             async with build_driver(device) as driver:
@@ -466,7 +466,7 @@ def test_sim_command_serves_until_signalled(tmp_path: Path, stop_signal: signal.
                 ["sim-xy-md02-2", "xy-md02"],
             ]
             assert all(line[3:] == ["unit", "5"] for line in lines)
-            config = load_config(path)
+            config = await asyncio.to_thread(load_config, path)
             assert [f"{d.host}:{d.port}" for d in config.devices] == [line[2] for line in lines]
             for device in config.devices:
                 async with build_driver(device) as driver:
