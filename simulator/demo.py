@@ -80,12 +80,12 @@ async def print_readings(host: str, port: int, topic: str) -> None:
                 print(format_reading(reading, payload["historical"]), flush=True)
 
 
-async def run_demo(devices: int, duration: float | None, workdir: Path) -> None:
+async def run_demo(devices: list[DeviceSpec], duration: float | None, workdir: Path) -> None:
     """Run everything until Ctrl-C, SIGTERM or ``duration`` seconds."""
     broker = LocalMosquitto(workdir)
     broker.start()
     try:
-        async with ModbusSimulator(demo_specs(devices)) as sim:
+        async with ModbusSimulator(devices) as sim:
             config = demo_config(workdir, broker, sim)
             say(f"demo: mosquitto on {broker.host}:{broker.port}, outbox {config.outbox.path}")
             for device in sim:
@@ -138,13 +138,14 @@ def register(app: typer.Typer) -> None:
         """Run mosquitto, simulated devices and the gateway; print readings as they arrive."""
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        specs = demo_specs(devices)  # reads profile files: before the event loop starts
         try:
             if workdir is not None:
                 workdir.mkdir(parents=True, exist_ok=True)
-                asyncio.run(run_demo(devices, duration, workdir.resolve()))
+                asyncio.run(run_demo(specs, duration, workdir.resolve()))
             else:
                 with tempfile.TemporaryDirectory(prefix="streetgate-demo-") as tmp:
-                    asyncio.run(run_demo(devices, duration, Path(tmp)))
+                    asyncio.run(run_demo(specs, duration, Path(tmp)))
         except BrokerNotInstalled as exc:
             say(f"demo: {exc}")
             raise typer.Exit(1) from exc
