@@ -47,6 +47,11 @@ class DataType(StrEnum):
         """Number of 16-bit registers a value of this type occupies."""
         return _REGISTERS[self]
 
+    @property
+    def int_range(self) -> tuple[int, int] | None:
+        """Lowest and highest value of an integer type; None for floating-point types."""
+        return _INT_RANGES.get(self)
+
 
 _REGISTERS = {
     DataType.INT16: 1,
@@ -57,6 +62,16 @@ _REGISTERS = {
     DataType.INT64: 4,
     DataType.UINT64: 4,
     DataType.FLOAT64: 4,
+}
+
+
+_INT_RANGES = {
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.INT64: (-(2**63), 2**63 - 1),
+    DataType.UINT64: (0, 2**64 - 1),
 }
 
 

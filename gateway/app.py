@@ -1,9 +1,11 @@
-"""Wires the gateway together: outbox, forwarder and one poller per device, in one TaskGroup."""
+"""Wires the gateway together: outbox, forwarder and one poller per device, each a named task."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from drivers import build_driver
@@ -26,6 +28,27 @@ class Gateway:
     pollers: dict[str, DevicePoller] = field(default_factory=dict)
 
 
+@asynccontextmanager
+async def pipeline(config: GatewayConfig) -> AsyncIterator[tuple[Outbox, Forwarder]]:
+    """The store-and-forward half: an open outbox with its commit loop and the forwarder.
+
+    On exit both tasks are cancelled and the outbox commits what is still pending.
+    """
+    async with Outbox(config.outbox) as outbox:
+        # Reading TLS and password files is disk I/O: keep it off the event loop.
+        forwarder = await asyncio.to_thread(Forwarder, config, outbox)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(forwarder.run(), name="forward:mqtt"),
+                tg.create_task(outbox.run(), name="outbox:commit"),
+            ]
+            try:
+                yield outbox, forwarder
+            finally:
+                for task in tasks:
+                    task.cancel()
+
+
 async def run_gateway(
     config: GatewayConfig,
     stop: asyncio.Event,
@@ -33,9 +56,7 @@ async def run_gateway(
 ) -> None:
     """Run until ``stop`` is set; then stop polling, commit what is pending, and close."""
     clock = SystemClock()
-    async with Outbox(config.outbox) as outbox:
-        # Reading TLS and password files is disk I/O: keep it off the event loop.
-        forwarder = await asyncio.to_thread(Forwarder, config, outbox)
+    async with pipeline(config) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
         for device in config.devices:
             gateway.pollers[device.name] = DevicePoller(
@@ -43,10 +64,6 @@ async def run_gateway(
             )
         async with asyncio.TaskGroup() as tg:
             tasks = [
-                tg.create_task(outbox.run(), name="outbox:commit"),
-                tg.create_task(forwarder.run(), name="forward:mqtt"),
-            ]
-            tasks += [
                 tg.create_task(poller.run(), name=f"poll:{device.kind}:{device.name}")
                 for device, poller in zip(config.devices, gateway.pollers.values(), strict=True)
             ]
@@ -61,6 +78,7 @@ async def run_gateway(
                 started.set_result(gateway)
             await stop.wait()
             log.info("stopping: pending readings are committed before exit")
-            for task in reversed(tasks):  # pollers first, the outbox's commit loop last
+            for task in tasks:
                 task.cancel()
-    # Outbox.__aexit__ has committed whatever the pollers handed over before they stopped.
+    # Pollers stop first; leaving pipeline() then stops the forwarder and the commit loop, and
+    # the outbox commits whatever the pollers handed over before they stopped.

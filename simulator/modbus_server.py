@@ -33,6 +33,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus_codec import ReadBlock, plan_reads
 from drivers.profile import Function, MetricSpec, Profile
+from gateway.config import ModbusTcpDevice
 from gateway.errors import ModbusExceptionCode
 from simulator.values import Clock, DeviceValues
 
@@ -157,6 +158,19 @@ class SimulatedDevice:
     def running(self) -> bool:
         """Whether the device accepts connections now."""
         return self._server is not None
+
+    def gateway_config(self, timeout: float = 1.0, interval: float = 1.0) -> ModbusTcpDevice:
+        """The gateway's config entry for polling this device."""
+        return ModbusTcpDevice(
+            kind="modbus_tcp",
+            name=self.name,
+            host=self.host,
+            port=self.port,
+            unit_id=self.unit_id,
+            profile=self.profile,
+            timeout=timeout,
+            interval=interval,
+        )
 
     def served(self, metric: str) -> tuple[float, ...]:
         """The last values of ``metric`` on the wire, oldest first, as a gateway decodes them."""

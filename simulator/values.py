@@ -100,22 +100,13 @@ def classify(metric: MetricSpec) -> Kind:
     return _kind_and_factor(metric)[0]
 
 
-_INT_RANGE = {
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
-}
-
-
 def value_range(metric: MetricSpec) -> tuple[float, float]:
     """Lowest and highest engineering value the metric's registers can carry."""
-    if metric.type not in _INT_RANGE:
+    int_range = metric.type.int_range
+    if int_range is None:
         limit = 3.4e38 if metric.type is DataType.FLOAT32 else 1.7e308
         return -limit, limit
-    lo, hi = (scaled(metric, raw) for raw in _INT_RANGE[metric.type])
+    lo, hi = (scaled(metric, raw) for raw in int_range)
     return min(lo, hi), max(lo, hi)
 
 
@@ -126,8 +117,9 @@ def encode_metric(metric: MetricSpec, value: float) -> tuple[list[int], float]:
     second element is what to compare a forwarded reading against.
     """
     raw = raw_for(metric, value)
-    if metric.type in _INT_RANGE:
-        lo, hi = _INT_RANGE[metric.type]
+    int_range = metric.type.int_range
+    if int_range is not None:
+        lo, hi = int_range
         raw = min(max(int(raw), lo), hi)
     registers = encode_value(raw, metric.type, metric.word_order, metric.byte_order)
     decoded = decode_value(registers, metric.type, metric.word_order, metric.byte_order)

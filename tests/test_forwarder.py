@@ -11,8 +11,9 @@ from pathlib import Path
 
 import aiomqtt
 
+from gateway.app import pipeline
 from gateway.config import GatewayConfig, parse_config
-from gateway.forwarder import Forwarder, build_message, status_topic
+from gateway.forwarder import build_message, status_topic
 from gateway.model import Reading
 from gateway.outbox import Outbox
 from tests.mosquitto import Mosquitto
@@ -43,22 +44,6 @@ def batch(n: int, start: int) -> list[Reading]:
 
 
 @asynccontextmanager
-async def running(config: GatewayConfig) -> AsyncIterator[tuple[Outbox, Forwarder]]:
-    async with Outbox(config.outbox) as outbox:
-        forwarder = Forwarder(config, outbox)
-        async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(outbox.run(), name="outbox:commit"),
-                tg.create_task(forwarder.run(), name="forward:mqtt"),
-            ]
-            try:
-                yield outbox, forwarder
-            finally:
-                for task in tasks:
-                    task.cancel()
-
-
-@asynccontextmanager
 async def subscribed(broker: Mosquitto, topic: str) -> AsyncIterator[Subscriber]:
     sub = Subscriber(broker.host, broker.port, topic)
     task = asyncio.create_task(sub.run(), name="test:subscriber")
@@ -76,7 +61,7 @@ def test_readings_arrive_in_order_and_are_deleted_after_puback(
 
     async def scenario() -> None:
         async with subscribed(mosquitto, "streetgate/gw-test/readings") as sub:
-            async with running(config) as (outbox, forwarder):
+            async with pipeline(config) as (outbox, forwarder):
                 await asyncio.wait_for(forwarder.connected.wait(), 5)
                 for i in range(10):
                     await outbox.put_many(batch(250, i * 250))
@@ -107,7 +92,7 @@ def test_backlog_is_sent_first_and_flagged_historical(tmp_path: Path, mosquitto:
         async with Outbox(config.outbox) as outbox:  # readings buffered while offline
             await outbox.put_many(batch(1200, 0))
         async with subscribed(mosquitto, "streetgate/gw-test/readings") as sub:
-            async with running(config) as (outbox, forwarder):
+            async with pipeline(config) as (outbox, forwarder):
                 await asyncio.wait_for(forwarder.connected.wait(), 5)
                 await outbox.put_many(batch(300, 1200))
                 await sub.wait_for(1500, 20)
@@ -130,7 +115,7 @@ def test_broker_outage_under_load_loses_and_reorders_nothing(
 
     async def scenario() -> None:
         async with subscribed(mosquitto, "streetgate/gw-test/readings") as sub:
-            async with running(config) as (outbox, forwarder):
+            async with pipeline(config) as (outbox, forwarder):
                 await asyncio.wait_for(forwarder.connected.wait(), 5)
                 produced = 0
 
@@ -175,7 +160,7 @@ def test_birth_is_retained_and_the_will_reports_a_lost_link(
         raise AssertionError("no status")
 
     async def scenario() -> None:
-        async with running(config) as (_, forwarder):
+        async with pipeline(config) as (_, forwarder):
             await asyncio.wait_for(forwarder.connected.wait(), 5)
             assert (await asyncio.wait_for(retained(), 5))["state"] == "online"
         # a clean stop replaces the retained birth

@@ -23,19 +23,7 @@ from gateway.errors import (
     ModbusExceptionResponse,
     ProtocolError,
 )
-from simulator.modbus_server import DeviceSpec, ModbusSimulator, SimulatedDevice
-
-
-def config_for(device: SimulatedDevice, timeout: float = 0.5) -> ModbusTcpDevice:
-    return ModbusTcpDevice(
-        kind="modbus_tcp",
-        name=device.name,
-        host=device.host,
-        port=device.port,
-        unit_id=device.unit_id,
-        profile=device.profile,
-        timeout=timeout,
-    )
+from simulator.modbus_server import DeviceSpec, ModbusSimulator
 
 
 def one_device(profile: Profile | str, name: str = "dev-1", unit_id: int = 1) -> ModbusSimulator:
@@ -77,7 +65,7 @@ def test_every_decoded_value_was_served_and_one_request_per_block(profile: Profi
     async def scenario() -> None:
         async with one_device(profile, unit_id=7) as sim:
             device = sim["dev-1"]
-            async with ModbusTcpDriver(config_for(device)) as driver:
+            async with ModbusTcpDriver(device.gateway_config(timeout=0.5)) as driver:
                 polls = [await driver.poll() for _ in range(3)]
             blocks = len(driver.plan)
             assert device.requests == 3 * blocks
@@ -115,7 +103,7 @@ def test_exception_response_carries_code_device_and_request(code: ModbusExceptio
     async def scenario() -> None:
         async with one_device("sdm630", name="meter-9") as sim:
             device = sim["meter-9"]
-            async with ModbusTcpDriver(config_for(device)) as driver:
+            async with ModbusTcpDriver(device.gateway_config(timeout=0.5)) as driver:
                 device.fail_with(code)
                 with pytest.raises(ModbusExceptionResponse) as caught:
                     await driver.poll()
@@ -204,7 +192,7 @@ def test_slow_device_times_out_and_the_driver_recovers_on_reentry(
     async def scenario() -> None:
         async with one_device("sdm120") as sim:
             device = sim["dev-1"]
-            driver = ModbusTcpDriver(config_for(device, timeout=0.2))
+            driver = ModbusTcpDriver(device.gateway_config(timeout=0.2))
             device.slow_down(2.0)
             async with driver:
                 started = time.monotonic()
@@ -253,7 +241,7 @@ def test_device_going_away_mid_run_then_coming_back() -> None:
         async with one_device("sdm630") as sim:
             device = sim["dev-1"]
             port = device.port
-            driver = ModbusTcpDriver(config_for(device, timeout=0.3))
+            driver = ModbusTcpDriver(device.gateway_config(timeout=0.3))
             async with driver:
                 await driver.poll()
                 await device.stop()
@@ -277,7 +265,7 @@ def test_device_going_away_mid_run_then_coming_back() -> None:
 def test_entering_twice_is_a_programming_error() -> None:
     async def scenario() -> None:
         async with one_device("xy-md02") as sim:
-            driver = ModbusTcpDriver(config_for(sim["dev-1"]))
+            driver = ModbusTcpDriver(sim["dev-1"].gateway_config(timeout=0.5))
             async with driver:
                 with pytest.raises(RuntimeError, match="entered twice"):
                     await driver.__aenter__()
@@ -289,7 +277,7 @@ def test_entering_twice_is_a_programming_error() -> None:
 def test_wrong_unit_id_is_answered_like_a_gateway_with_a_silent_target() -> None:
     async def scenario() -> None:
         async with one_device("sdm120", unit_id=3) as sim:
-            config = config_for(sim["dev-1"]).model_copy(update={"unit_id": 4})
+            config = sim["dev-1"].gateway_config(timeout=0.5).model_copy(update={"unit_id": 4})
             async with ModbusTcpDriver(config) as driver:
                 with pytest.raises(ModbusExceptionResponse) as caught:
                     await driver.poll()

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from drivers import build_driver
 from drivers.modbus_tcp import ModbusTcpDriver
 from drivers.profile import Profile, builtin_profiles, load_profile, parse_profile
-from gateway.config import ModbusTcpDevice, load_config
+from gateway.config import load_config
 from gateway.errors import ConfigError, DeviceUnreachable, ModbusExceptionCode
 from simulator.cli import (
     ConfigDevice,
@@ -174,18 +174,6 @@ def test_encode_clamps_integers_and_rounds_float32() -> None:
 # --- servers ---------------------------------------------------------------------------------
 
 
-def config_for(device: SimulatedDevice, timeout: float = 1.0) -> ModbusTcpDevice:
-    return ModbusTcpDevice(
-        kind="modbus_tcp",
-        name=device.name,
-        host=device.host,
-        port=device.port,
-        unit_id=device.unit_id,
-        profile=device.profile,
-        timeout=timeout,
-    )
-
-
 def test_served_values_are_the_seeded_ones_at_the_injected_time() -> None:
     async def scenario() -> None:
         clock = FakeClock(5000.0)
@@ -193,7 +181,7 @@ def test_served_values_are_the_seeded_ones_at_the_injected_time() -> None:
         async with ModbusSimulator(specs, clock=clock, history=3) as sim:
             device = sim["meter"]
             expected = DeviceValues(PROFILES["sdm630"], 42)
-            async with ModbusTcpDriver(config_for(device)) as driver:
+            async with ModbusTcpDriver(device.gateway_config(timeout=1.0)) as driver:
                 for t in (0.0, 1.5, 3.0, 600.0, 601.0):
                     clock.now = 5000.0 + t
                     for sample in await driver.poll():
@@ -243,7 +231,7 @@ def test_fleet_of_200_devices_in_one_process() -> None:
             results: dict[str, int] = {}
 
             async def poll(device: SimulatedDevice) -> None:
-                async with build_driver(config_for(device, timeout=5.0)) as driver:
+                async with build_driver(device.gateway_config(timeout=5.0)) as driver:
                     samples = await driver.poll()
                 assert all(device.was_served(s.metric, s.value) for s in samples)
                 results[device.name] = len(samples)
@@ -255,7 +243,7 @@ def test_fleet_of_200_devices_in_one_process() -> None:
             ports = list(sim.ports.values())
         assert time.monotonic() - started < 20
         with pytest.raises(DeviceUnreachable):  # everything was shut down
-            async with build_driver(config_for(sim["dev-0"])):
+            async with build_driver(sim["dev-0"].gateway_config(timeout=1.0)):
                 pass
         assert len(ports) == 200
 
@@ -273,12 +261,12 @@ def test_base_port_and_restart_on_the_same_port() -> None:
             await device.stop()
             assert not device.running
             with pytest.raises(DeviceUnreachable):
-                async with build_driver(config_for(device)):
+                async with build_driver(device.gateway_config(timeout=1.0)):
                     pass
             await device.start()
             assert device.running
             assert device.port == free
-            async with build_driver(config_for(device)) as driver:
+            async with build_driver(device.gateway_config(timeout=1.0)) as driver:
                 assert len(await driver.poll()) == 2
 
     asyncio.run(scenario())

@@ -12,11 +12,10 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from gateway.app import pipeline
 from gateway.config import GatewayConfig, parse_config
 from gateway.errors import ForwardError
-from gateway.forwarder import Forwarder
 from gateway.model import Reading
-from gateway.outbox import Outbox
 from tests.mosquitto import Mosquitto
 
 
@@ -119,21 +118,13 @@ def test_readings_flow_over_mutual_tls(tmp_path: Path, tls_broker: Mosquitto, pk
             "127.0.0.1", tls_broker.port, tls_context=context, identifier="platform"
         ) as sub:
             await sub.subscribe("streetgate/tls-gw/readings", qos=1)
-            async with Outbox(cfg.outbox) as outbox:
-                forwarder = Forwarder(cfg, outbox)
-                async with asyncio.TaskGroup() as tg:
-                    tasks = [
-                        tg.create_task(outbox.run(), name="outbox:commit"),
-                        tg.create_task(forwarder.run(), name="forward:mqtt"),
-                    ]
-                    await outbox.put_many([Reading("m", "voltage", 230.1, "V", 0)])
-                    async with asyncio.timeout(10):
-                        async for message in sub.messages:
-                            assert isinstance(message.payload, bytes)
-                            assert b'"value":230.1' in message.payload
-                            break
-                    for task in tasks:
-                        task.cancel()
+            async with pipeline(cfg) as (outbox, _):
+                await outbox.put_many([Reading("m", "voltage", 230.1, "V", 0)])
+                async with asyncio.timeout(10):
+                    async for message in sub.messages:
+                        assert isinstance(message.payload, bytes)
+                        assert b'"value":230.1' in message.payload
+                        break
 
     asyncio.run(scenario())
 
@@ -144,11 +135,8 @@ def test_without_client_certificate_the_broker_refuses(
     cfg = config(tmp_path, tls_broker, pki, client_cert=False)
 
     async def scenario() -> None:
-        async with Outbox(cfg.outbox) as outbox:
-            forwarder = Forwarder(cfg, outbox)
-            task = asyncio.create_task(forwarder.run(), name="forward:mqtt")
+        async with pipeline(cfg) as (_, forwarder):
             await asyncio.sleep(3)
-            task.cancel()
             assert forwarder.stats.connects == 0
             assert forwarder.stats.connection_failures >= 2
 
@@ -166,8 +154,8 @@ def test_missing_tls_file_is_named(tmp_path: Path, tls_broker: Mosquitto, pki: P
     )
 
     async def scenario() -> None:
-        async with Outbox(cfg.outbox) as outbox:
-            Forwarder(cfg, outbox)
+        async with pipeline(cfg):
+            pass
 
     with pytest.raises(ForwardError, match=r"mqtt\.tls\.ca_file = .*nope\.crt"):
         asyncio.run(scenario())

@@ -32,8 +32,9 @@ import aiomqtt
 from pymodbus.client import AsyncModbusTcpClient
 
 from drivers.modbus_tcp import ModbusTcpDriver
+from gateway.app import pipeline
 from gateway.config import GatewayConfig, load_config, parse_config
-from gateway.forwarder import Forwarder, readings_topic
+from gateway.forwarder import readings_topic
 from gateway.model import Reading
 from gateway.outbox import Outbox
 from simulator.broker import LocalMosquitto
@@ -85,20 +86,12 @@ async def bench_pipeline(workdir: Path, broker: LocalMosquitto, total: int) -> f
     (workdir / "pipeline").mkdir()
     chunks = [synthetic(1000, i) for i in range(0, total, 1000)]  # built before timing
     sub = SubscriberProcess(broker.port, readings_topic(config), total)
-    async with Outbox(config.outbox) as outbox:
-        forwarder = Forwarder(config, outbox)
-        async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(outbox.run(), name="outbox:commit"),
-                tg.create_task(forwarder.run(), name="forward:mqtt"),
-            ]
-            await forwarder.connected.wait()
-            start = time.time()
-            for chunk in chunks:
-                await outbox.put_many(chunk)
-            result = await sub.result(timeout=120)
-            for task in tasks:
-                task.cancel()
+    async with pipeline(config) as (outbox, forwarder):
+        await forwarder.connected.wait()
+        start = time.time()
+        for chunk in chunks:
+            await outbox.put_many(chunk)
+        result = await sub.result(timeout=120)
     return total / (result["last"] - start)
 
 
@@ -113,17 +106,9 @@ async def bench_drain(workdir: Path, broker: LocalMosquitto, total: int) -> floa
             await outbox.put_many(synthetic(10_000, i))
             await outbox._flush()
     sub = SubscriberProcess(broker.port, readings_topic(config), total)
-    async with Outbox(config.outbox) as outbox:
-        forwarder = Forwarder(config, outbox)
-        async with asyncio.TaskGroup() as tg:
-            start = time.time()
-            tasks = [
-                tg.create_task(outbox.run(), name="outbox:commit"),
-                tg.create_task(forwarder.run(), name="forward:mqtt"),
-            ]
-            result = await sub.result(timeout=300)
-            for task in tasks:
-                task.cancel()
+    start = time.time()
+    async with pipeline(config):
+        result = await sub.result(timeout=300)
     return total / (result["last"] - start)
 
 
