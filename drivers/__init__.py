@@ -1,22 +1,39 @@
-"""Device drivers: each one an ``async with`` object that turns a device into samples."""
+"""Device drivers: each one an ``async with`` object that turns a device into samples.
+
+Two shapes: a :class:`drivers.base.Driver` is polled by the scheduler, one device each; a
+:class:`drivers.base.Source` schedules itself (an RS-485 bus shared by several devices, a BLE
+scanner that hears many sensors) and hands readings to the outbox as they come.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from drivers.base import Driver
-    from gateway.config import DeviceConfig
+    from drivers.base import Driver, Sink, Source
+    from gateway.clock import SystemClock
+    from gateway.config_devices import DeviceConfig, PolledDevice
 
-__all__ = ["build_driver"]
+__all__ = ["build_driver", "build_sources"]
+
+# Driver modules are imported when needed: gateway.config imports drivers.profile, which runs
+# this package's __init__ first, and validating a config should not import pymodbus or bleak.
 
 
-def build_driver(config: DeviceConfig) -> Driver:
-    """The driver for one configured device, chosen by its ``kind``."""
-    # Imported here: gateway.config imports drivers.profile, which runs this package's
-    # __init__ first, and validating a config should not have to import pymodbus.
+def build_driver(config: PolledDevice) -> Driver:
+    """The driver for one polled device, chosen by its ``kind``."""
     if config.kind == "modbus_tcp":
         from drivers.modbus_tcp import ModbusTcpDriver  # noqa: PLC0415
 
         return ModbusTcpDriver(config)
-    raise ValueError(f"no driver for device kind {config.kind!r}")  # pragma: no cover
+    raise ValueError(f"no driver for device kind {config.kind!r}")
+
+
+def build_sources(devices: Sequence[DeviceConfig], sink: Sink, clock: SystemClock) -> list[Source]:
+    """The self-scheduling sources among ``devices`` (buses, BLE scanners)."""
+    sources: list[Source] = []
+    for device in devices:
+        if device.kind == "modbus_rtu":
+            raise ValueError(f"no source for device kind {device.kind!r}")
+    return sources

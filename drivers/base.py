@@ -1,11 +1,13 @@
-"""The shape every driver has: an ``async with`` object with a ``poll()``."""
+"""The two shapes of a driver: a polled ``Driver`` and a self-scheduling ``Source``."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
-from gateway.model import Sample
+from gateway.health import DeviceStatus
+from gateway.model import Reading, Sample
 
 
 class Driver(Protocol):
@@ -33,4 +35,30 @@ class Driver(Protocol):
 
     async def poll(self) -> list[Sample]:
         """Read the device once and return its decoded samples."""
+        ...
+
+
+#: Where readings go (the outbox's ``put_many``).
+Sink = Callable[[Sequence[Reading]], Awaitable[None]]
+
+
+class Source(Protocol):
+    """Something that schedules itself and delivers readings of one or more devices.
+
+    ``run()`` runs until cancelled and must survive device failures itself (a failing device
+    changes its status, never ends ``run()``); ``statuses`` has one entry per device name.
+    """
+
+    @property
+    def task_name(self) -> str:
+        """Name of the task running it, e.g. ``poll:modbus_rtu:cabinet-bus``."""
+        ...
+
+    @property
+    def statuses(self) -> Mapping[str, DeviceStatus]:
+        """Health and counters per device."""
+        ...
+
+    async def run(self) -> None:
+        """Deliver readings until cancelled."""
         ...

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from drivers import build_driver
+from drivers import build_driver, build_sources
+from drivers.base import Source
 from gateway.clock import SystemClock
 from gateway.config import GatewayConfig
+from gateway.config_devices import POLLED_TYPES
 from gateway.forwarder import Forwarder
 from gateway.outbox import Outbox
 from gateway.scheduler import DevicePoller
@@ -26,6 +28,7 @@ class Gateway:
     outbox: Outbox
     forwarder: Forwarder
     pollers: dict[str, DevicePoller] = field(default_factory=dict)
+    sources: list[Source] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -58,15 +61,18 @@ async def run_gateway(
     clock = SystemClock()
     async with pipeline(config) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
-        for device in config.devices:
+        polled = [d for d in config.devices if isinstance(d, POLLED_TYPES)]
+        for device in polled:
             gateway.pollers[device.name] = DevicePoller(
                 build_driver(device), device.interval, outbox.put_many, clock
             )
+        gateway.sources = build_sources(config.devices, outbox.put_many, clock)
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(poller.run(), name=f"poll:{device.kind}:{device.name}")
-                for device, poller in zip(config.devices, gateway.pollers.values(), strict=True)
+                for device, poller in zip(polled, gateway.pollers.values(), strict=True)
             ]
+            tasks += [tg.create_task(s.run(), name=s.task_name) for s in gateway.sources]
             log.info(
                 "gateway %s running: %d device(s), broker %s:%d",
                 config.gateway_id,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gateway.config import GatewayConfig, load_config
+from gateway.config_devices import describe
 from gateway.errors import ConfigError
 
 app = typer.Typer(
@@ -44,11 +45,7 @@ def summary(config: GatewayConfig) -> str:
         f" ({'TLS' if config.mqtt.tls else 'plain TCP'}), outbox {config.outbox.path}",
         f"{len(config.devices)} device(s):",
     ]
-    lines += [
-        f"  {d.name}: {d.kind} {d.host}:{d.port} unit {d.unit_id}, profile {d.profile.name}"
-        f" ({len(d.profile.metrics)} metrics), every {d.interval:g}s"
-        for d in config.devices
-    ]
+    lines += [f"  {line}" for device in config.devices for line in describe(device)]
     return "\n".join(lines)
 
 

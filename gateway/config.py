@@ -5,51 +5,32 @@ from __future__ import annotations
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from drivers.profile import Profile, load_profile
+from gateway.config_devices import DeviceConfig, ModbusTcpDevice, device_names
+from gateway.config_types import NAME_PATTERN, Bytes, Frozen, Seconds
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.units import parse_duration, parse_size
 from gateway.validation import issues_from_validation_error
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # safe in MQTT topics, file names and task names
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as '500ms' or '5s', got a boolean")  # noqa: TRY004 - pydantic reports ValueError
-    return value  # plain numbers are seconds
-
-
-def _size(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_size(value)
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as '64MB' or a number of bytes, got a boolean")  # noqa: TRY004 - pydantic reports ValueError
-    return value  # plain numbers are bytes
-
-
-Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, allow_inf_nan=False)]
-Bytes = Annotated[int, BeforeValidator(_size), Field(gt=0)]
-
-
-class Frozen(BaseModel):
-    """Base of every config model: immutable, unknown keys rejected."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+__all__ = [
+    "NAME_PATTERN",
+    "DeviceConfig",
+    "GatewayConfig",
+    "ModbusTcpDevice",
+    "MqttConfig",
+    "OutboxConfig",
+    "Synchronous",
+    "TlsConfig",
+    "load_config",
+    "parse_config",
+]
 
 
 class TlsConfig(Frozen):
@@ -110,35 +91,6 @@ class OutboxConfig(Frozen):
         return value
 
 
-class ModbusTcpDevice(Frozen):
-    """A Modbus TCP device (or a Modbus TCP gateway in front of an RS-485 bus)."""
-
-    kind: Literal["modbus_tcp"]
-    name: str = Field(pattern=NAME_PATTERN, max_length=64)
-    host: str = Field(min_length=1)
-    port: int = Field(default=502, ge=1, le=65535)
-    unit_id: int = Field(default=1, ge=0, le=255)
-    profile: Profile
-    interval: Seconds = 10.0
-    timeout: Seconds = 1.0
-
-    @field_validator("profile", mode="before")
-    @classmethod
-    def _load_profile(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, str):
-            base = (info.context or {}).get("base_dir")
-            try:
-                return load_profile(value, base)
-            except ConfigError as exc:
-                raise ValueError(
-                    "; ".join(str(i) for i in exc.issues) + f" [{exc.source}]"
-                ) from exc
-        return value
-
-
-DeviceConfig = Annotated[ModbusTcpDevice, Field(discriminator="kind")]
-
-
 class GatewayConfig(Frozen):
     """Everything a gateway needs, from one TOML file."""
 
@@ -150,10 +102,8 @@ class GatewayConfig(Frozen):
     # A field validator, so the issue is located at "devices" (a model validator has no key path).
     @field_validator("devices")
     @classmethod
-    def _unique_device_names(
-        cls, devices: tuple[ModbusTcpDevice, ...]
-    ) -> tuple[ModbusTcpDevice, ...]:
-        names = [d.name for d in devices]
+    def _unique_device_names(cls, devices: tuple[DeviceConfig, ...]) -> tuple[DeviceConfig, ...]:
+        names = [name for d in devices for name in device_names(d)]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"device names must be unique; used more than once: {duplicates}")

@@ -13,9 +13,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from drivers.base import Driver
+from drivers.base import Driver, Sink
 from gateway.backoff import next_delay
 from gateway.clock import SystemClock
 from gateway.errors import DeviceError
@@ -24,7 +24,6 @@ from gateway.model import Quality, Reading, Sample
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[Sequence[Reading]], Awaitable[None]]
 
 #: Longest wait between attempts while a device is down.
 BACKOFF_CAP = 300.0

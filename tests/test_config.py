@@ -309,15 +309,17 @@ def remover(*path: str | int) -> Mutation:
             id="unknown-profile",
         ),
         pytest.param(
-            setter("devices", 1, "kind", value="modbus_rtu"),
+            setter("devices", 1, "kind", value="modbus_rtx"),
             "devices[1].kind",
-            "expected one of: 'modbus_tcp' (got 'modbus_rtu')",
+            "expected one of: 'modbus_tcp', 'modbus_rtu', 'sds011', 'pms5003', 'line', "
+            "'bthome', 'ruuvi', 'ble_gatt' (got 'modbus_rtx')",
             id="unknown-device-kind",
         ),
         pytest.param(
             remover("devices", 1, "kind"),
             "devices[1].kind",
-            "required key is missing; expected one of: 'modbus_tcp'",
+            "required key is missing; expected one of: 'modbus_tcp', 'modbus_rtu', 'sds011', "
+            "'pms5003', 'line', 'bthome', 'ruuvi', 'ble_gatt'",
             id="missing-device-kind",
         ),
         pytest.param(

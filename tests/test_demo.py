@@ -21,6 +21,6 @@ def test_demo_prints_readings_of_every_device_and_exits_cleanly(tmp_path: Path) 
     lines = [line for line in result.stdout.splitlines() if line.startswith("#")]
     devices = {line.split()[2] for line in lines}
     assert devices == {"demo-sdm120-1", "demo-sdm630-2", "demo-xy-md02-3"}
-    seqs = [int(re.match(r"#(\d+)", line).group(1)) for line in lines]  # type: ignore[union-attr]
+    seqs = [int(re.match(r"#(\d+)", line).group(1)) for line in lines]
     assert seqs == list(range(1, len(seqs) + 1))
     assert (tmp_path / "outbox.db").exists()

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from drivers import build_driver
 from drivers.modbus_tcp import ModbusTcpDriver
 from drivers.profile import Profile, builtin_profiles, load_profile, parse_profile
-from gateway.config import load_config
+from gateway.config import ModbusTcpDevice, load_config
 from gateway.errors import ConfigError, DeviceUnreachable, ModbusExceptionCode
 from simulator.cli import (
     ConfigDevice,
@@ -405,14 +405,17 @@ def test_serve_writes_config_and_serves_until_stopped(tmp_path: Path) -> None:
         sim = await asyncio.wait_for(started, 10)
         config = await asyncio.to_thread(load_config, path)
         for device in config.devices:
+            assert isinstance(device, ModbusTcpDevice)
             assert device.port == sim[device.name].port
             async with build_driver(device) as driver:
                 samples = await driver.poll()
             assert all(sim[device.name].was_served(s.metric, s.value) for s in samples)
         stop.set()
         await asyncio.wait_for(task, 10)
+        device = config.devices[0]
+        assert isinstance(device, ModbusTcpDevice)
         with pytest.raises(DeviceUnreachable):
-            async with build_driver(config.devices[0]):
+            async with build_driver(device):
                 pass
 
     asyncio.run(scenario())
@@ -457,6 +460,7 @@ def test_sim_command_serves_until_signalled(tmp_path: Path, stop_signal: signal.
             config = await asyncio.to_thread(load_config, path)
             assert [f"{d.host}:{d.port}" for d in config.devices] == [line[2] for line in lines]
             for device in config.devices:
+                assert isinstance(device, ModbusTcpDevice)
                 async with build_driver(device) as driver:
                     assert len(await driver.poll()) == len(device.profile.metrics)
         finally:

@@ -33,7 +33,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from drivers.modbus_tcp import ModbusTcpDriver
 from gateway.app import pipeline
-from gateway.config import GatewayConfig, load_config, parse_config
+from gateway.config import GatewayConfig, ModbusTcpDevice, load_config, parse_config
 from gateway.forwarder import readings_topic
 from gateway.model import Reading
 from gateway.outbox import Outbox
@@ -224,6 +224,7 @@ async def bench_poll(workdir: Path, seconds: float) -> dict[str, float]:
     sim = SimProcess(workdir / "poll", 1, "1s", 1883)
     try:
         device = load_config(sim.config).devices[0]
+        assert isinstance(device, ModbusTcpDevice)
         driver = ModbusTcpDriver(device)
         requests_per_poll = len(driver.plan)
         async with driver:
