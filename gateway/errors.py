@@ -7,8 +7,13 @@ Exception tree::
     ├── DeviceError            a device could not be read (carries .device)
     │   ├── DeviceTimeout      (also a TimeoutError) no answer within the timeout
     │   ├── DeviceUnreachable  (also a ConnectionError) no connection to the device
+    │   │   ├── PortUnavailable       the serial port is missing, unplugged or busy
+    │   │   └── AdapterUnavailable    the BLE adapter is missing or went away
     │   └── ProtocolError      the device answered, but not with what was asked for
-    │       └── ModbusExceptionResponse   a Modbus exception response (.code)
+    │       ├── ModbusExceptionResponse   a Modbus exception response (.code)
+    │       └── BadFrame                  garbage, a bad CRC/checksum (.reason: a FrameError)
+    ├── FrameError             (also a ValueError) bytes are not a valid frame; raised by the
+    │   └── ChecksumError          pure decoders, which know no device
     ├── StoreError             the SQLite outbox failed
     └── ForwardError           the MQTT uplink failed
 
@@ -94,6 +99,34 @@ class ModbusExceptionResponse(ProtocolError):
             device,
             f"Modbus exception {code.value} ({code.name}) reading {count} registers at {address}",
         )
+
+
+class PortUnavailable(DeviceUnreachable):
+    """The serial port is missing, unplugged, or cannot be opened."""
+
+
+class AdapterUnavailable(DeviceUnreachable):
+    """The BLE adapter is missing or went away (``device`` is the adapter's name)."""
+
+
+class FrameError(StreetgateError, ValueError):
+    """Bytes that are not a valid frame or advertisement.
+
+    Raised by the pure protocol decoders (no I/O, no device); drivers wrap it in
+    :class:`BadFrame` with the device's name.
+    """
+
+
+class ChecksumError(FrameError):
+    """A frame whose checksum or CRC does not match its contents."""
+
+
+class BadFrame(ProtocolError):
+    """A device sent a frame that does not decode; ``reason`` is the decoder's FrameError."""
+
+    def __init__(self, device: str, reason: FrameError) -> None:
+        self.reason = reason
+        super().__init__(device, f"bad frame: {reason}")
 
 
 class StoreError(StreetgateError):
