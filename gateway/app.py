@@ -13,9 +13,10 @@ from drivers.base import Source
 from gateway.clock import SystemClock
 from gateway.config import GatewayConfig
 from gateway.config_devices import POLLED_TYPES
-from gateway.forwarder import Forwarder
+from gateway.forwarder import Forwarder, health_topic
 from gateway.outbox import Outbox
 from gateway.scheduler import DevicePoller
+from gateway.status import HealthReporter
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class Gateway:
     forwarder: Forwarder
     pollers: dict[str, DevicePoller] = field(default_factory=dict)
     sources: list[Source] = field(default_factory=list)
+    health: HealthReporter | None = None
 
 
 @asynccontextmanager
@@ -73,6 +75,17 @@ async def run_gateway(
                 for device, poller in zip(polled, gateway.pollers.values(), strict=True)
             ]
             tasks += [tg.create_task(s.run(), name=s.task_name) for s in gateway.sources]
+            gateway.health = HealthReporter(
+                config.gateway_id,
+                outbox,
+                forwarder,
+                statuses=[{n: p.status for n, p in gateway.pollers.items()}]
+                + [s.statuses for s in gateway.sources],
+                topic=health_topic(config),
+                interval=config.mqtt.health_interval,
+                clock=clock,
+            )
+            tasks.append(tg.create_task(gateway.health.run(), name="status:health"))
             log.info(
                 "gateway %s running: %d device(s), broker %s:%d",
                 config.gateway_id,

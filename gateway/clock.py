@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,13 +43,12 @@ class SystemClock:
 
 
 def _load_adjtimex() -> Callable[[Any], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    # CDLL(None) is the running process, which links the C library: no ldconfig subprocess
+    # (ctypes.util.find_library would run one, blocking whoever constructs a clock).
     try:
-        func = ctypes.CDLL(name, use_errno=True).adjtimex
+        func = ctypes.CDLL(None, use_errno=True).adjtimex
     except (OSError, AttributeError):
-        return None
+        return None  # not Linux: no adjtimex, the clock counts as unsynchronised
     func.argtypes = [ctypes.c_void_p]
     func.restype = ctypes.c_int
     adjtimex: Callable[[Any], int] = func

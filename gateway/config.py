@@ -63,6 +63,7 @@ class MqttConfig(Frozen):
     publish_timeout: Seconds = 10.0
     reconnect_min: Seconds = 0.5
     reconnect_max: Seconds = 30.0
+    health_interval: Seconds = 60.0  # health is also published at once when it changes
 
 
 class Synchronous(StrEnum):

@@ -44,6 +44,11 @@ def readings_topic(config: GatewayConfig) -> str:
     return f"{config.mqtt.topic_prefix}/{config.gateway_id}/readings"
 
 
+def health_topic(config: GatewayConfig) -> str:
+    """Retained topic with the gateway's health report (see docs/mqtt.md)."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/health"
+
+
 def status_topic(config: GatewayConfig) -> str:
     """Retained topic with the gateway's online/offline state (birth and last will)."""
     return f"{config.mqtt.topic_prefix}/{config.gateway_id}/status"
@@ -121,6 +126,7 @@ class Forwarder:
         self._password = self._read_password()
         self.stats = ForwarderStats()
         self.connected = asyncio.Event()
+        self._live_client: aiomqtt.Client | None = None
 
     def _read_password(self) -> str | None:
         if self._mqtt.password_file is None:
@@ -185,6 +191,7 @@ class Forwarder:
             self.stats.state = ForwarderState.CONNECTED
             self.stats.connects += 1
             await client.publish(self._status_topic, status_message("online"), qos=1, retain=True)
+            self._live_client = client
             self.connected.set()
             log.info("connected to MQTT broker %s:%d", self._mqtt.host, self._mqtt.port)
             try:
@@ -192,6 +199,24 @@ class Forwarder:
             except asyncio.CancelledError:
                 await self._say_goodbye(client)
                 raise
+            finally:
+                self._live_client = None
+
+    async def publish_retained(self, topic: str, payload: bytes) -> bool:
+        """Publish a retained QoS 1 message on the live connection; False when there is none.
+
+        For state that only matters while fresh (health): nothing is buffered; a failure here
+        is noticed and handled by the connection's own drain loop.
+        """
+        client = self._live_client
+        if client is None:
+            return False
+        try:
+            async with asyncio.timeout(self._mqtt.publish_timeout):
+                await client.publish(topic, payload, qos=1, retain=True)
+        except (aiomqtt.MqttError, TimeoutError):
+            return False
+        return True
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         """On a clean stop, replace the retained 'online' (the will is only sent on a lost link)."""
