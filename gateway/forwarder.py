@@ -255,6 +255,7 @@ class Forwarder:
                         name=f"forward:publish:{last}",
                     )
                     inflight.append((last, len(rows), task))
+                    outbox.mark_sent(last)
                     cursor = last
                 if inflight:
                     waiter = None

@@ -88,6 +88,7 @@ class Outbox:
         self._dropped = 0
         self._used_bytes = 0
         self._acked = 0  # highest sequence number the broker acknowledged
+        self._sent = 0  # highest sequence number handed to the broker (acked or not)
         self._ack_written = 0
         self._commits = 0
         self._closing = False
@@ -161,6 +162,10 @@ class Outbox:
         """Committed readings with ``after_seq < seq <= upto_seq`` in order, as (seq, json)."""
         return await self._in_db(self._select, after_seq, upto_seq, limit)
 
+    def mark_sent(self, upto_seq: int) -> None:
+        """Readings up to ``upto_seq`` were handed to the broker: never drop them unacked."""
+        self._sent = max(self._sent, upto_seq)
+
     def ack(self, upto_seq: int) -> None:
         """The broker has every reading up to ``upto_seq``: delete them with the next commit."""
         if upto_seq > self._acked:
@@ -169,12 +174,10 @@ class Outbox:
 
     async def stats(self) -> OutboxStats:
         """Current depth, size, drops and the oldest reading's timestamp."""
-        oldest = await self._in_db(self._oldest_ts)
-        first = self._first_seq
-        depth = 0 if first is None else self.last_seq - first + 1
+        depth, oldest = await self._in_db(self._depth_and_oldest)
         return OutboxStats(
             depth=depth,
-            first_seq=first,
+            first_seq=self._first_seq,
             last_seq=self.last_seq,
             used_bytes=self._used_bytes,
             max_bytes=self._config.max_bytes,
@@ -329,17 +332,27 @@ class Outbox:
         return first, dropped_now
 
     def _drop_oldest(self) -> int:
+        """Drop the oldest readings that were never handed to the broker.
+
+        Readings published and awaiting PUBACK may already be at the platform (only the ack
+        was lost), so they are kept: they are resent first after a reconnect, and the drop
+        counter stays exactly the number of readings the platform will never see.
+        """
         conn = self._conn
         assert conn is not None
-        first, last = conn.execute("SELECT min(seq), max(seq) FROM readings").fetchone()
-        if first is None:
+        floor = self._sent
+        (depth,) = conn.execute("SELECT count(*) FROM readings WHERE seq > ?", (floor,)).fetchone()
+        if depth == 0:
             return 0
-        depth = last - first + 1
         target = self._config.max_bytes * 0.9  # leave room so we do not drop on every commit
         fraction = (self._used_bytes - target) / self._used_bytes
         count = max(1, min(depth, math.ceil(depth * fraction)))
         conn.execute("BEGIN IMMEDIATE")
-        deleted = conn.execute("DELETE FROM readings WHERE seq < ?", (first + count,)).rowcount
+        deleted = conn.execute(
+            "DELETE FROM readings WHERE seq IN "
+            "(SELECT seq FROM readings WHERE seq > ? ORDER BY seq LIMIT ?)",
+            (floor, count),
+        ).rowcount
         conn.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (deleted,))
         conn.execute("COMMIT")
         self._used_bytes = self._measure_bytes()
@@ -364,11 +377,12 @@ class Outbox:
         except sqlite3.Error as exc:
             raise StoreError(f"outbox read failed: {exc}") from exc
 
-    def _oldest_ts(self) -> int | None:
+    def _depth_and_oldest(self) -> tuple[int, int | None]:
         conn = self._conn
         assert conn is not None
+        (depth,) = conn.execute("SELECT count(*) FROM readings").fetchone()
         row = conn.execute("SELECT ts_ms FROM readings ORDER BY seq LIMIT 1").fetchone()
-        return None if row is None else int(row[0])
+        return int(depth), None if row is None else int(row[0])
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> int:
