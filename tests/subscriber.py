@@ -47,6 +47,32 @@ class Delivery:
             "highest": highest,
         }
 
+    def per_device(self) -> dict[str, dict[str, int]]:
+        """Per device: readings received, distinct, duplicated and misordered.
+
+        Sequence numbers are gateway-wide, so a gap cannot be attributed to a device; missing
+        readings are counted globally by :meth:`report`.
+        """
+        result: dict[str, dict[str, int]] = {}
+        seen: dict[str, set[int]] = {}
+        highest: dict[str, int] = {}
+        for reading in self.readings:
+            device, seq = reading["device"], reading["seq"]
+            counts = result.setdefault(
+                device, {"received": 0, "distinct": 0, "duplicated": 0, "misordered": 0}
+            )
+            counts["received"] += 1
+            mine = seen.setdefault(device, set())
+            if seq in mine:
+                counts["duplicated"] += 1
+                continue
+            if seq < highest.get(device, 0):
+                counts["misordered"] += 1
+            mine.add(seq)
+            counts["distinct"] += 1
+            highest[device] = max(highest.get(device, 0), seq)
+        return result
+
 
 class Subscriber:
     """Subscribes with a persistent session (QoS 1) and reconnects after broker restarts."""
