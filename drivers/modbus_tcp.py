@@ -1,30 +1,21 @@
 """The Modbus TCP driver: one device's register map read over one pymodbus connection.
 
-pymodbus reports failures through two channels (raised exceptions and ``isError()`` responses);
-:class:`_PymodbusErrors` and :meth:`ModbusTcpDriver._read` turn both into the
-:class:`gateway.errors.DeviceError` tree, so no pymodbus exception leaves this module.
+pymodbus failures become :class:`gateway.errors.DeviceError` instances through
+:mod:`drivers.modbus_errors`, the translation this driver shares with the RTU driver.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from drivers.modbus_codec import ReadBlock, decode_block, plan_reads
+from drivers.modbus_errors import PymodbusErrors, registers_of
 from drivers.profile import Function
-from gateway.errors import (
-    DeviceError,
-    DeviceTimeout,
-    DeviceUnreachable,
-    ModbusExceptionCode,
-    ModbusExceptionResponse,
-    ProtocolError,
-)
+from gateway.errors import DeviceUnreachable
 
 if TYPE_CHECKING:
     from pymodbus.pdu import ModbusPDU
@@ -35,81 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["ModbusTcpDriver"]
 
 _Read = Callable[..., Awaitable["ModbusPDU"]]
-
-
-class _DropTranslatedClientErrors(logging.Filter):
-    """Drop pymodbus's own log lines for client failures this module raises as DeviceErrors.
-
-    pymodbus logs a request timeout ("No response received ...", with a dump of the last 20
-    frames) and a refused connect at WARNING/ERROR from inside the client; the scheduler already
-    logs the exception we raise, so these would only be duplicates. Server-side lines (the
-    simulator's) and anything else pymodbus logs are kept.
-    """
-
-    _CLIENT_CALLS = frozenset({("transaction", "execute"), ("transport", "connect")})
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return (
-            record.levelno < logging.WARNING
-            or (record.module, record.funcName) not in self._CLIENT_CALLS
-        )
-
-
-def _install_log_filter() -> None:
-    logger = logging.getLogger("pymodbus.logging")  # the one logger pymodbus's Log class uses
-    if not any(isinstance(f, _DropTranslatedClientErrors) for f in logger.filters):
-        logger.addFilter(_DropTranslatedClientErrors())
-
-
-_install_log_filter()
-
-
-def _exception_code(code: int) -> ModbusExceptionCode:
-    try:
-        return ModbusExceptionCode(code)
-    except ValueError:
-        return ModbusExceptionCode.UNKNOWN
-
-
-class _PymodbusErrors:
-    """Context manager: the one place pymodbus exceptions become streetgate's.
-
-    Reusable and allocation-free, so the poll loop can enter it once per request.
-    """
-
-    def __init__(
-        self, device: str, connected: Callable[[], bool], abandon: Callable[[], None]
-    ) -> None:
-        self._device = device
-        self._connected = connected
-        self._abandon = abandon
-        self.doing = "connecting"  # set by the caller before each operation, for the message
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or isinstance(exc, DeviceError):
-            return
-        device = self._device
-        if isinstance(exc, ModbusIOException | TimeoutError):
-            # pymodbus reports both a silent device and a connection that dropped while a
-            # request was outstanding as a timeout; only the connection state tells them apart.
-            if not self._connected():
-                raise DeviceUnreachable(device, f"connection lost while {self.doing}") from exc
-            # The answer may still come, late; closing makes sure it is never taken for the
-            # answer to a later request on this connection.
-            self._abandon()
-            raise DeviceTimeout(device, f"no answer while {self.doing}") from exc
-        if isinstance(exc, ConnectionException | OSError):
-            raise DeviceUnreachable(device, f"not connected while {self.doing}") from exc
-        if isinstance(exc, ModbusException):
-            raise ProtocolError(device, f"{self.doing}: {exc}") from exc
 
 
 class ModbusTcpDriver:
@@ -132,7 +48,7 @@ class ModbusTcpDriver:
         )
         self._client: AsyncModbusTcpClient | None = None
         self._reads: tuple[tuple[ReadBlock, _Read, str], ...] = ()
-        self._errors = _PymodbusErrors(config.name, self._is_connected, self._abandon)
+        self._errors = PymodbusErrors(config.name, self._is_connected, self._abandon)
 
     @property
     def name(self) -> str:
@@ -212,14 +128,4 @@ class ModbusTcpDriver:
         errors.doing = doing
         with errors:
             response = await read(block.address, count=block.count, device_id=self._config.unit_id)
-        if response.isError():
-            raise ModbusExceptionResponse(
-                self.name, _exception_code(response.exception_code), block.address, block.count
-            )
-        registers = response.registers
-        if len(registers) != block.count:
-            raise ProtocolError(
-                self.name,
-                f"asked for {block.count} registers at {block.address}, got {len(registers)}",
-            )
-        return registers
+        return registers_of(response, self.name, block)

@@ -1,0 +1,132 @@
+"""The one place pymodbus failures become streetgate errors, for the TCP and the RTU driver.
+
+pymodbus reports failures through two channels (raised exceptions and ``isError()`` responses);
+:class:`PymodbusErrors` translates the first, :func:`registers_of` the second, so no pymodbus
+exception leaves ``drivers/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from gateway.errors import (
+    DeviceError,
+    DeviceTimeout,
+    DeviceUnreachable,
+    ModbusExceptionCode,
+    ModbusExceptionResponse,
+    ProtocolError,
+)
+
+if TYPE_CHECKING:
+    from pymodbus.pdu import ModbusPDU
+
+    from drivers.modbus_codec import ReadBlock
+
+__all__ = ["PymodbusErrors", "exception_code", "registers_of"]
+
+
+class _DropTranslatedClientErrors(logging.Filter):
+    """Drop pymodbus's own log lines for client failures the drivers raise as DeviceErrors.
+
+    pymodbus logs a request timeout ("No response received ...", with a dump of the last 20
+    frames), a refused connect and an RTU answer from the wrong unit ("request ask for id=...")
+    at WARNING/ERROR from inside the client; the pollers already log the exception we raise, so
+    these would only be duplicates. Server-side lines (the simulator's) and anything else
+    pymodbus logs are kept.
+    """
+
+    _CLIENT_CALLS = frozenset(
+        {("transaction", "execute"), ("transport", "connect"), ("base", "handleFrame")}
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (
+            record.levelno < logging.WARNING
+            or (record.module, record.funcName) not in self._CLIENT_CALLS
+        )
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("pymodbus.logging")  # the one logger pymodbus's Log class uses
+    if not any(isinstance(f, _DropTranslatedClientErrors) for f in logger.filters):
+        logger.addFilter(_DropTranslatedClientErrors())
+
+
+_install_log_filter()
+
+
+def exception_code(code: int) -> ModbusExceptionCode:
+    """The IntEnum member of a Modbus exception code (UNKNOWN for codes the spec does not name)."""
+    try:
+        return ModbusExceptionCode(code)
+    except ValueError:
+        return ModbusExceptionCode.UNKNOWN
+
+
+class PymodbusErrors:
+    """Context manager: the one place pymodbus exceptions become streetgate's.
+
+    Reusable and allocation-free, so a poll loop can enter it once per request. The caller sets
+    ``device`` (whose error it is) and ``doing`` (for the message) before each operation.
+    ``unreachable`` is the error for a lost connection: :class:`DeviceUnreachable` for TCP,
+    :class:`gateway.errors.PortUnavailable` for a serial port.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        connected: Callable[[], bool],
+        abandon: Callable[[], None],
+        unreachable: type[DeviceUnreachable] = DeviceUnreachable,
+    ) -> None:
+        self.device = device
+        self._connected = connected
+        self._abandon = abandon
+        self._unreachable = unreachable
+        self.doing = "connecting"
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, DeviceError):
+            return
+        device = self.device
+        if isinstance(exc, ModbusIOException | TimeoutError):
+            # pymodbus reports both a silent device and a connection that dropped while a
+            # request was outstanding as a timeout; only the connection state tells them apart.
+            if not self._connected():
+                raise self._unreachable(device, f"connection lost while {self.doing}") from exc
+            # The answer may still come, late; ``abandon`` makes sure it is never taken for the
+            # answer to a later request (TCP closes the connection).
+            self._abandon()
+            raise DeviceTimeout(device, f"no answer while {self.doing}") from exc
+        if isinstance(exc, ConnectionException | OSError):
+            raise self._unreachable(device, f"not connected while {self.doing}") from exc
+        if isinstance(exc, ModbusException):
+            raise ProtocolError(device, f"{self.doing}: {exc}") from exc
+
+
+def registers_of(response: ModbusPDU, device: str, block: ReadBlock) -> Sequence[int]:
+    """The registers of a read's response; exception responses and short answers raise."""
+    if response.isError():
+        raise ModbusExceptionResponse(
+            device, exception_code(response.exception_code), block.address, block.count
+        )
+    registers: Sequence[int] = response.registers
+    if len(registers) != block.count:
+        raise ProtocolError(
+            device, f"asked for {block.count} registers at {block.address}, got {len(registers)}"
+        )
+    return registers
