@@ -99,23 +99,29 @@ class DevicePoller:
         return Quality.GOOD if self._clock.synchronised() else Quality.CLOCK_UNSYNCED
 
     def _succeeded(self) -> None:
-        status = self.status
-        if status.health is not health_after(0):
-            log.info("device %s: %s -> ok", status.name, status.health.value)
-        status.consecutive_failures = 0
-        status.health = health_after(0)
-        status.polls_ok += 1
-        status.last_ok_unix = time.time()
+        record_success(self.status)
 
     def _failed(self, exc: DeviceError) -> None:
-        status = self.status
-        status.consecutive_failures += 1
-        status.polls_failed += 1
-        status.errors_by_kind[type(exc).__name__] += 1
-        status.last_error = str(exc)
-        health = health_after(status.consecutive_failures)
-        if health is not status.health:
-            log.warning(
-                "device %s: %s -> %s: %s", status.name, status.health.value, health.value, exc
-            )
-        status.health = health
+        record_failure(self.status, exc)
+
+
+def record_success(status: DeviceStatus) -> None:
+    """Count a successful poll: health back to OK (logged when it changes)."""
+    if status.health is not health_after(0):
+        log.info("device %s: %s -> ok", status.name, status.health.value)
+    status.consecutive_failures = 0
+    status.health = health_after(0)
+    status.polls_ok += 1
+    status.last_ok_unix = time.time()
+
+
+def record_failure(status: DeviceStatus, exc: DeviceError) -> None:
+    """Count a failed poll: error counters, health by :func:`health_after` (logged on change)."""
+    status.consecutive_failures += 1
+    status.polls_failed += 1
+    status.errors_by_kind[type(exc).__name__] += 1
+    status.last_error = str(exc)
+    health = health_after(status.consecutive_failures)
+    if health is not status.health:
+        log.warning("device %s: %s -> %s: %s", status.name, status.health.value, health.value, exc)
+    status.health = health
