@@ -9,9 +9,10 @@ Usage::
         assert sim["meter-1"].was_served("voltage", reading.value)
 
 Every register a profile's read plan touches is readable (gap registers read as 0); values are
-computed when a request arrives (pymodbus's ``SimDevice(action=...)`` hook), so every read sees
-fresh numbers. Each device remembers the last ``history`` values it served per metric, exactly as a
-gateway decodes them, and has fault switches for tests: :meth:`SimulatedDevice.fail_with`,
+computed when a request arrives (pymodbus's ``SimDevice(action=...)`` hook fills them from a
+:class:`simulator.registers.RegisterMap`), so every read sees fresh numbers. Each device
+remembers the last ``history`` values it served per metric, exactly as a gateway decodes them,
+and has fault switches for tests: :meth:`SimulatedDevice.fail_with`,
 :meth:`SimulatedDevice.slow_down`, :meth:`SimulatedDevice.stop` / :meth:`SimulatedDevice.start`.
 """
 
@@ -21,7 +22,6 @@ import asyncio
 import logging
 import socket
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -31,15 +31,14 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.modbus_codec import ReadBlock, plan_reads
-from drivers.profile import Function, MetricSpec, Profile
+from drivers.modbus_codec import ReadBlock
+from drivers.profile import Function, Profile
 from gateway.config import ModbusTcpDevice
 from gateway.errors import ModbusExceptionCode
-from simulator.values import Clock, DeviceValues
+from simulator.registers import RegisterMap
+from simulator.values import Clock
 
 __all__ = ["DeviceSpec", "ModbusSimulator", "SimulatedDevice"]
-
-_FUNCTION_CODES = {Function.HOLDING: 3, Function.INPUT: 4}
 
 
 class _DropAnswersToGoneClients(logging.Filter):
@@ -102,34 +101,14 @@ class SimulatedDevice:
         self.profile = spec.profile
         self.unit_id = spec.unit_id
         self.host = host
-        self.plan: tuple[ReadBlock, ...] = tuple(
-            plan_reads(
-                spec.profile.metrics,
-                spec.profile.max_registers_per_request,
-                spec.profile.max_gap,
-            )
+        self.registers = RegisterMap(
+            spec.profile, spec.name if spec.seed is None else spec.seed, clock, history
         )
-        self.values = DeviceValues(spec.profile, spec.name if spec.seed is None else spec.seed)
+        self.plan: tuple[ReadBlock, ...] = self.registers.plan
+        self.values = self.registers.values
         self.requests = 0  # read/write requests that reached the register map
         self.connections = 0  # client connections accepted
         self._port = port
-        self._clock = clock
-        self._t0 = clock()
-        self._served = {m.name: deque[float](maxlen=history) for m in spec.profile.metrics}
-        # Per function code: (first register, end, metric), by address, for the request hook.
-        self._metrics: dict[int, tuple[tuple[int, int, MetricSpec], ...]] = {
-            code: tuple(
-                sorted(
-                    (
-                        (m.address, m.address + m.count, m)
-                        for m in spec.profile.metrics
-                        if m.function is function
-                    ),
-                    key=lambda entry: entry[:2],
-                )
-            )
-            for function, code in _FUNCTION_CODES.items()
-        }
         self._simdevices = [SimDevice(spec.unit_id, self._tables(), action=self._action)]
         if spec.unit_id != 0:
             # Any other unit id: answer like a Modbus TCP gateway whose target is silent. Without
@@ -174,11 +153,11 @@ class SimulatedDevice:
 
     def served(self, metric: str) -> tuple[float, ...]:
         """The last values of ``metric`` on the wire, oldest first, as a gateway decodes them."""
-        return tuple(self._served[metric])
+        return self.registers.served(metric)
 
     def was_served(self, metric: str, value: float) -> bool:
         """Whether ``value`` is one of the last values of ``metric`` this device served."""
-        return value in self._served[metric]
+        return self.registers.was_served(metric, value)
 
     def fail_with(self, code: ModbusExceptionCode | None) -> None:
         """Answer every request with this Modbus exception code (None: answer normally)."""
@@ -251,17 +230,7 @@ class SimulatedDevice:
             return self._exception
         if set_values is not None:
             return None  # a write: pymodbus stores it; the next read overwrites it
-        t = self._clock() - self._t0
-        end = address + count
-        for first, last, metric in self._metrics.get(function_code, ()):
-            if first >= end:
-                break
-            if last <= address:
-                continue
-            words, value = self.values.encode(metric, t)
-            registers[first - start_address : last - start_address] = words
-            if first >= address and last <= end:
-                self._served[metric.name].append(value)
+        self.registers.fill(function_code, start_address, address, count, registers)
         return None
 
 
