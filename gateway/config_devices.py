@@ -12,11 +12,12 @@ from gateway.config_types import NAME_PATTERN, Frozen, Profile, Seconds, load_pr
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 
-#: A serial port: a device path (prefer the stable ``/dev/serial/by-id/...`` names) or a USB
-#: identity ``usb:VID:PID[:SERIAL]`` (hex ids, as ``lsusb`` prints them) resolved at start.
+#: A serial port: an absolute device path (prefer the stable ``/dev/serial/by-id/...`` names; a
+#: udev or socat symlink elsewhere, e.g. ``/run/rs485``, works too) or a USB identity
+#: ``usb:VID:PID[:SERIAL]`` (hex ids, as ``lsusb`` prints them) resolved at start.
 #: ``socket://host:port`` and ``rfc2217://host:port`` (pyserial URLs) reach remote ports.
 SERIAL_PORT_PATTERN = (
-    r"^(/dev/\S+|usb:[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}(:\S+)?|(socket|rfc2217)://\S+:\d+|COM\d+)$"
+    r"^(/\S+|usb:[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}(:\S+)?|(socket|rfc2217)://\S+:\d+|COM\d+)$"
 )
 SerialPortName = Annotated[str, Field(pattern=SERIAL_PORT_PATTERN)]
 
