@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from drivers.base import Driver, Sink, Source
+    from drivers.ble_common import BleBackends
     from gateway.clock import SystemClock
     from gateway.config_devices import DeviceConfig, PolledDevice
 
@@ -21,18 +22,43 @@ __all__ = ["build_driver", "build_sources"]
 # this package's __init__ first, and validating a config should not import pymodbus or bleak.
 
 
-def build_driver(config: PolledDevice) -> Driver:
-    """The driver for one polled device, chosen by its ``kind``."""
+def build_driver(config: PolledDevice, *, ble: BleBackends | None = None) -> Driver:
+    """The driver for one polled device, chosen by its ``kind``.
+
+    ``ble``: bleak backends for BLE devices (the simulator's in tests; default: the platform's).
+    """
     if config.kind == "modbus_tcp":
         from drivers.modbus_tcp import ModbusTcpDriver  # noqa: PLC0415
 
         return ModbusTcpDriver(config)
+    if config.kind == "ble_gatt":
+        from drivers.ble_gatt import GattDriver  # noqa: PLC0415
+
+        return GattDriver(config, ble.client if ble else None, ble.adapter if ble else None)
     raise ValueError(f"no driver for device kind {config.kind!r}")
 
 
-def build_sources(devices: Sequence[DeviceConfig], sink: Sink, clock: SystemClock) -> list[Source]:
+def build_sources(
+    devices: Sequence[DeviceConfig],
+    sink: Sink,
+    clock: SystemClock,
+    *,
+    ble: BleBackends | None = None,
+) -> list[Source]:
     """The self-scheduling sources among ``devices`` (buses, BLE scanners)."""
+    from gateway.config_devices import BthomeDevice, RuuviDevice  # noqa: PLC0415 - see above
+
     sources: list[Source] = []
+    # The kinds of gateway.config_devices.PASSIVE_BLE_KINDS, narrowed for the type checker.
+    passive_ble = [d for d in devices if isinstance(d, BthomeDevice | RuuviDevice)]
+    if passive_ble:  # one scanner hears every passive BLE device
+        from drivers.ble_scan import BleScanSource  # noqa: PLC0415
+
+        sources.append(
+            BleScanSource(
+                passive_ble, sink, clock, ble.scanner if ble else None, ble.adapter if ble else None
+            )
+        )
     for device in devices:
         if device.kind == "modbus_rtu":
             raise ValueError(f"no source for device kind {device.kind!r}")
