@@ -61,5 +61,7 @@ def build_sources(
         )
     for device in devices:
         if device.kind == "modbus_rtu":
-            raise ValueError(f"no source for device kind {device.kind!r}")
+            from drivers.modbus_rtu import RtuBusPoller  # noqa: PLC0415
+
+            sources.append(RtuBusPoller(device, sink, clock))
     return sources

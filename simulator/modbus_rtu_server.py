@@ -1,0 +1,356 @@
+"""Simulated Modbus RTU devices on one RS-485 bus: a virtual serial port, real RTU frames.
+
+Usage::
+
+    specs = [DeviceSpec("meter-1", sdm120, unit_id=1), DeviceSpec("meter-2", sdm120, unit_id=2)]
+    async with ModbusRtuSimulator(specs, baudrate=19200) as bus:
+        config = bus.gateway_config("cabinet-bus")  # port = bus.path
+        ...
+        assert bus["meter-1"].was_served("voltage", reading.value)
+
+The bus is one :class:`simulator.pty.VirtualSerialPort`. The simulator behaves like the
+devices on a real bus, with the frame timing of the configured baud rate:
+
+- a request takes its wire time to arrive, and it ends where the line goes quiet for t3.5
+  (frames are found by silence, as a real device finds them, not by parsing);
+- a frame with a bad CRC, or for a unit id nobody has, gets no answer: the client times out;
+- the addressed unit answers after t3.5 plus ``turnaround`` (its processing time), and the
+  answer takes its own wire time (the port's wire-time emulation).
+
+Values come from a :class:`simulator.registers.RegisterMap` per unit, as in the TCP simulator.
+Fault switches per unit: :meth:`SimulatedRtuUnit.fail_with` (an exception code),
+:meth:`~SimulatedRtuUnit.go_silent`, :meth:`~SimulatedRtuUnit.answer_bad_crc`,
+:meth:`~SimulatedRtuUnit.answer_garbage`; for the bus, :meth:`ModbusRtuSimulator.unplug` and
+:meth:`~ModbusRtuSimulator.replug`.
+
+A pty cannot come back at the same path (``/dev/pts/N`` is chosen by the kernel), so the
+gateway is given :attr:`ModbusRtuSimulator.path`, a symlink in a directory of the simulator's
+(a temporary one unless ``link`` is given) that always points at the current pty, like a udev
+``/dev/serial/by-id/...`` link: unplugging removes it, replugging creates it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+from drivers.modbus_codec import ReadBlock
+from drivers.modbus_rtu_frame import (
+    READ_FUNCTIONS,
+    RtuFrame,
+    decode_frame,
+    decode_read_request,
+    encode_exception_reply,
+    encode_read_reply,
+    frame_gap,
+)
+from gateway.config_devices import ModbusRtuBus, RtuUnit
+from gateway.errors import FrameError, ModbusExceptionCode
+from simulator.modbus_server import DeviceSpec
+from simulator.pty import VirtualSerialPort, bits_per_char
+from simulator.registers import RegisterMap
+from simulator.values import Clock
+
+__all__ = ["ModbusRtuSimulator", "SimulatedRtuUnit", "UnitFault"]
+
+BROADCAST = 0
+
+
+class UnitFault(StrEnum):
+    """How a unit misbehaves on the wire (exception codes are set with ``fail_with``)."""
+
+    NONE = "none"
+    SILENT = "silent"  # hears requests, never answers
+    BAD_CRC = "bad_crc"  # answers, with the CRC bytes corrupted
+    GARBAGE = "garbage"  # answers bytes that are no frame at all
+
+
+class SimulatedRtuUnit:
+    """One device on the simulated bus: its register map, what it served, its fault switches."""
+
+    def __init__(self, spec: DeviceSpec, clock: Clock, history: int) -> None:
+        if not 1 <= spec.unit_id <= 247:
+            raise ValueError(f"{spec.name}: an RTU unit id is 1..247, got {spec.unit_id}")
+        self.name = spec.name
+        self.profile = spec.profile
+        self.unit_id = spec.unit_id
+        seed = spec.name if spec.seed is None else spec.seed
+        self.registers = RegisterMap(spec.profile, seed, clock, history)
+        self.plan: tuple[ReadBlock, ...] = self.registers.plan
+        self.requests = 0  # frames addressed to this unit that it heard
+        self.answers = 0  # frames it sent back (whatever the fault)
+        self._exception: ModbusExceptionCode | None = None
+        self._fault = UnitFault.NONE
+        self._rng = random.Random(f"garbage:{seed}")
+
+    def served(self, metric: str) -> tuple[float, ...]:
+        """The last values of ``metric`` on the wire, oldest first, as a gateway decodes them."""
+        return self.registers.served(metric)
+
+    def was_served(self, metric: str, value: float) -> bool:
+        """Whether ``value`` is one of the last values of ``metric`` this unit served."""
+        return self.registers.was_served(metric, value)
+
+    @property
+    def fault(self) -> UnitFault:
+        """The wire fault in force."""
+        return self._fault
+
+    def fail_with(self, code: ModbusExceptionCode | None) -> None:
+        """Answer every request with this Modbus exception code (None: answer normally)."""
+        if code is ModbusExceptionCode.UNKNOWN:
+            raise ValueError("UNKNOWN is not a code a device can send")
+        self._exception = code
+
+    def go_silent(self) -> None:
+        """Hear requests but never answer (a dead or disconnected device)."""
+        self._fault = UnitFault.SILENT
+
+    def answer_bad_crc(self) -> None:
+        """Answer with a corrupted CRC (noise on the line)."""
+        self._fault = UnitFault.BAD_CRC
+
+    def answer_garbage(self) -> None:
+        """Answer with bytes that are no frame (wrong baud rate, a babbling device)."""
+        self._fault = UnitFault.GARBAGE
+
+    def heal(self) -> None:
+        """Clear every injected fault and exception code."""
+        self._fault = UnitFault.NONE
+        self._exception = None
+
+    def gateway_unit(self, interval: float = 1.0) -> RtuUnit:
+        """The gateway's config entry for this unit."""
+        return RtuUnit(
+            name=self.name, unit_id=self.unit_id, profile=self.profile, interval=interval
+        )
+
+    def answer(self, request: RtuFrame, raw: bytes) -> bytes | None:
+        """The bytes this unit puts on the bus for a request addressed to it (None: silence)."""
+        self.requests += 1
+        if self._fault is UnitFault.SILENT:
+            return None
+        reply = self._reply(request, raw)
+        if self._fault is UnitFault.BAD_CRC:
+            reply = reply[:-2] + bytes(b ^ 0xA5 for b in reply[-2:])
+        elif self._fault is UnitFault.GARBAGE:
+            reply = bytes(self._rng.randrange(256) for _ in reply)
+        self.answers += 1
+        return reply
+
+    def _reply(self, request: RtuFrame, raw: bytes) -> bytes:
+        function = request.function
+        if self._exception is not None:
+            return encode_exception_reply(self.unit_id, function, self._exception)
+        if function not in READ_FUNCTIONS:
+            return encode_exception_reply(
+                self.unit_id, function, ModbusExceptionCode.ILLEGAL_FUNCTION
+            )
+        try:
+            read = decode_read_request(raw)
+        except FrameError:
+            return encode_exception_reply(
+                self.unit_id, function, ModbusExceptionCode.ILLEGAL_DATA_VALUE
+            )
+        registers = self.registers.read(function, read.address, read.count)
+        if registers is None:
+            return encode_exception_reply(
+                self.unit_id, function, ModbusExceptionCode.ILLEGAL_DATA_ADDRESS
+            )
+        return encode_read_reply(self.unit_id, function, list(registers))
+
+
+class ModbusRtuSimulator:
+    """Several RTU units on one virtual serial port; ``async with`` serves them."""
+
+    def __init__(
+        self,
+        units: Iterable[DeviceSpec],
+        *,
+        baudrate: int = 19200,
+        parity: Literal["N", "E", "O"] = "N",
+        stopbits: Literal[1, 2] = 1,
+        turnaround: float = 0.0,
+        link: Path | None = None,
+        clock: Clock = time.monotonic,
+        history: int = 64,
+    ) -> None:
+        specs = list(units)
+        if not specs:
+            raise ValueError("a simulated bus needs at least one unit")
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"unit names must be unique: {names}")
+        ids = [s.unit_id for s in specs]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"unit ids must be unique on a bus: {ids}")
+        if baudrate <= 0:
+            raise ValueError(f"baud rate must be above 0, got {baudrate}")
+        if turnaround < 0:
+            raise ValueError(f"turnaround must be >= 0 s, got {turnaround}")
+        self.baudrate = baudrate
+        self.parity: Literal["N", "E", "O"] = parity
+        self.stopbits: Literal[1, 2] = stopbits
+        self.turnaround = turnaround
+        self._units = {s.name: SimulatedRtuUnit(s, clock, history) for s in specs}
+        self._by_id = {u.unit_id: u for u in self._units.values()}
+        self._link = link
+        self._own_dir: Path | None = None
+        self._port: VirtualSerialPort | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # one per plug-in; each ends at unplug
+        self.frames_heard = 0  # frames the bus carried from the gateway (whole, by silence)
+        self.frames_ignored = 0  # of those: bad CRC or too short, so nobody answered
+
+    def __getitem__(self, name: str) -> SimulatedRtuUnit:
+        return self._units[name]
+
+    def __iter__(self) -> Iterator[SimulatedRtuUnit]:
+        return iter(self._units.values())
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+    @property
+    def path(self) -> str:
+        """The stable path the gateway opens (a symlink to the current pty)."""
+        if self._link is None:
+            raise RuntimeError("the simulated bus is not running")
+        return str(self._link)
+
+    @property
+    def pty_path(self) -> str:
+        """The pty behind :attr:`path` right now (changes at every replug)."""
+        return self._port.path if self._port is not None and self._port.is_open else ""
+
+    @property
+    def plugged(self) -> bool:
+        """Whether the port exists (False between :meth:`unplug` and :meth:`replug`)."""
+        return self._port is not None and self._port.is_open
+
+    def gateway_config(
+        self, name: str = "sim-bus", *, timeout: float = 0.5, interval: float = 1.0
+    ) -> ModbusRtuBus:
+        """The gateway's config entry for polling every unit of this bus."""
+        return ModbusRtuBus(
+            kind="modbus_rtu",
+            name=name,
+            port=self.path,
+            baudrate=self.baudrate,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            timeout=timeout,
+            units=tuple(u.gateway_unit(interval) for u in self),
+        )
+
+    async def __aenter__(self) -> Self:
+        if self._link is None:
+            self._own_dir = Path(tempfile.mkdtemp(prefix="streetgate-rtu-"))
+            self._link = self._own_dir / "ttyRTU0"
+        try:
+            self.replug()
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        self.unplug()
+        tasks, self._tasks = self._tasks, set()
+        for task in list(tasks):
+            task.cancel()
+        for task in list(tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
+            self._link = None
+
+    def unplug(self) -> None:
+        """Pull the adapter: the pty goes away and so does the link to it."""
+        port, self._port = self._port, None
+        if port is not None:
+            port.close()
+        if self._link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._link.unlink()
+
+    def replug(self) -> None:
+        """Plug the adapter back in: a new pty, and the link pointing at it."""
+        if self.plugged or self._link is None:
+            return
+        port = VirtualSerialPort(self.baudrate, self.parity, self.stopbits)
+        port.open()
+        self._port = port
+        fresh = self._link.with_name(f".{self._link.name}.{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            fresh.unlink()
+        fresh.symlink_to(port.path)
+        fresh.replace(self._link)  # atomic: the gateway never sees a half-made link
+        task = asyncio.get_running_loop().create_task(
+            self._serve(port), name=f"sim:modbus_rtu:{self._link.name}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, port: VirtualSerialPort) -> None:
+        """Answer frames on ``port`` until it is closed."""
+        loop = asyncio.get_running_loop()
+        char_time = bits_per_char(self.parity, self.stopbits) / self.baudrate
+        gap = frame_gap(self.baudrate)
+        while True:
+            data = await port.read()
+            if not data:
+                return  # unplugged
+            frame = bytearray(data)
+            # The bytes arrived at once through the pty; on a wire they take their time, and the
+            # frame ends only when the line has been quiet for t3.5 after the last one.
+            wire_end = loop.time() + len(data) * char_time
+            while True:
+                try:
+                    async with asyncio.timeout_at(wire_end + gap):
+                        more = await port.read()
+                except TimeoutError:
+                    break
+                if not more:
+                    return
+                frame += more
+                wire_end = max(wire_end, loop.time()) + len(more) * char_time
+            reply = self._dispatch(bytes(frame))
+            if reply is None:
+                continue
+            if self.turnaround:
+                await asyncio.sleep(self.turnaround)
+            await port.write(reply)  # takes the reply's wire time
+
+    def _dispatch(self, frame: bytes) -> bytes | None:
+        self.frames_heard += 1
+        try:
+            request = decode_frame(frame)
+        except FrameError:
+            self.frames_ignored += 1  # a real device drops a frame it cannot check
+            return None
+        if request.unit == BROADCAST:
+            return None  # broadcasts are never answered
+        unit = self._by_id.get(request.unit)
+        if unit is None:
+            return None  # nobody on the bus has this id: silence, the client times out
+        return unit.answer(request, frame)
