@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Annotated, Literal
 
@@ -128,6 +129,17 @@ class LineSensor(SerialLine):
     encoding: str = "ascii"
     interval: Seconds = 10.0
     timeout: Seconds = 5.0
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown text encoding {value!r}; expected e.g. 'ascii', 'utf-8', 'latin-1'"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _groups_match_fields(self) -> LineSensor:
