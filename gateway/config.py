@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from gateway.config_devices import DeviceConfig, ModbusTcpDevice, device_names
-from gateway.config_types import NAME_PATTERN, Bytes, Frozen, Seconds
+from gateway.config_types import NAME_PATTERN, Bytes, BytesOrZero, Frozen, Seconds
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.validation import issues_from_validation_error
 
@@ -83,6 +83,10 @@ class OutboxConfig(Frozen):
     commit_max_readings: int = Field(default=1000, ge=1, le=100_000)
     synchronous: Synchronous = Synchronous.NORMAL
     queue_size: int = Field(default=10_000, ge=1)
+    # Disk space kept in a file beside the outbox and given back when the disk fills up, so
+    # the outbox can checkpoint and drop its oldest readings instead of wedging; the WAL is
+    # checkpointed before it outgrows half of it. 0 turns it off.
+    disk_reserve: BytesOrZero = 8 * 1024 * 1024
 
     @field_validator("commit_interval")
     @classmethod

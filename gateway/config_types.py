@@ -30,6 +30,7 @@ def _size(value: Any) -> Any:
 
 
 Seconds = Annotated[float, BeforeValidator(_duration), Field(gt=0, allow_inf_nan=False)]
+BytesOrZero = Annotated[int, BeforeValidator(_size), Field(ge=0)]
 Bytes = Annotated[int, BeforeValidator(_size), Field(gt=0)]
 
 
@@ -50,4 +51,12 @@ def load_profile_field(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
-__all__ = ["NAME_PATTERN", "Bytes", "Frozen", "Profile", "Seconds", "load_profile_field"]
+__all__ = [
+    "NAME_PATTERN",
+    "Bytes",
+    "BytesOrZero",
+    "Frozen",
+    "Profile",
+    "Seconds",
+    "load_profile_field",
+]

@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from gateway.config import OutboxConfig
+from gateway.disk_reserve import DiskReserve
 from gateway.errors import StoreError
 from gateway.model import Reading
 
@@ -53,7 +54,30 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         INSERT INTO meta (key, value) VALUES ('next_seq', 1), ('dropped', 0);
         """,
     ),
+    (
+        # Readings a technician deleted with `streetgate buffer purge` (gateway/buffer_store.py),
+        # so a gap at the platform is explainable. OR IGNORE: purge may have added the key
+        # to an outbox before this migration ran.
+        "0002_purged_counter",
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('purged', 0);",
+    ),
 )
+
+
+class OutboxFull(StoreError):
+    """The disk is full and no room could be made; the batch was not committed."""
+
+
+#: Seconds between attempts to commit while the disk is full.
+DISK_FULL_RETRY = 1.0
+
+
+def wal_checkpoint_pages(disk_reserve: int, page_size: int = 4096) -> int:
+    """WAL pages between automatic checkpoints: SQLite's 1000 (4 MB), or fewer so the WAL
+    stays within half the disk reserve; a full disk can then always be checkpointed."""
+    if disk_reserve == 0:
+        return 1000
+    return max(16, min(1000, disk_reserve // 2 // page_size))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +92,7 @@ class OutboxStats:
     dropped: int  # readings dropped because the outbox was full, since it was created
     pending: int  # readings waiting in memory for the next group commit
     oldest_ts_ms: int | None
+    purged: int = 0  # readings deleted with `streetgate buffer purge`, since it was created
 
 
 class Outbox:
@@ -92,6 +117,10 @@ class Outbox:
         self._ack_written = 0
         self._commits = 0
         self._closing = False
+        self.disk_full = False
+        self._reserve = DiskReserve(
+            config.path.with_name(config.path.name + ".reserve"), config.disk_reserve
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -174,16 +203,19 @@ class Outbox:
 
     async def stats(self) -> OutboxStats:
         """Current depth, size, drops and the oldest reading's timestamp."""
-        depth, oldest = await self._in_db(self._depth_and_oldest)
+        # From the database, not from memory: `streetgate buffer purge` may have deleted
+        # readings since the last commit.
+        depth, first, oldest, purged = await self._in_db(self._stored_figures)
         return OutboxStats(
             depth=depth,
-            first_seq=self._first_seq,
+            first_seq=first,
             last_seq=self.last_seq,
             used_bytes=self._used_bytes,
             max_bytes=self._config.max_bytes,
             dropped=self._dropped,
             pending=len(self._pending),
             oldest_ts_ms=oldest,
+            purged=purged,
         )
 
     # -- event-loop side of a commit ------------------------------------------------------
@@ -196,7 +228,25 @@ class Outbox:
         ack = self._acked if self._acked > self._ack_written else 0
         if not batch and not ack:
             return
-        first, dropped_now = await self._in_db(self._write, batch, ack)
+        try:
+            first, dropped_now = await self._in_db(self._write, batch, ack)
+        except OutboxFull:
+            # Nothing committed; keep the batch (in memory, bounded by queue_size) and retry
+            # after a pause: acknowledged readings being deleted will free space.
+            self._pending[:0] = batch
+            self._arrived.set()
+            if not self.disk_full:
+                log.error(  # noqa: TRY400 - an expected condition, not a bug: no traceback
+                    "outbox %s: disk full; %d readings held in memory until there is room",
+                    self._config.path,
+                    len(self._pending),
+                )
+            self.disk_full = True
+            await asyncio.sleep(DISK_FULL_RETRY)
+            return
+        if self.disk_full:
+            log.warning("outbox %s: writing again after the disk was full", self._config.path)
+            self.disk_full = False
         if ack:
             self._ack_written = ack
         self._first_seq = first
@@ -205,7 +255,8 @@ class Outbox:
         if dropped_now:
             self._dropped += dropped_now
             log.warning(
-                "outbox over its %d-byte limit: dropped the %d oldest readings (%d in total)",
+                "outbox full (its %d-byte limit or the disk): dropped the %d oldest unsent "
+                "readings (%d in total)",
                 self._config.max_bytes,
                 dropped_now,
                 self._dropped,
@@ -244,6 +295,7 @@ class Outbox:
         self._first_seq = first
         self._acked = self._ack_written = (first - 1) if first is not None else self._next_seq - 1
         self._used_bytes = self._measure_bytes()
+        self._reserve.ensure()
         log.info(
             "outbox %s open: %d readings waiting, next sequence number %d, %d dropped so far",
             path,
@@ -279,9 +331,12 @@ class Outbox:
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Before the first table: lets a full disk get space back (see _make_room).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._config.synchronous.value.upper()}")
         conn.execute("PRAGMA journal_size_limit=4194304")  # truncate the WAL after checkpoints
+        conn.execute(f"PRAGMA wal_autocheckpoint={wal_checkpoint_pages(self._config.disk_reserve)}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, (name, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("outbox %s: applying migration %s", path, name)
@@ -292,6 +347,8 @@ class Outbox:
         if self._conn is not None:
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:  # a full disk: the WAL stays, nothing lost
+                log.warning("outbox %s: final checkpoint failed: %s", self._config.path, exc)
             finally:
                 self._conn.close()
                 self._conn = None
@@ -308,6 +365,34 @@ class Outbox:
         ]
         dropped_now = 0
         try:
+            try:
+                self._commit(rows, ack, start)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                    raise
+                log.error(  # noqa: TRY400 - an expected condition, not a bug: no traceback
+                    "outbox %s: the disk is full; dropping the oldest readings to make room",
+                    self._config.path,
+                )
+                dropped_now += self._make_room(len(rows))
+                try:
+                    self._commit(rows, ack, start)
+                except sqlite3.OperationalError as again:
+                    if again.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                        raise OutboxFull(f"outbox {self._config.path}: disk full") from again
+                    raise
+            self._used_bytes = self._measure_bytes()
+            if self._used_bytes > self._config.max_bytes:
+                dropped_now += self._drop_oldest()
+        except sqlite3.Error as exc:
+            raise StoreError(f"outbox write failed: {exc}") from exc
+        first = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
+        return first, dropped_now
+
+    def _commit(self, rows: list[tuple[int, int, str, str]], ack: int, start: int) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
             conn.execute("BEGIN IMMEDIATE")
             if ack:
                 conn.execute("DELETE FROM readings WHERE seq <= ?", (ack,))
@@ -319,19 +404,38 @@ class Outbox:
                     "UPDATE meta SET value = ? WHERE key = 'next_seq'", (start + len(rows),)
                 )
             conn.execute("COMMIT")
-            self._next_seq = start + len(rows)
-            self._commits += 1
-            self._used_bytes = self._measure_bytes()
-            if self._used_bytes > self._config.max_bytes:
-                dropped_now = self._drop_oldest()
-        except sqlite3.Error as exc:
+        except sqlite3.Error:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise StoreError(f"outbox write failed: {exc}") from exc
-        first = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
-        return first, dropped_now
+            raise
+        self._next_seq = start + len(rows)
+        self._commits += 1
 
-    def _drop_oldest(self) -> int:
+    def _make_room(self, needed_rows: int) -> int:
+        """After SQLITE_FULL: release the disk reserve, fold the WAL into the database and
+        truncate it (the WAL never outgrows half the reserve), drop the oldest unsent readings
+        (a tenth of them, at least as many as are waiting), give their pages back to the
+        filesystem and make the reserve again. Returns how many readings were dropped."""
+        conn = self._conn
+        assert conn is not None
+        self._reserve.release()
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            dropped = self._drop_oldest(minimum=needed_rows, fraction=0.1)
+            # Hand the dropped readings' pages back to the filesystem (the file shrinks at the
+            # checkpoint), so the reserve can be made again.
+            conn.execute("PRAGMA incremental_vacuum")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._reserve.ensure()
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise OutboxFull(f"outbox {self._config.path}: disk full, cannot drop") from exc
+            raise
+        return dropped
+
+    def _drop_oldest(self, minimum: int = 1, fraction: float | None = None) -> int:
         """Drop the oldest readings that were never handed to the broker.
 
         Readings published and awaiting PUBACK may already be at the platform (only the ack
@@ -344,9 +448,10 @@ class Outbox:
         (depth,) = conn.execute("SELECT count(*) FROM readings WHERE seq > ?", (floor,)).fetchone()
         if depth == 0:
             return 0
-        target = self._config.max_bytes * 0.9  # leave room so we do not drop on every commit
-        fraction = (self._used_bytes - target) / self._used_bytes
-        count = max(1, min(depth, math.ceil(depth * fraction)))
+        if fraction is None:
+            target = self._config.max_bytes * 0.9  # leave room: do not drop on every commit
+            fraction = (self._used_bytes - target) / self._used_bytes
+        count = max(minimum, min(depth, math.ceil(depth * fraction)))
         conn.execute("BEGIN IMMEDIATE")
         deleted = conn.execute(
             "DELETE FROM readings WHERE seq IN "
@@ -377,12 +482,16 @@ class Outbox:
         except sqlite3.Error as exc:
             raise StoreError(f"outbox read failed: {exc}") from exc
 
-    def _depth_and_oldest(self) -> tuple[int, int | None]:
+    def _stored_figures(self) -> tuple[int, int | None, int | None, int]:
+        """(depth, first stored seq, its timestamp, readings purged so far)."""
         conn = self._conn
         assert conn is not None
         (depth,) = conn.execute("SELECT count(*) FROM readings").fetchone()
-        row = conn.execute("SELECT ts_ms FROM readings ORDER BY seq LIMIT 1").fetchone()
-        return int(depth), None if row is None else int(row[0])
+        row = conn.execute("SELECT seq, ts_ms FROM readings ORDER BY seq LIMIT 1").fetchone()
+        purged = _meta(conn, "purged")
+        if row is None:
+            return int(depth), None, None, purged
+        return int(depth), int(row[0]), int(row[1]), purged
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> int:

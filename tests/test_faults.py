@@ -149,3 +149,28 @@ def test_corrupt_database_at_start_is_quarantined(tmp_path: Path, mosquitto: Mos
     log = (tmp_path / "gateway.log").read_text()
     assert "is damaged" in log
     assert str(quarantined[0]) in log
+
+
+def test_disk_full_drops_exactly_what_the_platform_misses(
+    tmp_path: Path, mosquitto: Mosquitto, tiny_disk: Path
+) -> None:
+    async def scenario() -> None:
+        # a 1 MiB filesystem, far below max_bytes: the disk runs out, not the limit
+        async with stage(tmp_path, mosquitto, outbox_dir=tiny_disk, disk_reserve="256KiB") as s:
+            await s.platform.wait_for(300, 15)
+            s.proxy.set_mode("blackhole")
+            s.proxy.reset()
+            for _ in range(60):
+                await asyncio.sleep(0.5)
+                if (await asyncio.to_thread(outbox_counts, s.outbox))["dropped"] > 2000:
+                    break
+            assert s.gateway is not None
+            assert s.gateway.returncode is None  # still running
+            s.proxy.set_mode("pass")
+            counts = await s.settle()
+            report = assert_complete(s, counts)
+            assert counts["dropped"] > 2000
+            assert report["missing"] == counts["dropped"]
+
+    asyncio.run(scenario())
+    assert "the disk is full" in (tmp_path / "gateway.log").read_text()

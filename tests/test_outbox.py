@@ -12,7 +12,7 @@ import pytest
 from gateway.config import OutboxConfig
 from gateway.errors import StoreError
 from gateway.model import Quality, Reading
-from gateway.outbox import Outbox, encode_reading
+from gateway.outbox import MIGRATIONS, Outbox, encode_reading
 
 
 def readings(n: int, start: int = 0, device: str = "meter-1") -> list[Reading]:
@@ -172,9 +172,33 @@ def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     asyncio.run(_open_close(tmp_path))
     conn = sqlite3.connect(tmp_path / "outbox.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 async def _open_close(tmp_path: Path) -> None:
     async with Outbox(config(tmp_path)):
         pass
+
+
+def test_full_disk_drops_oldest_unsent_and_keeps_going(tiny_disk: Path) -> None:
+    # max_bytes far above what the disk holds: the disk, not the limit, runs out
+    cfg = OutboxConfig(
+        path=tiny_disk / "outbox.db", max_bytes=100 * 1024 * 1024, disk_reserve=256 * 1024
+    )
+
+    async def scenario() -> tuple[int, int, bool]:
+        async with Outbox(cfg) as outbox:
+            for i in range(60):
+                await outbox.put_many(readings(500, start=i * 500))
+                await outbox._flush()
+            stats = await outbox.stats()
+            rows = await outbox.read_batch(0, outbox.last_seq, 10**6)
+            seqs = [seq for seq, _ in rows]
+            assert seqs == sorted(seqs)
+            assert stats.depth == len(seqs)
+            return stats.dropped, outbox.last_seq, outbox.disk_full
+
+    dropped, last, full = asyncio.run(scenario())
+    assert dropped > 0
+    assert not full  # room was made each time
+    assert last == 30_000  # every reading got its number; the oldest were dropped and counted

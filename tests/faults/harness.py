@@ -49,13 +49,10 @@ class Stage:
     sim: ModbusSimulator
     platform: Subscriber
     config: Path
+    outbox: Path
     env: Mapping[str, str] = field(default_factory=dict)
     gateway: asyncio.subprocess.Process | None = None
     starts: int = 0
-
-    @property
-    def outbox(self) -> Path:
-        return self.workdir / "outbox.db"
 
     async def start_gateway(self) -> None:
         log = (self.workdir / "gateway.log").open("ab")
@@ -106,7 +103,12 @@ class Stage:
 
 
 def gateway_config(
-    path: Path, proxy_port: int, sim: ModbusSimulator, interval: str, **outbox: str
+    path: Path,
+    proxy_port: int,
+    sim: ModbusSimulator,
+    interval: str,
+    outbox_path: Path,
+    **outbox: str,
 ) -> Path:
     lines = [
         'gateway_id = "fault-gw"',
@@ -119,7 +121,7 @@ def gateway_config(
         'reconnect_max = "1s"',
         "readings_per_message = 200",
         "[outbox]",
-        f'path = "{path.parent / "outbox.db"}"',
+        f'path = "{outbox_path}"',
         'commit_interval = "100ms"',
         *(f'{key} = "{value}"' for key, value in outbox.items()),
     ]
@@ -147,6 +149,7 @@ async def stage(
     interval: str = "100ms",
     env: Mapping[str, str] | None = None,
     start: bool = True,
+    outbox_dir: Path | None = None,
     **outbox: str,
 ) -> AsyncIterator[Stage]:
     """Devices polled every ``interval`` (10 SDM120 at 100 ms: about 1,100 readings/s)."""
@@ -156,8 +159,13 @@ async def stage(
         platform = Subscriber(broker.host, broker.port, TOPIC, client_id="fault-platform")
         listener = asyncio.create_task(platform.run(), name="test:platform")
         await asyncio.wait_for(platform.subscribed.wait(), 10)
-        config = gateway_config(workdir / "gw.toml", proxy.port, sim, interval, **outbox)
-        the_stage = Stage(workdir, broker, proxy, sim, platform, config, dict(env or {}))
+        outbox_path = (outbox_dir or workdir) / "outbox.db"
+        config = gateway_config(
+            workdir / "gw.toml", proxy.port, sim, interval, outbox_path, **outbox
+        )
+        the_stage = Stage(
+            workdir, broker, proxy, sim, platform, config, outbox_path, dict(env or {})
+        )
         if start:
             await the_stage.start_gateway()
         try:
