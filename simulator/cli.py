@@ -2,6 +2,9 @@
 
 streetgate sim --profile sdm120 --count 3 --write-config gw.toml   # one terminal
 streetgate run -c gw.toml                                          # another
+
+With ``--rtu`` the devices are Modbus RTU units on one virtual serial port instead
+(:mod:`simulator.rtu_cli`).
 """
 
 from __future__ import annotations
@@ -15,16 +18,19 @@ import signal
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
 from drivers.profile import Profile, load_profile
 from gateway.config import NAME_PATTERN, parse_config
+from gateway.config_devices import BAUD_RATES
 from gateway.errors import ConfigError
 from gateway.units import format_duration, parse_duration
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from simulator.rtu_cli import ConfigBus, Parity, bus_toml, rtu_fleet, serve_rtu
 
 __all__ = [
     "ConfigDevice",
@@ -89,10 +95,13 @@ def _toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML ones
 
 
-def config_toml(settings: GatewaySettings, devices: Sequence[ConfigDevice]) -> str:
-    """A complete gateway config for ``devices``."""
+def config_toml(
+    settings: GatewaySettings, devices: Sequence[ConfigDevice], bus: ConfigBus | None = None
+) -> str:
+    """A complete gateway config for ``devices`` (Modbus TCP) and the RTU ``bus``, if any."""
+    count = len(devices) + (len(bus.units) if bus is not None else 0)
     lines = [
-        f"# Written by `streetgate sim` for {len(devices)} simulated device(s).",
+        f"# Written by `streetgate sim` for {count} simulated device(s).",
         "# Run the gateway against them with: streetgate run -c <this file>",
         f"gateway_id = {_toml_str(settings.gateway_id)}",
         "",
@@ -115,6 +124,8 @@ def config_toml(settings: GatewaySettings, devices: Sequence[ConfigDevice]) -> s
             f"profile = {_toml_str(device.profile_ref)}",
             f"interval = {_toml_str(format_duration(settings.interval))}",
         ]
+    if bus is not None:
+        lines += bus_toml(bus, format_duration(settings.interval))
     return "\n".join(lines) + "\n"
 
 
@@ -148,15 +159,35 @@ def _profiles(refs: Sequence[str]) -> list[SimProfile]:
 
 
 def _interval(text: str) -> float:
+    return _duration(text, "--interval", allow_zero=False)
+
+
+def _duration(text: str, option: str, *, allow_zero: bool) -> float:
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--interval'") from exc
-    if seconds <= 0:
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from exc
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        above = "0 or more" if allow_zero else "above 0"
         raise typer.BadParameter(
-            f"expected a duration above 0, got {text!r}", param_hint="'--interval'"
+            f"expected a duration {above}, got {text!r}", param_hint=f"'{option}'"
         )
     return seconds
+
+
+def _rtu_devices(
+    devices: list[tuple[DeviceSpec, str]], unit_id: int, baud: int, parity: str
+) -> list[tuple[DeviceSpec, str]]:
+    if baud not in BAUD_RATES:
+        raise typer.BadParameter(
+            f"expected one of the standard baud rates {list(BAUD_RATES)}", param_hint="'--baud'"
+        )
+    if parity not in ("N", "E", "O"):
+        raise typer.BadParameter(f"expected N, E or O, got {parity!r}", param_hint="'--parity'")
+    try:
+        return rtu_fleet(devices, unit_id)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--unit-id'") from exc
 
 
 def _check_names(gateway_id: str, broker_host: str) -> None:
@@ -167,6 +198,48 @@ def _check_names(gateway_id: str, broker_host: str) -> None:
         )
     if not broker_host:
         raise typer.BadParameter("expected a host name or address", param_hint="'--broker-host'")
+
+
+def _write_rtu_config(path: Path, settings: GatewaySettings, force: bool, bus: ConfigBus) -> None:
+    write_config_file(path, config_toml(settings, [], bus), force=force)
+    typer.echo(f"wrote {path}; run the gateway: streetgate run -c {path}", err=True)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set (call on the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows' default loop
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_rtu_until_signalled(
+    devices: Sequence[tuple[DeviceSpec, str]],
+    *,
+    baudrate: int,
+    parity: Parity,
+    turnaround: float,
+    link: Path | None,
+    settings: GatewaySettings,
+    config_path: Path | None,
+    force: bool,
+) -> None:
+    """``sim --rtu``: serve one simulated RTU bus until SIGINT/SIGTERM."""
+    write = (
+        None if config_path is None else partial(_write_rtu_config, config_path, settings, force)
+    )
+    await serve_rtu(
+        devices,
+        baudrate=baudrate,
+        parity=parity,
+        turnaround=turnaround,
+        link=link,
+        stop=stop_on_signals(),
+        write_config=write,
+    )
+    typer.echo("stopped", err=True)
 
 
 async def serve(
@@ -185,11 +258,7 @@ async def serve(
     ``started`` gets the running simulator once every device listens and the config is written.
     """
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):  # not on Windows' default loop
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
     specs = [spec for spec, _ in devices]
     async with ModbusSimulator(specs, host=host, base_port=base_port, history=8) as sim:
         if config_path is not None:
@@ -253,8 +322,30 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
     outbox: Annotated[
         Path, typer.Option(help="Outbox path for the config (relative to the config file).")
     ] = Path("outbox.db"),
+    rtu: Annotated[
+        bool,
+        typer.Option(
+            "--rtu",
+            help="Modbus RTU units on one virtual serial port (ids from --unit-id up) "
+            "instead of Modbus TCP devices.",
+        ),
+    ] = False,
+    baud: Annotated[int, typer.Option(help="RTU: baud rate of the bus.")] = 19200,
+    parity: Annotated[str, typer.Option(help="RTU: parity, N, E or O.")] = "N",
+    turnaround: Annotated[
+        str, typer.Option(help="RTU: each unit's processing time before it answers (e.g. 5ms).")
+    ] = "0s",
+    link: Annotated[
+        Path | None,
+        typer.Option(
+            help="RTU: the port's path, a symlink to the pty kept across restarts "
+            "(default: one in a temporary folder).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve simulated Modbus TCP devices until Ctrl-C; optionally write a config for them."""
+    """Serve simulated Modbus TCP devices (or RTU units: --rtu) until Ctrl-C; optionally write
+    a config for them."""
     profiles = _profiles(profile or ["sdm120"])
     settings = GatewaySettings(gateway_id, broker_host, broker_port, outbox, _interval(interval))
     _check_names(gateway_id, broker_host)
@@ -268,9 +359,23 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
             f"{write_config} exists; add --force to overwrite it", param_hint="'--write-config'"
         )
     devices = fleet(profiles, count, unit_id)
+    if rtu:
+        devices = _rtu_devices(devices, unit_id, baud, parity)
+    turnaround_s = _duration(turnaround, "--turnaround", allow_zero=True)
     try:
         asyncio.run(
-            serve(
+            serve_rtu_until_signalled(
+                devices,
+                baudrate=baud,
+                parity=cast(Parity, parity),
+                turnaround=turnaround_s,
+                link=link,
+                settings=settings,
+                config_path=write_config,
+                force=force,
+            )
+            if rtu
+            else serve(
                 devices,
                 host=host,
                 base_port=base_port,
@@ -285,7 +390,8 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_RUNTIME) from exc
     except OSError as exc:
-        typer.echo(f"error: {exc}; for free ports use --base-port 0", err=True)
+        hint = "" if rtu else "; for free ports use --base-port 0"
+        typer.echo(f"error: {exc}{hint}", err=True)
         raise typer.Exit(EXIT_RUNTIME) from exc
 
 

@@ -204,6 +204,8 @@ class ModbusRtuSimulator:
         self.turnaround = turnaround
         self._units = {s.name: SimulatedRtuUnit(s, clock, history) for s in specs}
         self._by_id = {u.unit_id: u for u in self._units.values()}
+        if link is not None and os.path.lexists(link) and not link.is_symlink():
+            raise FileExistsError(f"{link} exists and is not a symlink (the simulator's link)")
         self._link = link
         self._own_dir: Path | None = None
         self._port: VirtualSerialPort | None = None
@@ -289,9 +291,8 @@ class ModbusRtuSimulator:
         port, self._port = self._port, None
         if port is not None:
             port.close()
-        if self._link is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._link.unlink()
+        if self._link is not None and self._link.is_symlink():
+            self._link.unlink()
 
     def replug(self) -> None:
         """Plug the adapter back in: a new pty, and the link pointing at it."""

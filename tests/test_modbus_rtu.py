@@ -7,6 +7,8 @@ import itertools
 import json
 import os
 import random
+import signal
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from drivers import build_sources
 from drivers.modbus_codec import decode_block, plan_reads
@@ -39,7 +42,7 @@ from drivers.modbus_rtu_frame import (
 )
 from drivers.profile import Profile, load_profile
 from gateway.clock import SystemClock
-from gateway.config import OutboxConfig, parse_config
+from gateway.config import OutboxConfig, load_config, parse_config
 from gateway.config_devices import ModbusRtuBus
 from gateway.errors import (
     BadFrame,
@@ -57,6 +60,7 @@ from gateway.model import Reading
 from gateway.outbox import Outbox
 from simulator.modbus_rtu_server import ModbusRtuSimulator, SimulatedRtuUnit
 from simulator.modbus_server import DeviceSpec
+from tests.test_simulator import flat, sim_app
 
 SDM120 = load_profile("sdm120")
 XY_MD02 = load_profile("xy-md02")
@@ -553,3 +557,84 @@ def test_simulated_bus_needs_distinct_ids_and_names() -> None:
         ModbusRtuSimulator(specs(("a", SDM120, 1), ("b", SDM120, 1)))
     with pytest.raises(ValueError, match=r"1\.\.247"):
         ModbusRtuSimulator(specs(("a", SDM120, 0)))
+
+
+# --- streetgate sim --rtu ------------------------------------------------------------------
+
+
+def test_sim_rtu_serves_a_bus_and_writes_its_config(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "gw.toml"
+        link = tmp_path / "ttyRS485"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from gateway.cli import main; main()",
+            "sim",
+            "--rtu",
+            "--profile",
+            "sdm120",
+            "--profile",
+            "xy-md02",
+            "--count",
+            "3",
+            "--baud",
+            "38400",
+            "--unit-id",
+            "10",
+            "--link",
+            str(link),
+            "--write-config",
+            str(path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        try:
+            lines = [
+                (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().split()
+                for _ in range(3)
+            ]
+            assert lines == [
+                ["sim-sdm120-1", "sdm120", str(link), "unit", "10"],
+                ["sim-xy-md02-1", "xy-md02", str(link), "unit", "11"],
+                ["sim-sdm120-2", "sdm120", str(link), "unit", "12"],
+            ]
+            config = await asyncio.to_thread(load_config, path)
+            (bus,) = config.devices
+            assert isinstance(bus, ModbusRtuBus)
+            assert (bus.port, bus.baudrate, bus.parity) == (str(link), 38400, "N")
+            assert [(u.name, u.unit_id, u.profile.name) for u in bus.units] == [
+                ("sim-sdm120-1", 10, "sdm120"),
+                ("sim-xy-md02-1", 11, "xy-md02"),
+                ("sim-sdm120-2", 12, "sdm120"),
+            ]
+            async with ModbusRtuBusDriver(bus) as driver:
+                for unit in bus.units:
+                    assert len(await driver.read_unit(unit)) == len(unit.profile.metrics)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(proc.communicate(), 20)
+        text = stderr.decode()
+        assert proc.returncode == 0, text
+        assert f"serving 3 device(s) on {link} (38400 baud 8N1)" in text
+        assert "Traceback" not in text
+        assert not await asyncio.to_thread(os.path.lexists, link)  # removed when it stops
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--baud", "1234"], "Invalid value for '--baud': expected one of the standard"),
+        (["--parity", "X"], "Invalid value for '--parity': expected N, E or O"),
+        (["--unit-id", "246", "--count", "3"], "need ids up to 248"),
+        (["--unit-id", "0"], "Invalid value for '--unit-id'"),
+        (["--turnaround", "-1ms"], "Invalid value for '--turnaround'"),
+    ],
+)
+def test_sim_rtu_rejects_bad_options(args: list[str], expected: str) -> None:
+    result = CliRunner().invoke(sim_app(), ["sim", "--rtu", *args])
+    assert result.exit_code == 2, result.output
+    assert expected in flat(result.stderr)
