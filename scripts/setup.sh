@@ -21,8 +21,10 @@ need_apt=()
 if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     need_apt+=(mosquitto)
 fi
-if [ "$extras" = dev ] && ! command -v openssl >/dev/null; then
-    need_apt+=(openssl)  # the TLS tests make their own certificates
+if [ "$extras" = dev ]; then
+    command -v openssl >/dev/null || need_apt+=(openssl)  # TLS tests make certificates
+    # the fault suite jumps the gateway's wall clock with libfaketime
+    ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     need_apt+=(python3-venv)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,36 @@ def test_disk_full_drops_exactly_what_the_platform_misses(
 
     asyncio.run(scenario())
     assert "the disk is full" in (tmp_path / "gateway.log").read_text()
+
+
+def libfaketime() -> str:
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not found:
+        pytest.fail("the clock-jump scenario needs libfaketime (apt-get install faketime)")
+    return str(found[0])
+
+
+def test_wall_clock_jumps_reorder_and_drop_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    offset = tmp_path / "clock-offset"
+    offset.write_text("+0\n")
+    env = {
+        "LD_PRELOAD": libfaketime(),
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_NO_CACHE": "1",  # pick up every change at once
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # only the wall clock jumps, as with NTP
+    }
+
+    async def scenario() -> None:
+        async with stage(tmp_path, mosquitto, env=env) as s:
+            await s.platform.wait_for(500, 15)
+            for jump in ("-2h", "+1d", "-30s", "+0"):
+                await asyncio.to_thread(offset.write_text, f"{jump}\n")
+                await asyncio.sleep(2)
+            counts = await s.settle()
+            assert_complete(s, counts)
+            stamps = [datetime.fromisoformat(r["ts"]) for r in s.platform.delivery.readings]
+            # the wall clock really went back and forth, while seq order held
+            assert any(b < a for a, b in zip(stamps, stamps[1:], strict=False))
+            assert max(stamps) - min(stamps) > timedelta(hours=25)
+
+    asyncio.run(scenario())
