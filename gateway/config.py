@@ -62,7 +62,7 @@ class MqttConfig(Frozen):
     max_inflight: int = Field(default=16, ge=1, le=1000)
     publish_timeout: Seconds = 10.0
     reconnect_min: Seconds = 0.5
-    reconnect_max: Seconds = 30.0
+    reconnect_max: Seconds = 5.0  # the longest a returning broker waits for this gateway
     health_interval: Seconds = 60.0  # health is also published at once when it changes
 
 
