@@ -50,9 +50,12 @@ class DevicePoller:
         sink: Sink,
         clock: SystemClock,
         rng: random.Random | None = None,
+        *,
+        phase: float = 0.0,
     ) -> None:
         self._driver = driver
         self._interval = interval
+        self._phase = phase  # delay of the first poll, so devices do not all poll at once
         self._sink = sink
         self._clock = clock
         self._rng = rng or random.Random()
@@ -80,7 +83,8 @@ class DevicePoller:
         return stamp(self._driver.name, samples, self._clock.now_ms(), self._quality())
 
     async def _poll_loop(self) -> None:
-        start = time.monotonic()
+        start = time.monotonic() + self._phase
+        self._phase = 0.0  # only the very first connection waits for its phase
         slot = start
         while True:
             delay = slot - time.monotonic()

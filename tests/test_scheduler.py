@@ -98,7 +98,7 @@ def test_a_failing_device_does_not_delay_the_others() -> None:
     good = FakeDriver("good")
     sink = Sink()
     pollers = (
-        DevicePoller(bad, 0.1, sink, SystemClock(), random.Random(1)),
+        DevicePoller(bad, 0.1, sink, SystemClock(), rng=random.Random(1)),
         DevicePoller(good, 0.1, sink, SystemClock()),
     )
     asyncio.run(run_for(1.05, *pollers))
@@ -112,7 +112,7 @@ def test_a_failing_device_does_not_delay_the_others() -> None:
 def test_backoff_grows_while_failing_and_recovery_restores_ok() -> None:
     driver = FakeDriver("flaky")
     driver.refuse_connect = True
-    poller = DevicePoller(driver, 0.05, Sink(), SystemClock(), random.Random(3))
+    poller = DevicePoller(driver, 0.05, Sink(), SystemClock(), rng=random.Random(3))
 
     async def scenario() -> None:
         async with asyncio.TaskGroup() as tg:
