@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.profile import load_profile
+from simulator.broker import LocalMosquitto
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.faults.proxy import FaultProxy
-from tests.mosquitto import Mosquitto
 from tests.subscriber import Subscriber
 
 TOPIC = "streetgate/fault-gw/readings"
@@ -44,7 +44,7 @@ class Stage:
     """One scenario's moving parts."""
 
     workdir: Path
-    broker: Mosquitto
+    broker: LocalMosquitto
     proxy: FaultProxy
     sim: ModbusSimulator
     platform: Subscriber
@@ -143,7 +143,7 @@ def gateway_config(
 @asynccontextmanager
 async def stage(
     workdir: Path,
-    broker: Mosquitto,
+    broker: LocalMosquitto,
     *,
     devices: int = 10,
     interval: str = "100ms",
