@@ -65,8 +65,8 @@ __all__ = ["BleScanSource", "BleScanStats", "Seen", "is_repeat"]
 log = logging.getLogger(__name__)
 
 ScanMode = Literal["active", "passive"]
-#: What a decoder makes of an advert: samples and the repeat key; None: no data for us in it.
-_Decoded = tuple[list[Sample], int | bytes] | None
+#: How a device's payload decodes: its samples and its repeat key.
+_Decode = Callable[[bytes], tuple[list[Sample], int | bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,30 +99,37 @@ class BleScanStats:
 class _Device:
     """Runtime state of one configured passive device."""
 
-    __slots__ = ("decode", "last_heard", "name", "repeats", "seen", "stale_after", "status")
+    __slots__ = (
+        "bthome",
+        "decode",
+        "last_heard",
+        "name",
+        "payload",
+        "repeats",
+        "seen",
+        "stale_after",
+        "status",
+    )
 
-    def __init__(
-        self, name: str, stale_after: float, decode: Callable[[AdvertisementData], _Decoded]
-    ) -> None:
+    def __init__(self, name: str, stale_after: float, bthome: bool, decode: _Decode) -> None:
         self.name = name
         self.stale_after = stale_after
+        self.bthome = bthome  # payload in BTHome service data; else in Ruuvi manufacturer data
         self.decode = decode
         self.status = DeviceStatus(name)
         self.last_heard = 0.0  # monotonic; set when scanning starts
         self.seen: Seen | None = None
+        self.payload = b""  # the payload of the last stored advert
         self.repeats = 0
 
 
-def _bthome(device: BthomeDevice) -> Callable[[AdvertisementData], _Decoded]:
+def _bthome(device: BthomeDevice) -> _Decode:
     key = device.key
     decoder = BthomeDecoder(
         device.mac.upper(), bytes.fromhex(key.get_secret_value()) if key is not None else None
     )
 
-    def decode(adv: AdvertisementData) -> _Decoded:
-        data = adv.service_data.get(SERVICE_UUID)
-        if data is None:
-            return None
+    def decode(data: bytes) -> tuple[list[Sample], int | bytes]:
         advert = decoder.decode(data)
         packet_id = advert.packet_id
         return advert.samples, bytes(data) if packet_id is None else packet_id
@@ -130,10 +137,7 @@ def _bthome(device: BthomeDevice) -> Callable[[AdvertisementData], _Decoded]:
     return decode
 
 
-def _ruuvi(adv: AdvertisementData) -> _Decoded:
-    data = adv.manufacturer_data.get(MANUFACTURER_ID)
-    if data is None:
-        return None
+def _ruuvi(data: bytes) -> tuple[list[Sample], int | bytes]:
     advert = decode_ruuvi(data)
     sequence = advert.sequence
     return advert.samples, bytes(data) if sequence is None else sequence
@@ -204,8 +208,10 @@ class BleScanSource:
                 raise ValueError(
                     f"{config.name}: MAC {mac} is already used by {self._by_mac[mac].name}"
                 )
-            decode = _bthome(config) if isinstance(config, BthomeDevice) else _ruuvi
-            device = _Device(config.name, config.stale_after, decode)
+            if isinstance(config, BthomeDevice):
+                device = _Device(config.name, config.stale_after, True, _bthome(config))
+            else:
+                device = _Device(config.name, config.stale_after, False, _ruuvi)
             self._devices.append(device)
             self._by_mac[mac] = device
         self._has_bthome = any(isinstance(d, BthomeDevice) for d in devices)
@@ -220,6 +226,7 @@ class BleScanSource:
         self._scanner_starts = 0
         self._adapter_failures = 0
         self._dropped = 0
+        self._overflowing = False
         self._foreign = 0
 
     # -- the Source protocol ---------------------------------------------------------------
@@ -291,7 +298,7 @@ class BleScanSource:
                 with errors:
                     return await self._start_scanner("passive")
             except AdapterUnavailable as passive_error:
-                errors.doing = "starting an active scan (passive scanning was refused)"
+                errors.doing = "starting a scan (passive, then active)"
                 with errors:
                     scanner = await self._start_scanner("active")
                 log.warning("BLE: passive scanning refused (%s); scanning actively", passive_error)
@@ -342,19 +349,31 @@ class BleScanSource:
             if device is None:
                 self._foreign += 1
                 return
+        if device.bthome:
+            data = adv.service_data.get(SERVICE_UUID)
+        else:
+            data = adv.manufacturer_data.get(MANUFACTURER_ID)
+        if data is None:
+            return  # e.g. a scan response: nothing for us in it
+        window = self._repeat_window
+        seen = device.seen
+        if seen is not None and data == device.payload and now - seen.at < window:
+            # The very bytes of the last stored advert (the common repeat): the same key, so
+            # no need to decode them again.
+            self._heard(device, now)
+            device.repeats += 1
+            return
         try:
-            decoded = device.decode(adv)
+            samples, key = device.decode(data)
         except FrameError as exc:
             self._failed(device, BadFrame(device.name, exc))
             return
-        if decoded is None:
-            return
-        samples, key = decoded
         self._heard(device, now)
-        if is_repeat(device.seen, key, now, self._repeat_window):
+        if is_repeat(seen, key, now, window):
             device.repeats += 1
             return
         device.seen = Seen(key, now)
+        device.payload = data
         device.status.polls_ok += 1
         if not samples:
             return
@@ -363,7 +382,8 @@ class BleScanSource:
         queue = self._queue
         if len(queue) >= self._queue_size:
             dropped = queue.popleft()
-            if not self._dropped:
+            if not self._overflowing:
+                self._overflowing = True  # warn once per episode; the deliver task re-arms it
                 log.warning(
                     "BLE: the sink is behind; dropping the oldest queued readings "
                     "(queue of %d adverts full)",
@@ -436,6 +456,7 @@ class BleScanSource:
                 self._queued.clear()
                 batch = [reading for readings in queue for reading in readings]
                 queue.clear()
+                self._overflowing = False
                 if batch:
                     await self._sink(batch)
                 batch = []

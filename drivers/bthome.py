@@ -87,15 +87,15 @@ class ObjectType:
     kind: ObjectKind = ObjectKind.SENSOR
 
     @property
-    def decimals(self) -> int:
-        """Decimal places of the factor: a decoded value is rounded to these (no binary noise)."""
-        return _decimals(self.factor)
+    def ratio(self) -> tuple[int, int]:
+        """The factor as an exact fraction (0.01 -> (1, 100), 0.35 -> (7, 20))."""
+        return _ratio(self.factor)
 
     def to_value(self, raw: int) -> float:
-        """Engineering value of a raw integer."""
-        if self.factor == 1.0:
-            return float(raw)
-        return round(raw * self.factor, self.decimals)
+        """Engineering value of a raw integer: the decimal the factor implies, exactly."""
+        numerator, denominator = _ratio(self.factor)
+        # One correctly rounded division: 2506 / 100 is the float nearest 25.06, i.e. 25.06.
+        return raw * numerator / denominator
 
     def to_raw(self, value: float) -> int:
         """Raw integer of an engineering value (the inverse of :meth:`to_value`, rounded)."""
@@ -116,9 +116,9 @@ class ObjectType:
 
 
 @cache
-def _decimals(factor: float) -> int:
-    exponent = Decimal(repr(factor)).normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+def _ratio(factor: float) -> tuple[int, int]:
+    numerator, denominator = Decimal(repr(factor)).as_integer_ratio()
+    return numerator, denominator
 
 
 def _objects(*types: ObjectType) -> dict[int, ObjectType]:
@@ -224,10 +224,9 @@ OBJECTS: dict[int, ObjectType] = _objects(
     ObjectType(0xF2, "firmware_version", "", 3, kind=_M),
 )
 
-# Per id: (length, signed, factor, decimals, metric, unit, kind) for the decode loop's hot path.
+# Per id: (length, signed, numerator, denominator, metric, unit, kind) for the decode loop.
 _WIRE = {
-    t.object_id: (t.length, t.signed, t.factor, t.decimals, t.metric, t.unit, t.kind)
-    for t in OBJECTS.values()
+    t.object_id: (t.length, t.signed, *t.ratio, t.metric, t.unit, t.kind) for t in OBJECTS.values()
 }
 
 
@@ -316,10 +315,10 @@ class BthomeDecoder:
     def _decrypt(self, info: int, body: bytes, included_mac: bytes | None) -> tuple[bytes, int]:
         if self._cipher is None:
             raise FrameError("encrypted BTHome advertisement, but no key is configured for it")
-        if len(body) < 1 + _COUNTER_LEN + _MIC_LEN:
+        if len(body) < _COUNTER_LEN + _MIC_LEN:
             raise FrameError(
                 f"encrypted BTHome payload of {len(body)} bytes; expected at least "
-                f"{1 + _COUNTER_LEN + _MIC_LEN} (data, 4-byte counter, 4-byte MIC)"
+                f"{_COUNTER_LEN + _MIC_LEN} (data, 4-byte counter, 4-byte MIC)"
             )
         mac = included_mac if included_mac is not None else self._mac
         if mac is None:
@@ -354,7 +353,7 @@ def _parse_objects(payload: bytes) -> tuple[list[Sample], int | None]:
                 f"unknown BTHome object id 0x{object_id:02x} at byte {i} of the payload: "
                 "its length is unknown, so nothing after it can be read"
             )
-        length, signed, factor, decimals, metric, unit, kind = shape
+        length, signed, numerator, denominator, metric, unit, kind = shape
         i += 1
         if kind is ObjectKind.VARIABLE:
             if i >= end:
@@ -368,8 +367,7 @@ def _parse_objects(payload: bytes) -> tuple[list[Sample], int | None]:
             )
         if kind is ObjectKind.SENSOR or kind is ObjectKind.BINARY:
             raw = int.from_bytes(payload[i : i + length], "little", signed=signed)
-            value = float(raw) if factor == 1.0 else round(raw * factor, decimals)
-            samples.append(Sample(metric, value, unit))
+            samples.append(Sample(metric, raw * numerator / denominator, unit))
         elif kind is ObjectKind.EVENT:
             samples.append(Sample(metric, _event_value(object_id, payload[i : i + length]), unit))
         elif object_id == 0x00:

@@ -43,6 +43,7 @@ LENGTH = 24
 
 _LAYOUT = struct.Struct(">BhHHhhhHBH6s")
 _G = 0.00980665  # m/s² per mG
+_G_NUMERATOR, _G_DENOMINATOR = 980665, 100_000_000  # _G as an exact fraction
 _NA_INT16 = -0x8000
 _NA_UINT16 = 0xFFFF
 _NA_BATTERY = 2047
@@ -85,15 +86,17 @@ def decode_ruuvi(data: bytes) -> RuuviAdvert:
         raise FrameError(f"Ruuvi data format {data[0]} is not supported (expected 5, RAWv2)")
     _, temp, hum, pres, ax, ay, az, power, movement, seq, mac = _LAYOUT.unpack(data)
     samples = []
+    # Each value is one correctly rounded division, so it is exactly the decimal the format
+    # means (x 0.005 is / 200: 4860 / 200 is 24.3), without binary noise.
     if temp != _NA_INT16:
-        samples.append(Sample("temperature", round(temp * 0.005, 3), "Cel"))
+        samples.append(Sample("temperature", temp / 200, "Cel"))
     if hum != _NA_UINT16:
-        samples.append(Sample("humidity", round(hum * 0.0025, 4), "%RH"))
+        samples.append(Sample("humidity", hum / 400, "%RH"))
     if pres != _NA_UINT16:
         samples.append(Sample("pressure", float(pres + 50000), "Pa"))
     for metric, raw in (("acceleration_x", ax), ("acceleration_y", ay), ("acceleration_z", az)):
         if raw != _NA_INT16:
-            samples.append(Sample(metric, round(raw * _G, 8), "m/s2"))
+            samples.append(Sample(metric, raw * _G_NUMERATOR / _G_DENOMINATOR, "m/s2"))
     battery, tx = power >> 5, power & 0x1F
     if battery != _NA_BATTERY:
         samples.append(Sample("voltage", (battery + 1600) / 1000, "V"))
