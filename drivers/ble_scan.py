@@ -222,6 +222,7 @@ class BleScanSource:
         self._queued = asyncio.Event()
         self._restart = asyncio.Event()
         self._scanning: ScanMode | None = None
+        self._scanning_now = asyncio.Event()  # set while a scan runs
         self._last_any = 0.0  # monotonic time of the last advert of any kind
         self._scanner_starts = 0
         self._adapter_failures = 0
@@ -245,6 +246,10 @@ class BleScanSource:
             tg.create_task(self._deliver(), name=f"{self.task_name}:deliver")
             tg.create_task(self._watchdog(), name=f"{self.task_name}:watchdog")
             await self._scan()
+
+    async def wait_scanning(self) -> None:
+        """Return once a scan is running (the adapter is there and the scanner started)."""
+        await self._scanning_now.wait()
 
     def stats(self) -> BleScanStats:
         """The scanner's counters right now."""
@@ -288,6 +293,7 @@ class BleScanSource:
                 )
             finally:
                 self._scanning = None
+                self._scanning_now.clear()
                 await self._stop(scanner)
 
     async def _start(self) -> BleakScanner:
@@ -317,6 +323,7 @@ class BleScanSource:
         scanner = BleakScanner(self._on_advert, None, mode, bluez=bluez, backend=self._backend)
         await scanner.start()
         self._scanning = mode
+        self._scanning_now.set()
         log.info("BLE: %s scan started for %d device(s)", mode, len(self._devices))
         return scanner
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from drivers import build_driver, build_sources
 from drivers.base import Source
@@ -17,6 +18,9 @@ from gateway.forwarder import Forwarder, health_topic
 from gateway.outbox import Outbox
 from gateway.scheduler import DevicePoller
 from gateway.status import HealthReporter
+
+if TYPE_CHECKING:
+    from drivers.ble_common import BleBackends
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +62,21 @@ async def run_gateway(
     config: GatewayConfig,
     stop: asyncio.Event,
     started: asyncio.Future[Gateway] | None = None,
+    ble: BleBackends | None = None,
 ) -> None:
-    """Run until ``stop`` is set; then stop polling, commit what is pending, and close."""
+    """Run until ``stop`` is set; then stop polling, commit what is pending, and close.
+
+    ``ble`` injects bleak backends (the BLE simulator's, in tests); None: the platform's.
+    """
     clock = SystemClock()
     async with pipeline(config) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
         polled = [d for d in config.devices if isinstance(d, POLLED_TYPES)]
         for device in polled:
             gateway.pollers[device.name] = DevicePoller(
-                build_driver(device), device.interval, outbox.put_many, clock
+                build_driver(device, ble=ble), device.interval, outbox.put_many, clock
             )
-        gateway.sources = build_sources(config.devices, outbox.put_many, clock)
+        gateway.sources = build_sources(config.devices, outbox.put_many, clock, ble=ble)
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(poller.run(), name=f"poll:{device.kind}:{device.name}")

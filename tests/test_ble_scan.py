@@ -91,8 +91,9 @@ def received(rows: list[dict[str, Any]], device: str) -> list[tuple[str, str, fl
     return [(r["device"], r["metric"], r["value"]) for r in rows if r["device"] == device]
 
 
-def started(source: BleScanSource) -> Callable[[], bool]:
-    return lambda: source.stats().scanning is not None
+async def started(source: BleScanSource) -> None:
+    async with asyncio.timeout(3):
+        await source.wait_scanning()
 
 
 # -- the repeat rule, as a pure function ------------------------------------------------------
@@ -150,7 +151,7 @@ def test_every_distinct_packet_is_stored_once_with_the_values_the_sensors_sent(t
 
     async def scenario() -> None:
         async with scanning(tmp_path, sim, configs) as (source, outbox):
-            await until(started(source))
+            await started(source)
             packets = sim.broadcast(rounds=30)
             mine = [p for p in packets if p.device != "neighbour"]
             total = len(expected_of(mine))
@@ -195,7 +196,7 @@ def test_bad_adverts_and_a_wrong_key_are_counted_on_their_device_only(tmp_path: 
 
     async def scenario() -> None:
         async with scanning(tmp_path, sim, configs) as (source, outbox):
-            await until(started(source))
+            await started(source)
             plain.corrupt_next(3)
             ruuvi.corrupt_next(1)
             packets = sim.broadcast(rounds=6)
@@ -238,7 +239,7 @@ def test_a_silent_device_goes_down_and_comes_back_with_whatever_packet_id_it_sen
 
     async def scenario() -> None:
         async with scanning(tmp_path, sim, configs) as (source, _outbox):
-            await until(started(source))
+            await started(source)
             sim.broadcast(rounds=3)
             await until(lambda: source.statuses["th-quiet"].polls_ok == 3)
             last_id = quiet.sent[-1].key
@@ -274,7 +275,7 @@ def test_a_sensor_that_restarts_or_repeats_its_counter_is_not_ignored_forever(tm
             source,
             outbox,
         ):
-            await until(started(source))
+            await started(source)
             status = source.statuses["th-1"]
             sim.broadcast(rounds=3)  # packet ids 40, 41, 42
             sensor.next_packet_id = 0  # power cycle: the counter starts again
@@ -312,7 +313,7 @@ def test_adapter_missing_at_start_is_retried_until_it_appears(tmp_path: Path, fa
                 assert status.errors_by_kind["AdapterUnavailable"] >= 3
                 assert (status.last_error or "").startswith("default adapter:")
             sim.restore_adapter()
-            await until(started(source))
+            await started(source)
             packets = sim.broadcast(rounds=2)
             await until(lambda: outbox.last_seq >= len(expected_of(packets)))
             assert all(s.health is Health.OK for s in source.statuses.values())
@@ -333,7 +334,7 @@ def test_adapter_vanishing_mid_scan_takes_every_device_down_until_it_returns(tmp
 
     async def scenario() -> None:
         async with scanning(tmp_path, sim, configs) as (source, outbox):
-            await until(started(source))
+            await started(source)
             first = sim.broadcast(rounds=2)
             await until(lambda: outbox.last_seq >= len(expected_of(first)))
             sim.remove_adapter()  # unplugged: adverts still fly, nobody hears them
@@ -349,7 +350,7 @@ def test_adapter_vanishing_mid_scan_takes_every_device_down_until_it_returns(tmp
             assert source.statuses["th-1"].errors_by_kind["DeviceTimeout"] == 1
             stored_before = outbox.last_seq
             sim.restore_adapter()
-            await until(started(source))
+            await started(source)
             second = sim.broadcast(rounds=2)
             await until(lambda: outbox.last_seq >= stored_before + len(expected_of(second)))
             assert all(s.health is Health.OK for s in source.statuses.values())
@@ -366,7 +367,7 @@ def test_passive_scanning_refused_falls_back_to_active(tmp_path: Path):
 
     async def scenario() -> None:
         async with scanning(tmp_path, sim, [sensor.gateway_config()]) as (source, outbox):
-            await until(started(source))
+            await started(source)
             assert source.stats().scanning == "active"
             # an active scan hears everything: other kinds of adverts are ignored, not errors
             sim.transmit("11:22:33:44:55:66", "phone", ad_structures(manufacturer_data={76: b"x"}))
@@ -395,7 +396,7 @@ def test_when_the_sink_falls_behind_the_oldest_queued_readings_are_dropped_and_c
         )
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(source.run(), name=source.task_name)
-            await until(started(source))
+            await started(source)
             packets = sim.broadcast(rounds=10)  # 10 adverts before the sink runs once
             assert source.stats().queue_depth == 3
             assert source.stats().dropped_readings == 7 * 3
