@@ -206,6 +206,17 @@ class GattDevice(Frozen):
     connect_attempts: int = Field(default=3, ge=1, le=10)
     characteristics: tuple[GattCharacteristic, ...] = Field(min_length=1)
 
+    @field_validator("characteristics")
+    @classmethod
+    def _unique_metrics(
+        cls, characteristics: tuple[GattCharacteristic, ...]
+    ) -> tuple[GattCharacteristic, ...]:
+        metrics = [c.metric for c in characteristics]
+        duplicates = sorted({m for m in metrics if metrics.count(m) > 1})
+        if duplicates:
+            raise ValueError(f"each characteristic needs its own metric; repeated: {duplicates}")
+        return characteristics
+
 
 DeviceConfig = Annotated[
     ModbusTcpDevice

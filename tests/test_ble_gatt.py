@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable, Sequence
 
 import pytest
+from pydantic import ValidationError
 
 from drivers import build_driver
 from drivers.ble_common import BleBackends
 from drivers.ble_gatt import GattDriver
 from drivers.profile import DataType, Order
 from gateway.clock import SystemClock
-from gateway.config_devices import GattCharacteristic
+from gateway.config_devices import GattCharacteristic, GattDevice
 from gateway.errors import (
     AdapterUnavailable,
     BadFrame,
@@ -235,3 +236,17 @@ def test_build_driver_makes_the_gatt_driver_with_the_injected_backend():
             assert [s.metric for s in await driver.poll()] == ["temperature", "humidity", "battery"]
 
     asyncio.run(scenario())
+
+
+def test_a_config_reading_two_characteristics_into_one_metric_is_rejected():
+    with pytest.raises(ValidationError, match=r"its own metric; repeated: \['temperature'\]"):
+        GattDevice.model_validate(
+            {
+                "kind": "ble_gatt",
+                "name": "cabinet-env",
+                "mac": "C0:FF:EE:00:00:01",
+                "characteristics": [
+                    {"uuid": c.uuid, "metric": "temperature"} for c in CHARACTERISTICS[:2]
+                ],
+            }
+        )
