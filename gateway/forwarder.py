@@ -108,6 +108,7 @@ class ForwarderStats:
     messages_published: int = 0
     readings_published: int = 0
     last_error: str | None = None
+    connected_since: float | None = None  # Unix time the current connection was made
 
 
 class Forwarder:
@@ -171,6 +172,7 @@ class Forwarder:
             if self.stats.state is ForwarderState.CONNECTED:
                 attempt = 0  # the connection worked; start backing off from the bottom again
             self.connected.clear()
+            self.stats.connected_since = None
             delay = next_delay(
                 attempt, self._rng, self._mqtt.reconnect_min, self._mqtt.reconnect_max
             )
@@ -190,6 +192,7 @@ class Forwarder:
         async with self._client() as client:
             self.stats.state = ForwarderState.CONNECTED
             self.stats.connects += 1
+            self.stats.connected_since = time.time()
             await client.publish(self._status_topic, status_message("online"), qos=1, retain=True)
             self._live_client = client
             self.connected.set()
@@ -245,6 +248,10 @@ class Forwarder:
                     upto = backlog_until if historical else outbox.last_seq
                     rows = await outbox.read_batch(cursor, upto, per_message)
                     if not rows:
+                        # Everything up to `upto` is committed, so an empty range was deleted
+                        # (dropped, or purged by a technician): move past it, or this loop
+                        # would spin on it forever.
+                        cursor = max(cursor, upto)
                         break
                     payload = build_message(
                         self._config.gateway_id, historical=historical, rows=rows

@@ -101,6 +101,7 @@ class HealthReporter:
                 if stats.oldest_ts_ms is None
                 else round(max(0, now_ms - stats.oldest_ts_ms) / 1000, 1),
                 "dropped": stats.dropped,
+                "purged": stats.purged,
                 "pending": stats.pending,
                 "last_seq": stats.last_seq,
             },
