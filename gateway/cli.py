@@ -58,11 +58,12 @@ def validate(file: Annotated[Path, typer.Argument(help="Config file to check.")]
 
 
 def _register_subcommands() -> None:
-    from gateway import cli_run  # noqa: PLC0415 - keeps `validate` free of runtime imports
+    from gateway import buffer_cli, cli_run  # noqa: PLC0415 - keeps `validate` light
     from simulator import cli as sim_cli  # noqa: PLC0415
     from simulator import demo  # noqa: PLC0415
 
     cli_run.register(app)
+    buffer_cli.register(app)
     sim_cli.register(app)
     demo.register(app)
 
