@@ -7,6 +7,7 @@ exception leaves ``drivers/``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -35,14 +36,21 @@ class _DropTranslatedClientErrors(logging.Filter):
     """Drop pymodbus's own log lines for client failures the drivers raise as DeviceErrors.
 
     pymodbus logs a request timeout ("No response received ...", with a dump of the last 20
-    frames), a refused connect and an RTU answer from the wrong unit ("request ask for id=...")
-    at WARNING/ERROR from inside the client; the pollers already log the exception we raise, so
-    these would only be duplicates. Server-side lines (the simulator's) and anything else
-    pymodbus logs are kept.
+    frames), a refused connect, an RTU answer from the wrong unit ("request ask for id=...") and
+    a late answer at WARNING/ERROR from inside the client; the pollers already log the exception
+    we raise, so these would only be duplicates. Server-side lines (the simulator's) and
+    anything else pymodbus logs are kept.
     """
 
     _CLIENT_CALLS = frozenset(
-        {("transaction", "execute"), ("transport", "connect"), ("base", "handleFrame")}
+        {
+            ("transaction", "execute"),
+            ("transport", "connect"),
+            ("base", "handleFrame"),
+            # "received pdu without a corresponding request": the late answer to a request
+            # that timed out or was cancelled (the gateway stopping), expected on RTU.
+            ("transaction", "callback_data"),
+        }
     )
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -76,6 +84,12 @@ class PymodbusErrors:
     ``device`` (whose error it is) and ``doing`` (for the message) before each operation.
     ``unreachable`` is the error for a lost connection: :class:`DeviceUnreachable` for TCP,
     :class:`gateway.errors.PortUnavailable` for a serial port.
+
+    It also gives back cancellations pymodbus swallowed: pymodbus waits for an answer with
+    ``asyncio.wait_for``, which on Python 3.11 returns the result instead of raising
+    ``CancelledError`` when the answer completes in the same loop iteration as the cancel. A
+    poller cancelled at that moment would keep polling (and the gateway would never stop);
+    a cancel request still pending on the task after a pymodbus call is raised here.
     """
 
     def __init__(
@@ -100,7 +114,12 @@ class PymodbusErrors:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None or isinstance(exc, DeviceError):
+        if exc is None:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            return
+        if isinstance(exc, DeviceError):
             return
         device = self.device
         if isinstance(exc, ModbusIOException | TimeoutError):

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from drivers import build_sources
 from drivers.modbus_codec import decode_block, plan_reads
+from drivers.modbus_errors import PymodbusErrors
 from drivers.modbus_rtu import ModbusRtuBusDriver, RtuBusPoller
 from drivers.modbus_rtu_frame import (
     ExceptionReply,
@@ -638,3 +639,37 @@ def test_sim_rtu_rejects_bad_options(args: list[str], expected: str) -> None:
     result = CliRunner().invoke(sim_app(), ["sim", "--rtu", *args])
     assert result.exit_code == 2, result.output
     assert expected in flat(result.stderr)
+
+
+# --- the shared pymodbus translation -------------------------------------------------------
+
+
+def test_a_cancel_that_wait_for_swallowed_is_raised_after_the_call() -> None:
+    # pymodbus waits for an answer with asyncio.wait_for; on Python 3.11 an answer and a cancel
+    # in the same loop iteration make wait_for return the answer and drop the cancel, and a
+    # poller cancelled then would never stop (seen as a hung benchmark).
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def request(answer: asyncio.Future[str], errors: PymodbusErrors | None) -> str:
+            if errors is None:
+                return await asyncio.wait_for(answer, 5)
+            with errors:
+                return await asyncio.wait_for(answer, 5)
+
+        async def answer_and_cancel(errors: PymodbusErrors | None) -> asyncio.Task[str]:
+            answer: asyncio.Future[str] = loop.create_future()
+            task = asyncio.create_task(request(answer, errors))
+            await asyncio.sleep(0)  # the request is waiting now
+            answer.set_result("registers")
+            task.cancel()
+            await asyncio.wait({task})
+            return task
+
+        bare = await answer_and_cancel(None)
+        if sys.version_info < (3, 12):
+            assert bare.result() == "registers"  # the cancel is lost
+        guarded = await answer_and_cancel(PymodbusErrors("meter-1", lambda: True, lambda: None))
+        assert guarded.cancelled()
+
+    asyncio.run(scenario())
