@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, NamedTuple
 
 import typer
 
@@ -46,9 +46,11 @@ __all__ = [
     "EXIT_REFUSED",
     "EXIT_RUNTIME",
     "ExportFormat",
+    "Exported",
     "format_status",
     "register",
     "status_dict",
+    "write_rows",
 ]
 
 EXIT_RUNTIME = 1
@@ -221,8 +223,16 @@ def status(
 # -- export ---------------------------------------------------------------------------------
 
 
-def _write_rows(rows: Iterator[tuple[int, str]], fmt: ExportFormat, out: IO[str]) -> list[int]:
-    """Write rows; returns [count, first seq, last seq] (seqs 0 when nothing was written)."""
+class Exported(NamedTuple):
+    """What an export wrote (seqs are 0 when it wrote nothing)."""
+
+    readings: int
+    first_seq: int
+    last_seq: int
+
+
+def write_rows(rows: Iterator[tuple[int, str]], fmt: ExportFormat, out: IO[str]) -> Exported:
+    """Write stored readings (seq, JSON) to ``out`` as CSV or JSON lines."""
     count = first = last = 0
     if fmt is ExportFormat.CSV:
         writer = csv.writer(out)
@@ -237,15 +247,15 @@ def _write_rows(rows: Iterator[tuple[int, str]], fmt: ExportFormat, out: IO[str]
             out.write(body)  # exactly as stored and published
             out.write("\n")
             count, first, last = count + 1, first or seq, seq
-    return [count, first, last]
+    return Exported(count, first, last)
 
 
-def _export_to_file(rows: Iterator[tuple[int, str]], fmt: ExportFormat, output: Path) -> list[int]:
+def _export_to_file(rows: Iterator[tuple[int, str]], fmt: ExportFormat, output: Path) -> Exported:
     """Write to a temporary file next to ``output`` and rename it: all or nothing."""
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     try:
         with tmp.open("w", encoding="utf-8", newline="") as out:
-            result = _write_rows(rows, fmt, out)
+            result = write_rows(rows, fmt, out)
             out.flush()
             os.fsync(out.fileno())  # the laptop may be unplugged right after
         os.replace(tmp, output)
@@ -287,7 +297,7 @@ def export(  # noqa: PLR0917 - one parameter per CLI option
     ):
         try:
             if output is None:
-                count, first, last = _write_rows(rows, fmt, sys.stdout)
+                count, first, last = write_rows(rows, fmt, sys.stdout)
                 sys.stdout.flush()
             else:
                 count, first, last = _export_to_file(rows, fmt, output)

@@ -129,8 +129,7 @@ def _translate(path: Path, exc: sqlite3.Error) -> StoreError:
         return OutboxDamaged(path, str(exc))
     if primary == sqlite3.SQLITE_BUSY:
         return StoreError(
-            f"outbox {path} stayed locked for {BUSY_TIMEOUT:.0f}s (the gateway is writing);"
-            " nothing was changed, try again"
+            f"outbox {path} stayed locked for {BUSY_TIMEOUT:g}s (the gateway is writing)"
         )
     if primary in {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM}:
         return StoreError(
@@ -303,27 +302,46 @@ def purge(path: Path, upto_seq: int, *, chunk: int = PURGE_CHUNK) -> tuple[int, 
                 f" ({len(MIGRATIONS)}): purge it with the streetgate version that wrote it"
             )
         while True:
-            db.execute("BEGIN IMMEDIATE")  # take the write lock now; busy_timeout waits for it
             try:
-                now = db.execute(
-                    "DELETE FROM readings WHERE seq IN"
-                    " (SELECT seq FROM readings WHERE seq <= ? ORDER BY seq LIMIT ?)",
-                    (upto_seq, chunk),
-                ).rowcount
-                if now:
-                    # An upsert, so an outbox made before the 'purged' key existed works too.
-                    db.execute(
-                        "INSERT INTO meta (key, value) VALUES ('purged', ?)"
-                        " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
-                        (now,),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                if db.conn.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+                now = _purge_chunk(db, upto_seq, chunk)
+            except sqlite3.Error as exc:
+                error = _translate(path, exc)
+                if isinstance(error, OutboxDamaged):
+                    raise error from exc
+                done = (
+                    f"{deleted:,} readings were purged (and counted) before that; run it again"
+                    if deleted
+                    else "nothing was purged; try again"
+                )
+                raise StoreError(f"{error}; {done}") from exc
             deleted += now
             if now < chunk:
                 break
         total = _meta(db, "purged")
     return deleted, total
+
+
+def _purge_chunk(db: Database, upto_seq: int, chunk: int) -> int:
+    """One short write transaction: delete up to ``chunk`` readings and count them."""
+    db.execute("BEGIN IMMEDIATE")  # take the write lock now; busy_timeout waits for it
+    try:
+        deleted = int(
+            db.execute(
+                "DELETE FROM readings WHERE seq IN"
+                " (SELECT seq FROM readings WHERE seq <= ? ORDER BY seq LIMIT ?)",
+                (upto_seq, chunk),
+            ).rowcount
+        )
+        if deleted:
+            # An upsert, so an outbox made before the 'purged' key existed works too.
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('purged', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                (deleted,),
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return deleted

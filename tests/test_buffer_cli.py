@@ -12,6 +12,7 @@ import shlex
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -388,6 +389,51 @@ def test_purge_in_chunks_counts_exactly(filled: tuple[Path, Path]) -> None:
     _, path = filled
     assert buffer_store.purge(path, 33, chunk=4) == (33, 33)
     assert [seq for seq, _ in stored(path)] == list(range(34, 41))
+
+
+def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another writer (as the gateway is) holds the outbox's write lock for ``seconds``."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=hold, name="test:writer")
+    thread.start()
+    locked.wait(5)
+    return thread
+
+
+def test_purge_waits_for_the_write_lock(filled: tuple[Path, Path]) -> None:
+    config, path = filled
+    holder = _hold_write_lock(path, 0.5)
+    start = time.monotonic()
+    result = buffer("purge", "-c", str(config), "--yes")
+    holder.join()
+    assert result.exit_code == 0, result.stderr
+    assert time.monotonic() - start >= 0.4
+    assert stored(path) == []
+
+
+def test_purge_gives_up_on_a_lock_held_too_long(
+    filled: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, path = filled
+    monkeypatch.setattr(buffer_store, "BUSY_TIMEOUT", 0.2)
+    holder = _hold_write_lock(path, 1.0)
+    result = buffer("purge", "-c", str(config), "--yes")
+    holder.join()
+    assert result.exit_code == 1
+    assert "stayed locked for 0.2s (the gateway is writing); nothing was purged; try again" in (
+        result.stderr
+    )
+    assert len(stored(path)) == 40
+    assert meta(path)["purged"] == 0
 
 
 def _purge_on_a_terminal(config: Path, answer: bytes) -> subprocess.CompletedProcess[str]:

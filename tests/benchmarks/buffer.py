@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import buffer_store
-from gateway.buffer_cli import ExportFormat, _write_rows
+from gateway.buffer_cli import ExportFormat, write_rows
 from gateway.config import OutboxConfig
 from gateway.model import Reading
 from gateway.outbox import Outbox
@@ -57,7 +57,7 @@ async def fill(path: Path, total: int) -> None:
 def timed_export(path: Path, fmt: ExportFormat) -> float:
     start = time.perf_counter()
     with buffer_store.exporting(path) as rows, open(os.devnull, "w", encoding="utf-8") as out:
-        count, _, _ = _write_rows(rows, fmt, out)
+        count = write_rows(rows, fmt, out).readings
     return count / (time.perf_counter() - start)
 
 
