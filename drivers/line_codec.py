@@ -2,10 +2,11 @@
 
 Pure code: bytes in, samples out, no I/O. Each named group of the pattern is a metric; its
 :class:`gateway.config_devices.LineField` turns the matched text into ``float(text) × scale +
-offset`` with a unit. Lines end with ``\\n``, ``\\r\\n`` or a lone ``\\r``; blank lines are
-ignored. :func:`decode_line` raises :class:`gateway.errors.FrameError` and nothing else;
-:class:`LineStream` splits a byte stream into lines, keeps at most ``max_line`` bytes of an
-unfinished line, and counts lines that do not decode instead of raising.
+offset`` (without binary noise) with a unit. Lines end with ``\\n``, ``\\r\\n`` or a lone
+``\\r``; blank lines are ignored. :func:`decode_line` raises
+:class:`gateway.errors.FrameError` and nothing else; :class:`LineStream` splits a byte stream
+into lines, keeps at most ``max_line`` bytes of an unfinished line, and counts lines that do
+not decode instead of raising.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ def decode_line(line: str, fmt: LineFormat) -> list[Sample]:
             ) from None
         if not math.isfinite(number):
             raise FrameError(f"line {_show(line)}: field {name!r} is {text!r}, not a finite number")
-        samples.append(Sample(name, number * spec.scale + spec.offset, spec.unit))
+        if spec.scale != 1.0 or spec.offset != 0.0:
+            # 15 significant digits drop the binary noise of the scaling (101493 × 0.01 is
+            # 1014.93, not 1014.9300000000001) and keep every digit a sensor prints.
+            number = float(f"{number * spec.scale + spec.offset:.15g}")
+        samples.append(Sample(name, number, spec.unit))
     return samples
 
 

@@ -28,8 +28,15 @@ def test_a_line_becomes_scaled_samples() -> None:
     assert decode_line("T=-3.25 RH=81 P=101325", WEATHER) == [
         Sample("temperature", -3.25, "Cel"),
         Sample("humidity", 81.0, "%RH"),
-        Sample("pressure", 101325 * 0.01 + 0.5, "hPa"),
+        Sample("pressure", 1013.75, "hPa"),
     ]
+
+
+def test_scaling_leaves_no_binary_noise() -> None:
+    (pressure,) = decode_line(
+        "P=101493", LineFormat.build(r"P=(?P<p>\d+)", {"p": LineField(scale=0.01)})
+    )
+    assert pressure.value == 1014.93  # 101493 * 0.01 is 1014.9300000000001 in binary floats
 
 
 @pytest.mark.parametrize(
@@ -81,7 +88,7 @@ def test_partial_lines_wait_for_their_end() -> None:
         [
             Sample("temperature", 21.5, "Cel"),
             Sample("humidity", 45.5, "%RH"),
-            Sample("pressure", 101300 * 0.01 + 0.5, "hPa"),
+            Sample("pressure", 1013.5, "hPa"),
         ]
     ]
     assert stream.feed(b"\n") == []  # the \n of a \r\n split across reads
