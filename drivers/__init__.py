@@ -35,6 +35,14 @@ def build_driver(config: PolledDevice, *, ble: BleBackends | None = None) -> Dri
         from drivers.ble_gatt import GattDriver  # noqa: PLC0415
 
         return GattDriver(config, ble.client if ble else None, ble.adapter if ble else None)
+    if config.kind in ("sds011", "pms5003", "line"):
+        from drivers import serial_sensors  # noqa: PLC0415
+
+        if config.kind == "sds011":
+            return serial_sensors.Sds011Driver(config)
+        if config.kind == "pms5003":
+            return serial_sensors.Pms5003Driver(config)
+        return serial_sensors.LineSensorDriver(config)
     raise ValueError(f"no driver for device kind {config.kind!r}")
 
 
