@@ -4,7 +4,8 @@ streetgate sim --profile sdm120 --count 3 --write-config gw.toml   # one termina
 streetgate run -c gw.toml                                          # another
 
 With ``--rtu`` the devices are Modbus RTU units on one virtual serial port instead
-(:mod:`simulator.rtu_cli`).
+(:mod:`simulator.rtu_cli`). ``--serial KIND`` (repeatable) adds serial sensors, each on its
+own virtual serial port (:mod:`simulator.serial_cli`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from gateway.errors import ConfigError
 from gateway.units import format_duration, parse_duration
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from simulator.rtu_cli import ConfigBus, Parity, bus_toml, rtu_fleet, serve_rtu
+from simulator.serial_cli import SERIAL_KINDS, describe, serial_sensors, serial_toml
+from simulator.serial_sensors import SerialSensorSim
 
 __all__ = [
     "ConfigDevice",
@@ -96,10 +99,14 @@ def _toml_str(value: str) -> str:
 
 
 def config_toml(
-    settings: GatewaySettings, devices: Sequence[ConfigDevice], bus: ConfigBus | None = None
+    settings: GatewaySettings,
+    devices: Sequence[ConfigDevice],
+    bus: ConfigBus | None = None,
+    serial: Sequence[SerialSensorSim] = (),
 ) -> str:
-    """A complete gateway config for ``devices`` (Modbus TCP) and the RTU ``bus``, if any."""
-    count = len(devices) + (len(bus.units) if bus is not None else 0)
+    """A complete gateway config for ``devices`` (Modbus TCP), the RTU ``bus``, if any, and
+    the ``serial`` sensors."""
+    count = len(devices) + (len(bus.units) if bus is not None else 0) + len(serial)
     lines = [
         f"# Written by `streetgate sim` for {count} simulated device(s).",
         "# Run the gateway against them with: streetgate run -c <this file>",
@@ -126,6 +133,7 @@ def config_toml(
         ]
     if bus is not None:
         lines += bus_toml(bus, format_duration(settings.interval))
+    lines += serial_toml(serial, settings.interval)
     return "\n".join(lines) + "\n"
 
 
@@ -252,21 +260,25 @@ async def serve(
     force: bool = False,
     stop: asyncio.Event | None = None,
     started: asyncio.Future[ModbusSimulator] | None = None,
+    serial: Sequence[str] = (),
 ) -> None:
-    """Serve ``devices`` until ``stop`` is set (or SIGINT/SIGTERM when it is None).
+    """Serve ``devices`` and ``serial`` sensors until ``stop`` is set (or SIGINT/SIGTERM).
 
     ``started`` gets the running simulator once every device listens and the config is written.
     """
     if stop is None:
         stop = stop_on_signals()
     specs = [spec for spec, _ in devices]
-    async with ModbusSimulator(specs, host=host, base_port=base_port, history=8) as sim:
+    async with (
+        ModbusSimulator(specs, host=host, base_port=base_port, history=8) as sim,
+        serial_sensors(serial) as sensors,
+    ):
         if config_path is not None:
             described = [
                 ConfigDevice(spec.name, ref, host, sim[spec.name].port, spec.unit_id)
                 for spec, ref in devices
             ]
-            text = config_toml(settings, described)
+            text = config_toml(settings, described, serial=sensors)
             # Off the event loop: checking the config reads profile files, then it is written.
             await asyncio.to_thread(write_config_file, config_path, text, force=force)
             typer.echo(
@@ -275,7 +287,9 @@ async def serve(
         for spec in specs:
             port = sim[spec.name].port
             typer.echo(f"{spec.name}  {spec.profile.name}  {host}:{port}  unit {spec.unit_id}")
-        typer.echo(f"serving {len(specs)} device(s); Ctrl-C to stop", err=True)
+        for sensor in sensors:
+            typer.echo(describe(sensor))
+        typer.echo(f"serving {len(specs) + len(sensors)} device(s); Ctrl-C to stop", err=True)
         if started is not None:
             started.set_result(sim)
         await stop.wait()
@@ -343,6 +357,15 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
             dir_okay=False,
         ),
     ] = None,
+    serial: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--serial",
+            help=f"A serial sensor on a virtual serial port, one of {', '.join(SERIAL_KINDS)}; "
+            "repeat for more. Without --profile, only serial sensors are served.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve simulated Modbus TCP devices (or RTU units: --rtu) until Ctrl-C; optionally write
     a config for them."""
@@ -358,7 +381,17 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
         raise typer.BadParameter(
             f"{write_config} exists; add --force to overwrite it", param_hint="'--write-config'"
         )
-    devices = fleet(profiles, count, unit_id)
+    for kind in serial or ():
+        if kind not in SERIAL_KINDS:
+            raise typer.BadParameter(
+                f"expected one of {', '.join(SERIAL_KINDS)}, got {kind!r}", param_hint="'--serial'"
+            )
+    if serial and rtu:
+        raise typer.BadParameter(
+            "cannot be combined with --rtu; serve them from a second `streetgate sim --serial`",
+            param_hint="'--serial'",
+        )
+    devices = [] if serial and profile is None else fleet(profiles, count, unit_id)
     if rtu:
         devices = _rtu_devices(devices, unit_id, baud, parity)
     turnaround_s = _duration(turnaround, "--turnaround", allow_zero=True)
@@ -382,6 +415,7 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
                 settings=settings,
                 config_path=write_config,
                 force=force,
+                serial=serial or (),
             )
         )
     except KeyboardInterrupt:  # only where signal handlers could not be installed
