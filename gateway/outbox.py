@@ -118,6 +118,7 @@ class Outbox:
         self._commits = 0
         self._closing = False
         self.disk_full = False
+        self.quarantined: Path | None = None  # where a damaged outbox found at start went
         self._reserve = DiskReserve(
             config.path.with_name(config.path.name + ".reserve"), config.disk_reserve
         )
@@ -323,6 +324,7 @@ class Outbox:
             quarantine,
         )
         path.rename(quarantine)
+        self.quarantined = quarantine
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)
             if side.exists():

@@ -102,6 +102,10 @@ class HealthReporter:
                 else round(max(0, now_ms - stats.oldest_ts_ms) / 1000, 1),
                 "dropped": stats.dropped,
                 "purged": stats.purged,
+                "disk_full": self._outbox.disk_full,
+                "quarantined": None
+                if self._outbox.quarantined is None
+                else str(self._outbox.quarantined),
                 "pending": stats.pending,
                 "last_seq": stats.last_seq,
             },

@@ -10,16 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import aiomqtt
 import pytest
 
 from tests.faults.harness import Stage, outbox_counts, stage
 from tests.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.slow
+
+
+async def retained(broker: Mosquitto, topic: str) -> dict[str, Any]:
+    """The retained message on ``topic`` (waits for it to exist)."""
+    async with asyncio.timeout(20), aiomqtt.Client(broker.host, broker.port) as client:
+        await client.subscribe(topic, qos=1)
+        async for message in client.messages:
+            assert isinstance(message.payload, bytes)
+            result: dict[str, Any] = json.loads(message.payload)
+            return result
+    raise AssertionError(f"nothing retained on {topic}")
 
 
 def assert_complete(the_stage: Stage, counts: dict[str, int]) -> dict[str, int]:
@@ -140,6 +154,8 @@ def test_corrupt_database_at_start_is_quarantined(tmp_path: Path, mosquitto: Mos
 
     async def scenario() -> None:
         async with stage(tmp_path, mosquitto) as s:
+            health = await retained(mosquitto, "streetgate/fault-gw/health")
+            assert health["outbox"]["quarantined"].startswith(str(tmp_path / "outbox.db.corrupt-"))
             await s.platform.wait_for(500, 20)
             counts = await s.settle()
             assert_complete(s, counts)
