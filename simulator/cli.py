@@ -30,6 +30,7 @@ from gateway.config import NAME_PATTERN, parse_config
 from gateway.config_devices import BAUD_RATES
 from gateway.errors import ConfigError
 from gateway.units import format_duration, parse_duration
+from simulator.modbus_rtu_server import precise_timer_loop
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from simulator.rtu_cli import ConfigBus, Parity, bus_toml, rtu_fleet, serve_rtu
 from simulator.serial_cli import SERIAL_KINDS, describe, serial_sensors, serial_toml
@@ -396,28 +397,30 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
         devices = _rtu_devices(devices, unit_id, baud, parity)
     turnaround_s = _duration(turnaround, "--turnaround", allow_zero=True)
     try:
-        asyncio.run(
-            serve_rtu_until_signalled(
-                devices,
-                baudrate=baud,
-                parity=cast(Parity, parity),
-                turnaround=turnaround_s,
-                link=link,
-                settings=settings,
-                config_path=write_config,
-                force=force,
+        # An RTU bus's frame timing needs timers finer than the default loop's millisecond.
+        with asyncio.Runner(loop_factory=precise_timer_loop if rtu else None) as runner:
+            runner.run(
+                serve_rtu_until_signalled(
+                    devices,
+                    baudrate=baud,
+                    parity=cast(Parity, parity),
+                    turnaround=turnaround_s,
+                    link=link,
+                    settings=settings,
+                    config_path=write_config,
+                    force=force,
+                )
+                if rtu
+                else serve(
+                    devices,
+                    host=host,
+                    base_port=base_port,
+                    settings=settings,
+                    config_path=write_config,
+                    force=force,
+                    serial=serial or (),
+                )
             )
-            if rtu
-            else serve(
-                devices,
-                host=host,
-                base_port=base_port,
-                settings=settings,
-                config_path=write_config,
-                force=force,
-                serial=serial or (),
-            )
-        )
     except KeyboardInterrupt:  # only where signal handlers could not be installed
         pass
     except (WriteConfigError, ConfigError) as exc:  # ConfigError: a bug, it must always load
