@@ -61,6 +61,9 @@ from gateway.model import Reading
 from gateway.outbox import Outbox
 from simulator.modbus_rtu_server import ModbusRtuSimulator, SimulatedRtuUnit
 from simulator.modbus_server import DeviceSpec
+from simulator.rtu_cli import ConfigBus, bus_toml
+from tests.mosquitto import Mosquitto
+from tests.test_end_to_end import gateway_process, platform, stop
 from tests.test_simulator import flat, sim_app
 
 SDM120 = load_profile("sdm120")
@@ -673,3 +676,45 @@ def test_a_cancel_that_wait_for_swallowed_is_raised_after_the_call() -> None:
         assert guarded.cancelled()
 
     asyncio.run(scenario())
+
+
+# --- the whole gateway ---------------------------------------------------------------------
+
+
+def test_gateway_process_publishes_every_unit_of_a_bus(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async def scenario() -> None:
+        units = specs(("meter-1", SDM120, 1), ("meter-2", SDM120, 2), ("th-3", XY_MD02, 3))
+        async with (
+            ModbusRtuSimulator(units, baudrate=BAUD, history=1000) as sim,
+            platform(mosquitto) as sub,
+        ):
+            config = tmp_path / "gw.toml"
+            lines = [
+                'gateway_id = "e2e-gw"',
+                "[mqtt]",
+                'host = "127.0.0.1"',
+                f"port = {mosquitto.port}",
+                "[outbox]",
+                'path = "outbox.db"',
+                'commit_interval = "100ms"',
+                "",
+                *bus_toml(ConfigBus("bus-1", sim.path, BAUD, "N", sim_units(sim)), "200ms"),
+            ]
+            await asyncio.to_thread(config.write_text, "\n".join(lines) + "\n")
+            async with gateway_process(config) as proc:
+                await sub.wait_for(sum(len(u.profile.metrics) for u in sim) * 3, 30)
+                assert await stop(proc) == 0  # a clean stop: the bus task ends when cancelled
+        readings = sub.delivery.readings
+        assert sub.delivery.report()["missing"] == 0
+        for unit in sim:
+            mine = [r for r in readings if r["device"] == unit.name]
+            assert {r["metric"] for r in mine} == {m.name for m in unit.profile.metrics}
+            assert all(unit.was_served(r["metric"], r["value"]) for r in mine)
+
+    asyncio.run(scenario())
+
+
+def sim_units(sim: ModbusRtuSimulator) -> tuple[tuple[str, str, int], ...]:
+    return tuple((u.name, u.profile.name, u.unit_id) for u in sim)
