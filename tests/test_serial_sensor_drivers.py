@@ -135,7 +135,7 @@ async def stored(outbox: Outbox) -> list[dict[str, Any]]:
 def test_values_reach_the_outbox_exactly_as_the_sensor_sent_them(kind: str, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with make_sim(kind) as sim:
-            driver = build_driver(config_of(sim))
+            driver = build_driver(config_of(sim, timeout=1.0))
             async with polled([driver], tmp_path) as (outbox, pollers):
                 status = pollers[driver.name].status
                 await eventually(lambda: status.polls_ok >= 5)
