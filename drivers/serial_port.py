@@ -112,8 +112,7 @@ def match_usb_port(wanted: UsbPortSpec, ports: Sequence[PortInfo], device: str) 
             f"{len(candidates)} serial ports match {wanted}; add the serial number "
             f"(usb:VID:PID:SERIAL) to choose one; {describe_ports(candidates)}",
         )
-    path: str = candidates[0].device
-    return path
+    return candidates[0].device
 
 
 def resolve_port(spec: str, device: str | None = None) -> str:
