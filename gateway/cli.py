@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gateway.config import GatewayConfig, load_config
-from gateway.config_devices import describe
+from gateway.config_devices import describe, device_names
 from gateway.errors import ConfigError
 
 app = typer.Typer(
@@ -43,7 +43,7 @@ def summary(config: GatewayConfig) -> str:
     lines = [
         f"gateway {config.gateway_id}: broker {config.mqtt.host}:{config.mqtt.port}"
         f" ({'TLS' if config.mqtt.tls else 'plain TCP'}), outbox {config.outbox.path}",
-        f"{len(config.devices)} device(s):",
+        f"{sum(len(device_names(d)) for d in config.devices)} device(s):",
     ]
     lines += [f"  {line}" for device in config.devices for line in describe(device)]
     return "\n".join(lines)

@@ -103,7 +103,7 @@ def test_cabinet_example(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("name", ["cabinet.toml", "local.toml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.toml")))
 def test_shipped_examples_validate(name: str) -> None:
     result = validate(str(EXAMPLES / name))
     assert result.exit_code == 0, result.stderr
