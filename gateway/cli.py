@@ -59,6 +59,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Config file to check.")]
 
 def _register_subcommands() -> None:
     from gateway import buffer_cli, cli_run  # noqa: PLC0415 - keeps `validate` light
+    from gateway.scan_cli import register as register_scan  # noqa: PLC0415
     from simulator import cli as sim_cli  # noqa: PLC0415
     from simulator import demo  # noqa: PLC0415
 
@@ -66,6 +67,7 @@ def _register_subcommands() -> None:
     buffer_cli.register(app)
     sim_cli.register(app)
     demo.register(app)
+    register_scan(app)
 
 
 def main() -> None:
