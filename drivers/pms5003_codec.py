@@ -21,7 +21,7 @@ import struct
 from dataclasses import astuple, dataclass, fields
 from enum import IntEnum
 
-from drivers.frame_stats import BadReason, FrameStats
+from drivers.frame_stream import BAD_HEADER, BinaryFrameStream
 from gateway.errors import ChecksumError, FrameError
 
 __all__ = [
@@ -208,85 +208,30 @@ def decode_command(frame: bytes | bytearray) -> CommandFrame:
     return CommandFrame(frame[2], frame[3] << 8 | frame[4])
 
 
-class Pms5003Stream:
+class Pms5003Stream(BinaryFrameStream[Frame]):
     """Finds sensor frames in a byte stream: ``feed(chunk)`` returns the frames it completes.
 
-    Resynchronises after garbage and broken frames one byte at a time, so a truncated frame
-    glued to the next one (whose header then reads as a bogus length such as 16973) costs only
-    the truncated bytes. ``stats`` counts frames, bad candidates by reason and skipped bytes;
-    ``last_error`` is the FrameError of the latest bad candidate. At most one incomplete frame
-    (31 bytes) is kept between calls.
+    A truncated frame glued to the next one (whose header then reads as a bogus length such as
+    16973) costs only the truncated bytes; at most one incomplete frame (31 bytes) is kept
+    between calls. See :class:`drivers.frame_stream.BinaryFrameStream` for ``stats``,
+    ``last_error``, ``pending`` and ``clear``.
     """
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.stats = FrameStats()
-        self.last_error: FrameError | None = None
+    protocol = "PMS5003"
+    header = MAGIC
+    head_size = 4  # magic and length field
 
-    @property
-    def pending(self) -> int:
-        """Bytes kept for the next call (the start of a frame not complete yet)."""
-        return len(self._buf)
+    def _size(self, buf: bytearray, at: int) -> int:
+        return _SIZES.get(buf[at + 2] << 8 | buf[at + 3], BAD_HEADER)
 
-    def clear(self) -> None:
-        """Forget bytes kept from earlier calls (after a reconnect)."""
-        self._buf.clear()
+    def _decode(self, buf: bytearray, at: int, end: int) -> Frame | None:
+        if end - at == FRAME_SIZE:
+            values = _DATA.unpack_from(buf, at + 4)
+            if values[14] != sum(buf[at : end - 2]):
+                return None
+            return Measurement(*values[:14])
+        if buf[end - 2] << 8 | buf[end - 1] != sum(buf[at : end - 2]):
+            return None
+        return Reply(buf[at + 4], buf[at + 5])
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
-        """Add bytes; return the frames completed by them, in order."""
-        buf = self._buf
-        buf += data
-        n = len(buf)
-        find = buf.find
-        unpack = _DATA.unpack_from
-        frames: list[Frame] = []
-        start = 0  # first byte not accounted for (kept, skipped or in a frame)
-        pos = 0  # where the next header search begins
-        while True:
-            j = find(MAGIC, pos)
-            if j < 0:
-                keep = n - 1 if n > start and buf[n - 1] == 0x42 else n  # half a header
-                break
-            if j + 4 > n:
-                keep = j
-                break
-            size = _SIZES.get(buf[j + 2] << 8 | buf[j + 3])
-            if size is None:
-                self._reject(buf[j : j + 4])
-                pos = j + 1
-                continue
-            end = j + size
-            if end > n:
-                keep = j
-                break
-            if size == FRAME_SIZE:
-                values = unpack(buf, j + 4)
-                if values[14] != sum(buf[j : end - 2]):
-                    self._reject(buf[j:end])
-                    pos = j + 1
-                    continue
-                frames.append(Measurement(*values[:14]))
-            else:
-                if buf[end - 2] << 8 | buf[end - 1] != sum(buf[j : end - 2]):
-                    self._reject(buf[j:end])
-                    pos = j + 1
-                    continue
-                frames.append(Reply(buf[j + 4], buf[j + 5]))
-            self.stats.skipped_bytes += j - start
-            start = pos = end
-        self.stats.skipped_bytes += keep - start
-        self.stats.frames += len(frames)
-        del buf[:keep]
-        return frames
-
-    def _reject(self, candidate: bytearray) -> None:
-        try:
-            _check_frame(candidate)
-        except ChecksumError as exc:
-            self.stats.bad[BadReason.CHECKSUM] += 1
-            self.last_error = exc
-        except FrameError as exc:
-            self.stats.bad[BadReason.LENGTH] += 1
-            self.last_error = exc
-        else:  # pragma: no cover - the fast checks and _check_frame disagree: a bug
-            raise AssertionError("PMS5003 candidate rejected by the fast path only")
+    _check = staticmethod(_check_frame)

@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from drivers.frame_stats import BadReason, FrameStats
+from drivers.frame_stream import NOT_A_FRAME, BinaryFrameStream
 from gateway.errors import ChecksumError, FrameError
 
 __all__ = [
@@ -249,72 +249,28 @@ def decode_command(frame: bytes | bytearray) -> CommandFrame:
     return CommandFrame(frame[2], bytes(frame[3:15]), frame[15] | frame[16] << 8)
 
 
-class Sds011Stream:
+class Sds011Stream(BinaryFrameStream[Frame]):
     """Finds sensor frames in a byte stream: ``feed(chunk)`` returns the frames it completes.
 
-    Resynchronises after garbage and broken frames: a candidate that fails is dropped one byte at
-    a time (never a whole frame length), so a truncated frame glued to the next one costs only
-    the truncated bytes. ``stats`` counts frames, bad candidates by reason, and skipped bytes;
-    ``last_error`` is the FrameError of the latest bad candidate. At most one incomplete frame
-    (9 bytes) is kept between calls.
+    A 0xAA not followed by a sensor frame's command byte is noise (skipped, not a bad frame);
+    a frame whose tail or checksum is wrong is a bad frame. At most one incomplete frame (9
+    bytes) is kept between calls. See :class:`drivers.frame_stream.BinaryFrameStream` for
+    ``stats``, ``last_error``, ``pending`` and ``clear``.
     """
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.stats = FrameStats()
-        self.last_error: FrameError | None = None
+    protocol = "SDS011"
+    header = _HEAD_BYTE
+    head_size = 2  # head and command byte
 
-    @property
-    def pending(self) -> int:
-        """Bytes kept for the next call (the start of a frame not complete yet)."""
-        return len(self._buf)
+    def _size(self, buf: bytearray, at: int) -> int:
+        kind = buf[at + 1]
+        if kind != MEASUREMENT and kind != REPLY:  # noqa: PLR1714 - faster than `in`
+            return NOT_A_FRAME  # a lone 0xAA: garbage
+        return FRAME_SIZE
 
-    def clear(self) -> None:
-        """Forget bytes kept from earlier calls (after a reconnect)."""
-        self._buf.clear()
+    def _decode(self, buf: bytearray, at: int, end: int) -> Frame | None:
+        if buf[end - 1] != TAIL or (sum(buf[at + 2 : end - 2]) & 0xFF) != buf[end - 2]:
+            return None
+        return _decode_valid(buf, at)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
-        """Add bytes; return the frames completed by them, in order."""
-        buf = self._buf
-        buf += data
-        n = len(buf)
-        find = buf.find
-        frames: list[Frame] = []
-        start = 0  # first byte not accounted for (kept, skipped or in a frame)
-        pos = 0  # where the next header search begins
-        keep = n  # bytes from here on are kept for the next call
-        while True:
-            j = find(_HEAD_BYTE, pos)
-            if j < 0 or j + 1 >= n:
-                keep = n if j < 0 else j
-                break
-            kind = buf[j + 1]
-            if kind != MEASUREMENT and kind != REPLY:  # noqa: PLR1714 - faster than `in`
-                pos = j + 1  # a lone 0xAA: garbage
-                continue
-            if j + FRAME_SIZE > n:
-                keep = j
-                break
-            if buf[j + 9] != TAIL or (sum(buf[j + 2 : j + 8]) & 0xFF) != buf[j + 8]:
-                self._reject(buf, j)
-                pos = j + 1
-                continue
-            frames.append(_decode_valid(buf, j))
-            self.stats.skipped_bytes += j - start
-            start = pos = j + FRAME_SIZE
-        self.stats.skipped_bytes += keep - start
-        self.stats.frames += len(frames)
-        del buf[:keep]
-        return frames
-
-    def _reject(self, buf: bytearray, at: int) -> None:
-        try:
-            _check_frame(buf[at : at + FRAME_SIZE])
-        except ChecksumError as exc:
-            self.stats.bad[BadReason.CHECKSUM] += 1
-            self.last_error = exc
-        except FrameError as exc:
-            self.stats.bad[BadReason.LENGTH] += 1
-            self.last_error = exc
-        else:  # pragma: no cover - the fast checks and _check_frame disagree: a bug
-            raise AssertionError("SDS011 candidate rejected by the fast path only")
+    _check = staticmethod(_check_frame)

@@ -2,9 +2,9 @@
 
 Safe while the gateway runs (see gateway/buffer_store.py): status and export only read, purge
 deletes in short transactions and only after a confirmation. Data goes to stdout, messages to
-stderr. Exit codes: 0 done; 1 the outbox could not be read or written; 2 usage; 3 invalid
-config (``EXIT_CONFIG``); 4 no outbox (``EXIT_NO_OUTBOX``); 5 the outbox file is damaged
-(``EXIT_DAMAGED``); 6 refused or declined, nothing changed (``EXIT_REFUSED``).
+stderr. Exit codes (gateway/exit_codes.py): 0 done; 1 the outbox could not be read or written
+(FAILURE); 2 usage; 3 invalid config (CONFIG); 6 no outbox (NOT_FOUND); 7 the outbox file is
+damaged (DAMAGED); 8 refused or declined, nothing changed (DECLINED).
 """
 
 from __future__ import annotations
@@ -38,13 +38,10 @@ from gateway.buffer_store import (
 from gateway.config import GatewayConfig
 from gateway.config_devices import device_names
 from gateway.errors import StoreError
+from gateway.exit_codes import ExitCode
 from gateway.state_file import GatewayView, current_view, state_path
 
 __all__ = [
-    "EXIT_DAMAGED",
-    "EXIT_NO_OUTBOX",
-    "EXIT_REFUSED",
-    "EXIT_RUNTIME",
     "ExportFormat",
     "Exported",
     "format_status",
@@ -52,11 +49,6 @@ __all__ = [
     "status_dict",
     "write_rows",
 ]
-
-EXIT_RUNTIME = 1
-EXIT_NO_OUTBOX = 4
-EXIT_DAMAGED = 5
-EXIT_REFUSED = 6
 
 
 class ExportFormat(StrEnum):
@@ -88,17 +80,17 @@ def _outbox_errors() -> Iterator[None]:
         yield
     except OutboxMissing as exc:
         _err(f"streetgate: {exc} (outbox.path in the config)")
-        raise typer.Exit(EXIT_NO_OUTBOX) from exc
+        raise typer.Exit(ExitCode.NOT_FOUND) from exc
     except OutboxDamaged as exc:
         _err(
             f"streetgate: {exc}. It was left untouched. When the gateway next starts it moves"
             f" the file aside as {exc.path.name}.corrupt-<time> (it never deletes it) and starts"
             " a fresh outbox; copy the file off first if its readings matter."
         )
-        raise typer.Exit(EXIT_DAMAGED) from exc
+        raise typer.Exit(ExitCode.DAMAGED) from exc
     except StoreError as exc:
         _err(f"streetgate: {exc}")
-        raise typer.Exit(EXIT_RUNTIME) from exc
+        raise typer.Exit(ExitCode.FAILURE) from exc
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -287,7 +279,7 @@ def export(  # noqa: PLR0917 - one parameter per CLI option
     path = cfg.outbox.path
     if output is not None and output.exists() and not force:
         _err(f"streetgate: {output} exists; add --force to overwrite it")
-        raise typer.Exit(EXIT_REFUSED)
+        raise typer.Exit(ExitCode.DECLINED)
     known = {name for d in cfg.devices for name in device_names(d)}
     if device is not None and device not in known:
         _err(f"note: no device {device!r} in {config}; exporting its stored readings if any")
@@ -304,10 +296,10 @@ def export(  # noqa: PLR0917 - one parameter per CLI option
         except BrokenPipeError:  # `... | head`: the reader has what it wanted
             with contextlib.suppress(OSError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(0) from None
+            raise typer.Exit(ExitCode.OK) from None
         except OSError as exc:
             _err(f"streetgate: cannot write {output}: {exc.strerror}")
-            raise typer.Exit(EXIT_RUNTIME) from exc
+            raise typer.Exit(ExitCode.FAILURE) from exc
     where = "" if output is None else f" to {output}"
     span = f" (seq {first}..{last})" if count else ""
     _err(f"exported {count:,} readings{span}{where}")
@@ -354,7 +346,7 @@ def purge_command(
                 f"streetgate: purge would delete {what} from {path}; no terminal to confirm on:"
                 " add --yes to purge without asking. Nothing was deleted."
             )
-            raise typer.Exit(EXIT_REFUSED)
+            raise typer.Exit(ExitCode.DECLINED)
         _err(
             f"This deletes {what} from {path}.\n"
             "They have not been delivered to the platform and will be lost"
@@ -363,7 +355,7 @@ def purge_command(
         )
         if not typer.confirm("Purge them?", default=False, err=True):
             _err("nothing was deleted")
-            raise typer.Exit(EXIT_REFUSED)
+            raise typer.Exit(ExitCode.DECLINED)
     with _outbox_errors():
         deleted, total = purge(path, plan.last_seq)
     gone = plan.count - deleted

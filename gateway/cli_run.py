@@ -14,8 +14,7 @@ import typer
 from gateway.app import run_gateway
 from gateway.config import GatewayConfig
 from gateway.errors import StreetgateError
-
-EXIT_RUNTIME = 1
+from gateway.exit_codes import ExitCode
 
 
 def setup_logging(level: str) -> None:
@@ -55,7 +54,7 @@ def register(app: typer.Typer) -> None:
             if error is None:
                 raise
             typer.echo(f"streetgate: {error}", err=True)
-            raise typer.Exit(EXIT_RUNTIME) from exc
+            raise typer.Exit(ExitCode.FAILURE) from exc
 
 
 def find_error(exc: BaseException) -> StreetgateError | None:

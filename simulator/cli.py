@@ -29,6 +29,7 @@ from drivers.profile import Profile, load_profile
 from gateway.config import NAME_PATTERN, parse_config
 from gateway.config_devices import BAUD_RATES
 from gateway.errors import ConfigError
+from gateway.exit_codes import ExitCode
 from gateway.units import format_duration, parse_duration
 from simulator.modbus_rtu_server import precise_timer_loop
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
@@ -47,9 +48,6 @@ __all__ = [
     "serve",
     "write_config_file",
 ]
-
-EXIT_RUNTIME = 1  # could not serve (port taken) or write the config
-
 
 @dataclass(frozen=True, slots=True)
 class SimProfile:
@@ -425,11 +423,11 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
         pass
     except (WriteConfigError, ConfigError) as exc:  # ConfigError: a bug, it must always load
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_RUNTIME) from exc
+        raise typer.Exit(ExitCode.FAILURE) from exc
     except OSError as exc:
         hint = "" if rtu else "; for free ports use --base-port 0"
         typer.echo(f"error: {exc}{hint}", err=True)
-        raise typer.Exit(EXIT_RUNTIME) from exc
+        raise typer.Exit(ExitCode.FAILURE) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ import typer
 from drivers.profile import load_profile
 from gateway.app import run_gateway
 from gateway.config import GatewayConfig, parse_config
+from gateway.exit_codes import ExitCode
 from gateway.forwarder import readings_topic
 from simulator.broker import BrokerNotInstalled, LocalMosquitto
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
@@ -148,4 +149,4 @@ def register(app: typer.Typer) -> None:
                     asyncio.run(run_demo(specs, duration, Path(tmp)))
         except BrokerNotInstalled as exc:
             say(f"demo: {exc}")
-            raise typer.Exit(1) from exc
+            raise typer.Exit(ExitCode.FAILURE) from exc

@@ -21,9 +21,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway import buffer_store
-from gateway.buffer_cli import EXIT_DAMAGED, EXIT_NO_OUTBOX, EXIT_REFUSED
-from gateway.cli import EXIT_CONFIG, _register_subcommands, app
+from gateway.cli import _register_subcommands, app
 from gateway.config import OutboxConfig
+from gateway.exit_codes import ExitCode
 from gateway.forwarder import ForwarderState, ForwarderStats
 from gateway.model import Quality, Reading
 from gateway.outbox import MIGRATIONS, Outbox
@@ -316,7 +316,7 @@ def test_export_to_a_file_atomically_and_never_over_one(filled: tuple[Path, Path
 
     out.write_text("somebody's notes\n")
     result = buffer("export", "-c", str(config), "-o", str(out), "-f", "jsonl")
-    assert result.exit_code == EXIT_REFUSED
+    assert result.exit_code == ExitCode.DECLINED
     assert "exists; add --force" in result.stderr
     assert out.read_text() == "somebody's notes\n"
 
@@ -359,7 +359,7 @@ def test_export_pages_through_the_outbox_in_order(filled: tuple[Path, Path]) -> 
 def test_purge_without_a_terminal_or_yes_refuses(filled: tuple[Path, Path]) -> None:
     config, path = filled
     result = buffer("purge", "-c", str(config))  # CliRunner's stdin is not a terminal
-    assert result.exit_code == EXIT_REFUSED
+    assert result.exit_code == ExitCode.DECLINED
     assert "purge would delete 40 readings, seq 1..40" in result.stderr
     assert "add --yes" in result.stderr
     assert len(stored(path)) == 40
@@ -458,7 +458,7 @@ def _purge_on_a_terminal(config: Path, answer: bytes) -> subprocess.CompletedPro
 def test_purge_declined_on_a_terminal_deletes_nothing(filled: tuple[Path, Path]) -> None:
     config, path = filled
     result = _purge_on_a_terminal(config, b"n\n")
-    assert result.returncode == EXIT_REFUSED, result.stderr
+    assert result.returncode == ExitCode.DECLINED, result.stderr
     assert "This deletes 40 readings, seq 1..40 (taken 2025-11-24T16:00:00.000Z to" in (
         result.stderr
     )
@@ -492,7 +492,7 @@ def test_the_readme_examples_run(
     for command in commands:
         result = CliRunner().invoke(app, command[1:])
         if command[2] == "purge" and "--yes" not in command:
-            assert result.exit_code == EXIT_REFUSED, command  # CliRunner has no terminal
+            assert result.exit_code == ExitCode.DECLINED, command  # CliRunner has no terminal
             assert "no terminal to confirm on" in result.stderr
         else:
             assert result.exit_code == 0, (command, result.stderr)
@@ -509,7 +509,7 @@ def test_the_readme_examples_run(
 def test_missing_outbox(tmp_path: Path, command: str) -> None:
     config = write_config(tmp_path, "state/outbox.db")
     result = buffer(command, "-c", str(config))
-    assert result.exit_code == EXIT_NO_OUTBOX
+    assert result.exit_code == ExitCode.NOT_FOUND
     assert result.stdout == ""
     assert f"no outbox at {tmp_path / 'state' / 'outbox.db'}" in result.stderr
     assert not (tmp_path / "state").exists()  # nothing was created
@@ -522,7 +522,7 @@ def test_damaged_outbox_is_left_untouched(tmp_path: Path, command: str) -> None:
     junk = b"this is not a database, but somebody's data" * 100
     path.write_bytes(junk)
     result = buffer(command, "-c", str(config), *(["--yes"] if command == "purge" else []))
-    assert result.exit_code == EXIT_DAMAGED
+    assert result.exit_code == ExitCode.DAMAGED
     assert f"outbox {path} is damaged (file is not a database)" in result.stderr
     assert "outbox.db.corrupt-<time>" in result.stderr
     assert path.read_bytes() == junk
@@ -533,7 +533,7 @@ def test_an_empty_file_is_no_outbox_yet(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     (tmp_path / "outbox.db").write_bytes(b"")
     result = buffer("status", "-c", str(config))
-    assert result.exit_code == EXIT_NO_OUTBOX
+    assert result.exit_code == ExitCode.NOT_FOUND
     assert "the gateway sets it up when it starts" in result.stderr
 
 
@@ -542,7 +542,7 @@ def test_bad_config_exits_with_exit_config(tmp_path: Path, command: str) -> None
     config = tmp_path / "gw.toml"
     config.write_text('gateway_id = "bad id"\n')
     result = buffer(command, "-c", str(config))
-    assert result.exit_code == EXIT_CONFIG
+    assert result.exit_code == ExitCode.CONFIG
     assert f"invalid configuration in {config}" in result.stderr
 
 

@@ -20,9 +20,9 @@ from typer.testing import CliRunner, Result
 from drivers.profile import load_profile
 from gateway import buffer_store
 from gateway.app import pipeline
-from gateway.buffer_cli import EXIT_NO_OUTBOX
 from gateway.cli import _register_subcommands, app
 from gateway.config import parse_config
+from gateway.exit_codes import ExitCode
 from gateway.model import Reading
 from gateway.outbox import Outbox
 from simulator.broker import free_port
@@ -98,7 +98,7 @@ def wait_for_status(
     deadline = time.monotonic() + timeout
     while True:
         result = buffer("status", "-c", str(config), "--json")
-        if result.exit_code == EXIT_NO_OUTBOX:  # the gateway is still starting
+        if result.exit_code == ExitCode.NOT_FOUND:  # the gateway is still starting
             data: dict[str, Any] = {"stderr": result.stderr}
         else:
             assert result.exit_code == 0, result.stderr

@@ -1,4 +1,4 @@
-"""`streetgate validate FILE`: "ok" and a summary, or every error on stderr and EXIT_CONFIG."""
+"""`streetgate validate FILE`: "ok" and a summary, or every error on stderr and ExitCode.CONFIG."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from gateway.cli import EXIT_CONFIG, app
+from gateway.cli import app
+from gateway.exit_codes import ExitCode
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -114,8 +115,7 @@ def test_bad_file_lists_every_error_on_stderr(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text(BAD, encoding="utf-8")
     result = validate(str(path))
-    assert EXIT_CONFIG != 0
-    assert result.exit_code == EXIT_CONFIG
+    assert result.exit_code == ExitCode.CONFIG
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert lines[0] == f"invalid configuration in {path}:"
@@ -136,7 +136,7 @@ def test_bad_file_lists_every_error_on_stderr(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.toml"
     result = validate(str(path))
-    assert result.exit_code == EXIT_CONFIG
+    assert result.exit_code == ExitCode.CONFIG
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         f"invalid configuration in {path}:",
@@ -148,7 +148,7 @@ def test_toml_syntax_error(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text('gateway_id = "gw"\n[mqtt\n', encoding="utf-8")
     result = validate(str(path))
-    assert result.exit_code == EXIT_CONFIG
+    assert result.exit_code == ExitCode.CONFIG
     assert f"  {path}: not valid TOML: " in result.stderr
     assert "line 2" in result.stderr
 
@@ -161,7 +161,7 @@ def test_bad_custom_profile_names_the_profile_file(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text(GOOD.replace('"sdm120"', '"weather.toml"'), encoding="utf-8")
     result = validate(str(path))
-    assert result.exit_code == EXIT_CONFIG
+    assert result.exit_code == ExitCode.CONFIG
     assert f"{path}: devices[0].profile: metrics[0].scale: scale must not be 0" in result.stderr
     assert str(tmp_path / "weather.toml") in result.stderr
 
