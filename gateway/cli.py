@@ -142,6 +142,7 @@ def _register_subcommands() -> None:
         config_cli,
         init_cli,
     )
+    from gateway.scan_cli import register as register_scan  # noqa: PLC0415
     from simulator import cli as sim_cli  # noqa: PLC0415
     from simulator import demo  # noqa: PLC0415
 
@@ -151,6 +152,7 @@ def _register_subcommands() -> None:
     init_cli.register(app)
     sim_cli.register(app)
     demo.register(app)
+    register_scan(app)
 
 
 def main() -> None:
