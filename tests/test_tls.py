@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,69 +15,18 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.errors import ForwardError
 from gateway.model import Reading
 from tests.mosquitto import Mosquitto
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+from tests.pki import make_pki, tls_mosquitto
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make test certificates (apt-get install openssl)")
-    d = tmp_path_factory.mktemp("pki")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    openssl(
-        "req",
-        "-x509",
-        *ec,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=streetgate test CA",
-        cwd=d,
-    )
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name, cn in (("server", "127.0.0.1"), ("client", "tls-gw")):
-        openssl(
-            "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d
-        )
-        extra = ["-extfile", "san.ext"] if name == "server" else []
-        openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.crt",
-            "-days",
-            "2",
-            *extra,
-            cwd=d,
-        )
-    return d
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
 def tls_broker(tmp_path: Path, pki: Path) -> Iterator[Mosquitto]:
-    broker = Mosquitto(
-        tmp_path,
-        listener_options=(
-            f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\n"
-            f"keyfile {pki / 'server.key'}\nrequire_certificate true\n"
-            "use_identity_as_username true\n"
-        ),
-    )
+    broker = tls_mosquitto(tmp_path, pki)
     broker.start()
     yield broker
     broker.stop()
