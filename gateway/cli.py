@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
@@ -10,15 +12,32 @@ import typer
 from gateway.config import GatewayConfig, load_config
 from gateway.config_devices import describe, device_names
 from gateway.errors import ConfigError
+from gateway.exit_codes import ExitCode
+
+#: What each exit status means, for ``--help`` and README.md's "Exit codes" table.
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "done; every check passed",
+    ExitCode.FAILURE: "the command ran and something failed (a check, a runtime error)",
+    ExitCode.USAGE: "bad command line, or an answer a script did not give",
+    ExitCode.CONFIG: "the config file is invalid or unreadable",
+    ExitCode.UNREACHABLE: "a broker, device, port or API could not be reached",
+    ExitCode.PERMISSION: "a file's permissions are unsafe or do not allow the operation",
+    ExitCode.NOT_FOUND: "what the command was asked about does not exist (yet)",
+    ExitCode.DAMAGED: "a data file is damaged (left untouched)",
+    ExitCode.DECLINED: "refused or declined: nothing changed",
+}
+
+EPILOG = "Exit codes: " + ", ".join(
+    f"{int(code)} {code.name.lower().replace('_', ' ')}" for code in EXIT_CODE_MEANINGS
+)
 
 app = typer.Typer(
     name="streetgate",
     help="Edge gateway for smart-city street devices.",
+    epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-
-EXIT_CONFIG = 3  # config file invalid (2 is typer's usage error)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=True)
@@ -29,13 +48,39 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def streetgate_version() -> str:
+    """The installed package's version."""
+    try:
+        return version("streetgate")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"streetgate {streetgate_version()}")
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.callback()
+def _streetgate(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Edge gateway for smart-city street devices."""
+
+
 def load_or_exit(path: Path) -> GatewayConfig:
-    """Load a config for a command, or print every issue and exit with EXIT_CONFIG."""
+    """Load a config for a command, or print every issue and exit with ExitCode.CONFIG."""
     try:
         return load_config(path)
     except ConfigError as exc:
         _err(str(exc))
-        raise typer.Exit(EXIT_CONFIG) from exc
+        raise typer.Exit(ExitCode.CONFIG) from exc
 
 
 def summary(config: GatewayConfig) -> str:
@@ -49,9 +94,42 @@ def summary(config: GatewayConfig) -> str:
     return "\n".join(lines)
 
 
+def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
+    """``validate --json``: the verdict, every issue and the devices, as one JSON document."""
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        issues = [{"location": i.location, "message": i.message} for i in exc.issues]
+        return {"file": str(file), "valid": False, "issues": issues}, None
+    devices = [{"name": name, "kind": d.kind} for d in config.devices for name in device_names(d)]
+    return {
+        "file": str(file),
+        "valid": True,
+        "gateway_id": config.gateway_id,
+        "broker": f"{config.mqtt.host}:{config.mqtt.port}",
+        "tls": config.mqtt.tls is not None,
+        "outbox": str(config.outbox.path),
+        "devices": devices,
+        "summary": summary(config).splitlines(),
+    }, config
+
+
 @app.command()
-def validate(file: Annotated[Path, typer.Argument(help="Config file to check.")]) -> None:
-    """Check a config file: print "ok" and a summary, or every error (non-zero exit)."""
+def validate(
+    file: Annotated[Path, typer.Argument(help="Config file to check.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Check a config file: print "ok" and a summary, or every error (non-zero exit).
+
+    The same as ``streetgate config validate``.
+    """
+    if as_json:
+        data, config = validate_json(file)
+        typer.echo(json.dumps(data))
+        if config is None:
+            _err(f"invalid configuration in {file}")
+            raise typer.Exit(ExitCode.CONFIG)
+        return
     config = load_or_exit(file)
     typer.echo(f"ok: {file}")
     typer.echo(summary(config))
@@ -61,17 +139,23 @@ def _register_subcommands() -> None:
     from gateway import (  # noqa: PLC0415 - keeps `validate` light
         buffer_cli,
         cli_run,
+        config_cli,
         doctor_cli,
+        init_cli,
         read_cli,
         tail_cli,
     )
+    from gateway.scan_cli import register as register_scan  # noqa: PLC0415
     from simulator import cli as sim_cli  # noqa: PLC0415
     from simulator import demo  # noqa: PLC0415
 
     cli_run.register(app)
     buffer_cli.register(app)
+    config_cli.register(app)
+    init_cli.register(app)
     sim_cli.register(app)
     demo.register(app)
+    register_scan(app)
     for module in (doctor_cli, read_cli, tail_cli):
         module.register(app)
 
