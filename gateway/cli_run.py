@@ -13,7 +13,7 @@ import typer
 
 from gateway.app import run_gateway
 from gateway.config import GatewayConfig
-from gateway.errors import StreetgateError
+from gateway.errors import StreetgateError, UnsafeKeyFile
 from gateway.exit_codes import ExitCode
 
 
@@ -54,7 +54,8 @@ def register(app: typer.Typer) -> None:
             if error is None:
                 raise
             typer.echo(f"streetgate: {error}", err=True)
-            raise typer.Exit(ExitCode.FAILURE) from exc
+            code = ExitCode.PERMISSION if isinstance(error, UnsafeKeyFile) else ExitCode.FAILURE
+            raise typer.Exit(code) from exc
 
 
 def find_error(exc: BaseException) -> StreetgateError | None:

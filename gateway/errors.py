@@ -16,6 +16,7 @@ Exception tree::
     │   └── ChecksumError          pure decoders, which know no device
     ├── StoreError             the SQLite outbox failed
     └── ForwardError           the MQTT uplink failed
+        └── UnsafeKeyFile          the TLS private key is readable by others (carries .path)
 
 Third-party exceptions (pymodbus, aiomqtt, sqlite3) are translated into these at the
 module that talks to the library; code elsewhere never catches library exceptions.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from pathlib import Path
 
 
 class StreetgateError(Exception):
@@ -135,3 +137,15 @@ class StoreError(StreetgateError):
 
 class ForwardError(StreetgateError):
     """The MQTT uplink failed (connect, publish or acknowledgement)."""
+
+
+class UnsafeKeyFile(ForwardError):
+    """The TLS private key file can be read or written by others: the gateway will not use it."""
+
+    def __init__(self, key: str, path: Path, mode: int) -> None:
+        self.path = path
+        self.mode = mode
+        super().__init__(
+            f"{key} = {path}: the private key is readable by others (mode {mode:04o});"
+            f" fix it with: chmod 600 {path}"
+        )

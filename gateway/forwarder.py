@@ -25,7 +25,8 @@ import aiomqtt
 from gateway import __version__
 from gateway.backoff import next_delay
 from gateway.config import GatewayConfig, MqttConfig
-from gateway.errors import ForwardError
+from gateway.errors import ForwardError, UnsafeKeyFile
+from gateway.key_files import unsafe_mode
 from gateway.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise ForwardError(_tls_problem("mqtt.tls.ca_file", tls.ca_file, exc)) from exc
     if tls.cert_file is not None and tls.key_file is not None:
+        _refuse_unsafe_key(tls.key_file)
         try:
             context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
         except (OSError, ssl.SSLError) as exc:
@@ -91,6 +93,15 @@ def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _refuse_unsafe_key(path: Path) -> None:
+    try:
+        mode = unsafe_mode(path)
+    except OSError:
+        return  # load_cert_chain says what is wrong with a missing or unreadable file
+    if mode is not None:
+        raise UnsafeKeyFile("mqtt.tls.key_file", path, mode)
 
 
 def _tls_problem(key: str, path: Path, exc: Exception) -> str:

@@ -1,0 +1,52 @@
+"""Private key and certificate files: safe modes on load, atomic writes with the right mode."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["UNSAFE_BITS", "unsafe_mode", "write_atomically"]
+
+# Like ssh: a private key that its group or anyone else may read or write is not private.
+UNSAFE_BITS = 0o077
+
+
+def unsafe_mode(path: Path) -> int | None:
+    """The file's permission bits if group or others have any access to it, else None.
+
+    Raises OSError when the file cannot be stat'ed (missing, no permission).
+    """
+    mode = stat.S_IMODE(path.stat().st_mode)
+    return mode if mode & UNSAFE_BITS else None
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old or the new file, never half.
+
+    The temporary file is created with ``mode`` from the start (``O_EXCL``, so a key is never
+    readable by others, not even for a moment), synced, then renamed over ``path``.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask may have taken bits away; never adds any
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
