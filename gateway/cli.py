@@ -146,6 +146,7 @@ def _register_subcommands() -> None:
         tail_cli,
     )
     from gateway.scan_cli import register as register_scan  # noqa: PLC0415
+    from provisioning import creds_cli, fleet_cli  # noqa: PLC0415 - balena-sdk only when run
     from simulator import cli as sim_cli  # noqa: PLC0415
     from simulator import demo  # noqa: PLC0415
 
@@ -156,6 +157,8 @@ def _register_subcommands() -> None:
     sim_cli.register(app)
     demo.register(app)
     register_scan(app)
+    creds_cli.register(app)
+    fleet_cli.register(app)
     for module in (doctor_cli, read_cli, tail_cli):
         module.register(app)
 
