@@ -4,7 +4,8 @@ Data (the list of what was found) goes to stdout, as text or with ``--json`` one
 messages and the progress bar go to stderr. Finding nothing is an answer, not a failure: the
 command prints an empty list (``[]`` with ``--json``), says so on stderr and exits 0.
 Exit codes (gateway/exit_codes.py): 0 scanned (whatever was found); 2 usage; 4 the host,
-serial port or BLE adapter could not be reached (UNREACHABLE).
+serial port or BLE adapter could not be reached (UNREACHABLE). ``scan ble`` runs
+:func:`scan_ble`, whose ``backend`` (the simulator's bleak scanner in tests) is no flag.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from drivers.ble_discovery import BleFound, discover, toml_snippet
 from gateway.config_devices import BAUD_RATES
-from gateway.errors import DeviceUnreachable
+from gateway.errors import AdapterUnavailable, DeviceUnreachable
 from gateway.exit_codes import ExitCode
 from gateway.scan import (
     BY_ID_DIR,
@@ -34,9 +36,11 @@ from gateway.scan import (
 )
 
 if TYPE_CHECKING:
+    from bleak.backends.scanner import BaseBleakScanner
+
     from gateway.scan import ModbusProber
 
-__all__ = ["format_modbus", "format_serial", "register"]
+__all__ = ["format_ble", "format_modbus", "format_serial", "register", "scan_ble"]
 
 
 def _err(message: str) -> None:
@@ -180,6 +184,86 @@ def modbus(  # noqa: PLR0917 - every option of the command (typer passes them by
         _err(f"no unit answered on {prober.where}")
 
 
+def format_ble(found: list[BleFound]) -> str:
+    """The text form of ``scan ble``: a line per device, values and a config entry if known."""
+    paragraphs = []
+    for f in found:
+        rssi = f"{f.rssi} dBm" if f.rssi is not None else "? dBm"
+        head = f"{f.address}  {rssi}  {f.name or '(no name)'}  {f.format}"
+        lines = [head + (f"  {f.note}" if f.note else "")]
+        if f.values:
+            values = ", ".join(f"{m}={v:g}{f.units.get(m, '')}" for m, v in f.values.items())
+            lines.append(f"  {values}")
+        if f.recognised:
+            lines += [f"  {line}" for line in toml_snippet(f).splitlines()]
+        paragraphs.append("\n".join(lines))
+    return "\n".join(paragraphs)
+
+
+async def scan_ble(seconds: float, backend: type[BaseBleakScanner] | None = None) -> list[BleFound]:
+    """The scan behind ``scan ble``; ``backend`` (tests: the simulator's scanner) is not a flag."""
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("listening"),
+        BarColumn(),
+        TextColumn("{task.fields[devices]} device(s)"),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+    )
+    heard: set[str] = set()
+    found: list[BleFound] = []
+    failure: AdapterUnavailable | None = None
+    with bar:
+        task = bar.add_task("scan", total=seconds, devices=0)
+
+        def on_heard(device: BleFound) -> None:
+            heard.add(device.address)
+            bar.update(task, devices=len(heard))
+
+        async def tick() -> None:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            while True:
+                await asyncio.sleep(0.1)
+                bar.update(task, completed=loop.time() - start)
+
+        async with asyncio.TaskGroup() as tg:
+            ticker = tg.create_task(tick(), name="scan:ble:progress")
+            try:
+                found = await discover(seconds, backend, heard=on_heard)
+            except AdapterUnavailable as exc:  # raised below, not as an ExceptionGroup
+                failure = exc
+            finally:
+                ticker.cancel()
+    if failure is not None:
+        raise failure
+    return found
+
+
+def ble(
+    timeout: Annotated[float, typer.Option(help="Seconds to listen.", min=0.1, max=600.0)] = 10.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Nearby BLE devices, loudest first, decoded where the format is known (BTHome v2, Ruuvi),
+    with the [[devices]] entry to paste for each recognised sensor."""
+    _err(f"listening for BLE adverts for {timeout:g} s")
+    try:
+        found = asyncio.run(scan_ble(timeout))
+    except AdapterUnavailable as exc:
+        _err(
+            f"no usable Bluetooth adapter ({exc}); "
+            "check `bluetoothctl list` and that bluetoothd runs"
+        )
+        raise typer.Exit(ExitCode.UNREACHABLE) from exc
+    if as_json:
+        typer.echo(json.dumps([f.as_dict() for f in found]))
+    elif found:
+        typer.echo(format_ble(found))
+    if not found:
+        _err("no BLE device heard")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``scan serial|modbus|ble`` to the CLI (once)."""
     if any(group.name == "scan" for group in app.registered_groups):
@@ -191,4 +275,5 @@ def register(app: typer.Typer) -> None:
     )
     scan.command("serial")(serial)
     scan.command("modbus")(modbus)
+    scan.command("ble")(ble)
     app.add_typer(scan, name="scan")

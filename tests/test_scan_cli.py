@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 from serial.tools.list_ports_common import ListPortInfo  # type: ignore[import-untyped]
 from typer.testing import CliRunner
 
+from drivers.ble_discovery import BleFound, toml_snippet
 from drivers.profile import load_profile
 from gateway import scan_cli
 from gateway.cli import app
+from gateway.config_devices import BthomeDevice, RuuviDevice
+from gateway.errors import AdapterUnavailable
 from gateway.exit_codes import ExitCode
 from gateway.scan import (
     RtuProber,
@@ -28,8 +30,11 @@ from gateway.scan import (
     serial_ports,
     shipped_profiles,
 )
+from simulator.ble import BleSimulator, SimBthome, SimRuuvi
 from simulator.modbus_rtu_server import ModbusRtuSimulator
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from tests.readme_examples import readme_commands
+from tests.sim_thread import in_thread
 
 scan_cli.register(app)
 runner = CliRunner()
@@ -142,43 +147,6 @@ def test_plausible_values() -> None:
 # --- modbus over TCP ------------------------------------------------------------------------
 
 
-@contextmanager
-def tcp_simulator(specs: list[DeviceSpec]) -> Iterator[ModbusSimulator]:
-    """The TCP simulator on its own event loop in a thread, so a command can run its own."""
-    started = threading.Event()
-    stop: asyncio.Event | None = None
-    loop: asyncio.AbstractEventLoop | None = None
-    sim = ModbusSimulator(specs)
-    errors: list[BaseException] = []
-
-    async def serve() -> None:
-        nonlocal stop, loop
-        stop, loop = asyncio.Event(), asyncio.get_running_loop()
-        async with sim:
-            started.set()
-            await stop.wait()
-
-    def run() -> None:
-        try:
-            asyncio.run(serve())
-        except BaseException as exc:  # reported to the test below
-            errors.append(exc)
-            started.set()
-
-    thread = threading.Thread(target=run, name="tcp-simulator", daemon=True)
-    thread.start()
-    assert started.wait(5)
-    if errors:
-        raise errors[0]
-    try:
-        yield sim
-    finally:
-        assert loop is not None
-        assert stop is not None
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(5)
-
-
 def test_tcp_scan_finds_the_unit_and_ranks_the_right_profile_first() -> None:
     async def scenario() -> None:
         async with ModbusSimulator(
@@ -212,7 +180,7 @@ def test_tcp_scan_finds_the_unit_and_ranks_the_right_profile_first() -> None:
 
 
 def test_scan_modbus_command_against_the_tcp_simulator() -> None:
-    with tcp_simulator([DeviceSpec("meter", SDM120, unit_id=1)]) as sim:
+    with in_thread(lambda: ModbusSimulator([DeviceSpec("meter", SDM120, unit_id=1)])) as sim:
         args = ["scan", "modbus", "--host", sim.host, "--port", str(sim["meter"].port)]
         result = runner.invoke(app, [*args, "--units", "1-3", "--json"])
         assert result.exit_code == ExitCode.OK, result.output
@@ -239,7 +207,7 @@ def test_scan_modbus_usage_and_unreachable_exits() -> None:
     assert bad.exit_code == ExitCode.USAGE
     baud = runner.invoke(app, ["scan", "modbus", "--serial", "/dev/x", "--baud", "1234"])
     assert baud.exit_code == ExitCode.USAGE
-    with tcp_simulator([DeviceSpec("gone", SDM120)]) as sim:
+    with in_thread(lambda: ModbusSimulator([DeviceSpec("gone", SDM120)])) as sim:
         free_port = sim["gone"].port
     refused = runner.invoke(
         app, ["scan", "modbus", "--host", "127.0.0.1", "--port", str(free_port), "--units", "1"]
@@ -265,3 +233,94 @@ def test_rtu_scan_finds_every_unit_with_its_profile_and_skips_silent_ids() -> No
         assert found[1].answer.startswith("exception 2")
 
     asyncio.run(scenario())
+
+
+# --- BLE --------------------------------------------------------------------------------------
+
+KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
+
+
+def test_ble_scan_decodes_known_formats_and_suggests_config_entries() -> None:
+    sim = BleSimulator()
+    plain = SimBthome("Kitchen TH", "A4:C1:38:00:00:01")
+    sealed = SimBthome("sealed", "A4:C1:38:00:00:02", key=KEY)
+    tag = SimRuuvi("Ruuvi 884F", "CB:B8:33:4C:88:4F")
+    for device in (plain, sealed, tag):
+        sim.add(device)
+
+    async def scenario() -> list[BleFound]:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(sim.air(0.02, rounds=5), name="air")
+            return await scan_cli.scan_ble(0.15, backend=sim.scanner_backend)
+
+    found = {f.address: f for f in asyncio.run(scenario())}
+    assert set(found) == {plain.mac, sealed.mac, tag.mac}
+    th = found[plain.mac]
+    assert th.format == "bthome"
+    assert th.rssi == -60
+    assert set(th.values) == {"battery", "temperature", "humidity"}
+    assert th.values["temperature"] == plain.sent[-1].values["temperature"]
+    assert found[sealed.mac].format == "bthome-encrypted"
+    assert found[sealed.mac].note == "encrypted (needs key)"
+    assert not found[sealed.mac].values
+    ruuvi = found[tag.mac]
+    assert ruuvi.format == "ruuvi"
+    assert ruuvi.values["pressure"] == tag.sent[-1].values["pressure"]
+    # The suggested entries are valid device configs.
+    for heard in found.values():
+        entry = tomllib.loads(toml_snippet(heard).replace('"..."', f'"{KEY.hex()}"'))
+        config = TypeAdapter(BthomeDevice | RuuviDevice).validate_python(entry["devices"][0])
+        assert config.mac == heard.mac
+    text = scan_cli.format_ble(list(found.values()))
+    assert 'kind = "ruuvi"' in text
+    assert "encrypted (needs key)" in text
+    assert json.loads(json.dumps([f.as_dict() for f in found.values()]))
+
+
+def test_ble_scan_without_an_adapter_is_unreachable() -> None:
+    sim = BleSimulator()
+    sim.remove_adapter("no_bluetooth")
+    with pytest.raises(AdapterUnavailable):
+        asyncio.run(scan_cli.scan_ble(0.1, backend=sim.scanner_backend))
+    # This machine has no Bluetooth adapter (nor bluetoothd): the real command says so.
+    result = runner.invoke(app, ["scan", "ble", "--timeout", "0.1", "--json"])
+    assert result.exit_code == ExitCode.UNREACHABLE, result.output
+    assert "no usable Bluetooth adapter" in result.stderr
+    assert result.stdout == ""
+
+
+# --- README -----------------------------------------------------------------------------------
+
+
+def test_the_readme_examples_run() -> None:
+    """ "Finding devices" as written, except where the cabinet's devices are: the Modbus TCP
+    host and the RS-485 port become simulators (this machine has no USB ports nor adapter)."""
+    commands = readme_commands("Finding devices")
+    assert {c[2] for c in commands} == {"serial", "modbus", "ble"}
+    tcp_specs = [DeviceSpec("meter", SDM120, unit_id=1)]
+    rtu_specs = [DeviceSpec("meter", SDM120, 1), DeviceSpec("th", XY_MD02, 3)]
+    with (
+        in_thread(lambda: ModbusSimulator(tcp_specs)) as tcp,
+        in_thread(lambda: ModbusRtuSimulator(rtu_specs, baudrate=19200)) as rtu,
+    ):
+        for command in commands:
+            assert command[:2] == ["streetgate", "scan"]
+            args = command[1:]
+            if "--host" in args:
+                args[args.index("--host") + 1] = tcp.host
+                args += ["--port", str(tcp["meter"].port)]
+            if "--serial" in args:
+                args[args.index("--serial") + 1] = rtu.path
+            result = runner.invoke(app, args)
+            if command[2] == "ble":
+                assert result.exit_code in {ExitCode.OK, ExitCode.UNREACHABLE}, result.output
+                continue
+            assert result.exit_code == ExitCode.OK, (command, result.output)
+            if "--host" in args:
+                assert 'profile = "sdm120"' in result.stdout
+            if "--serial" in args:
+                found = json.loads(result.stdout)
+                assert [(u["unit_id"], u["best_profile"]) for u in found] == [
+                    (1, "sdm120"),
+                    (3, "xy-md02"),
+                ]
