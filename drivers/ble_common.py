@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from bleak.exc import (
@@ -23,6 +22,7 @@ from bleak.exc import (
     BleakGATTProtocolError,
 )
 
+from drivers.boundary import ErrorBoundary
 from gateway.errors import (
     AdapterUnavailable,
     DeviceError,
@@ -66,7 +66,7 @@ _ADAPTER_DBUS_ERRORS = frozenset(
 _TIMEOUT_DBUS_ERRORS = frozenset({"org.freedesktop.DBus.Error.NoReply"})
 
 
-class BleakErrors:
+class BleakErrors(ErrorBoundary):
     """Context manager: bleak's exceptions (and the OSErrors of its D-Bus transport) become
     :class:`gateway.errors.DeviceError` subclasses.
 
@@ -79,21 +79,6 @@ class BleakErrors:
         self._device = device
         self._adapter = adapter_label(adapter)
         self.doing = "using the BLE adapter"
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or isinstance(exc, DeviceError) or not isinstance(exc, Exception):
-            return
-        translated = self.translate(exc)
-        if translated is not None:
-            raise translated from exc
 
     def translate(self, exc: Exception) -> DeviceError | None:  # noqa: PLR0911 - one per kind
         """The streetgate error for ``exc``; None for what bleak does not raise (a bug here)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from drivers.boundary import ErrorBoundary
 from gateway.errors import (
     DeviceError,
     DeviceTimeout,
@@ -77,13 +78,12 @@ def exception_code(code: int) -> ModbusExceptionCode:
         return ModbusExceptionCode.UNKNOWN
 
 
-class PymodbusErrors:
+class PymodbusErrors(ErrorBoundary):
     """Context manager: the one place pymodbus exceptions become streetgate's.
 
-    Reusable and allocation-free, so a poll loop can enter it once per request. The caller sets
-    ``device`` (whose error it is) and ``doing`` (for the message) before each operation.
-    ``unreachable`` is the error for a lost connection: :class:`DeviceUnreachable` for TCP,
-    :class:`gateway.errors.PortUnavailable` for a serial port.
+    The caller sets ``device`` (whose error it is) and ``doing`` (for the message) before each
+    operation. ``unreachable`` is the error for a lost connection: :class:`DeviceUnreachable`
+    for TCP, :class:`gateway.errors.PortUnavailable` for a serial port.
 
     It also gives back cancellations pymodbus swallowed: pymodbus waits for an answer with
     ``asyncio.wait_for``, which on Python 3.11 returns the result instead of raising
@@ -105,9 +105,6 @@ class PymodbusErrors:
         self._unreachable = unreachable
         self.doing = "connecting"
 
-    def __enter__(self) -> None:
-        return None
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -119,22 +116,25 @@ class PymodbusErrors:
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
             return
-        if isinstance(exc, DeviceError):
-            return
+        super().__exit__(exc_type, exc, tb)
+
+    def translate(self, exc: Exception) -> DeviceError | None:
+        """The streetgate error for a pymodbus (or OS) exception; None for anything else."""
         device = self.device
         if isinstance(exc, ModbusIOException | TimeoutError):
             # pymodbus reports both a silent device and a connection that dropped while a
             # request was outstanding as a timeout; only the connection state tells them apart.
             if not self._connected():
-                raise self._unreachable(device, f"connection lost while {self.doing}") from exc
+                return self._unreachable(device, f"connection lost while {self.doing}")
             # The answer may still come, late; ``abandon`` makes sure it is never taken for the
             # answer to a later request (TCP closes the connection).
             self._abandon()
-            raise DeviceTimeout(device, f"no answer while {self.doing}") from exc
+            return DeviceTimeout(device, f"no answer while {self.doing}")
         if isinstance(exc, ConnectionException | OSError):
-            raise self._unreachable(device, f"not connected while {self.doing}") from exc
+            return self._unreachable(device, f"not connected while {self.doing}")
         if isinstance(exc, ModbusException):
-            raise ProtocolError(device, f"{self.doing}: {exc}") from exc
+            return ProtocolError(device, f"{self.doing}: {exc}")
+        return None
 
 
 def registers_of(response: ModbusPDU, device: str, block: ReadBlock) -> Sequence[int]:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import serial  # type: ignore[import-untyped]
 
+from drivers.boundary import ErrorBoundary
 from drivers.serial_port import resolve_port_async
 from gateway.errors import DeviceError, PortUnavailable
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 READ_SIZE = 4096  # a kernel tty buffer holds 4 KiB: one read takes all of it
 
 
-class _SerialErrors:
+class _SerialErrors(ErrorBoundary):
     """Context manager: pyserial and OS errors become PortUnavailable for ``device``.
 
     ``doing`` names the operation for the message ("opening /dev/ttyUSB0").
@@ -47,22 +47,14 @@ class _SerialErrors:
         self.device = device
         self.doing = "opening the serial port"
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or isinstance(exc, DeviceError):
-            return
+    def translate(self, exc: Exception) -> DeviceError | None:
+        """PortUnavailable for a pyserial or OS error; None for anything else."""
         if isinstance(exc, serial.SerialException | OSError):
             # SerialException's text already says what failed, e.g. "could not open port
             # /dev/ttyUSB0: [Errno 2] No such file or directory", or "device reports readiness
             # to read but returned no data" for an adapter that was pulled out.
-            raise PortUnavailable(self.device, f"{self.doing}: {exc}") from exc
+            return PortUnavailable(self.device, f"{self.doing}: {exc}")
+        return None
 
 
 def _close_quietly(port: serial.SerialBase) -> None:
