@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel, SecretStr
 
-from drivers.profile import Profile
+from drivers.profile import Profile, builtin_profiles, load_profile
 from gateway.config import GatewayConfig
 from gateway.toml_out import dumps
 
@@ -29,13 +29,17 @@ MASK = "********"
 _SECRET_KEY = re.compile(r"(^|_)(key|password|passphrase|token|secret)$")
 
 
+def _is_builtin(profile: Profile) -> bool:
+    return profile.name in builtin_profiles() and load_profile(profile.name) == profile
+
+
 def _plain(value: Any, key: str, redact: bool) -> Any:  # noqa: PLR0911 - one branch per type
     if isinstance(value, SecretStr):
         return MASK if redact else value.get_secret_value()
     if redact and isinstance(value, str) and _SECRET_KEY.search(key):
         return MASK
-    if isinstance(value, Profile):
-        return value.name  # a built-in's name, or the name inside a profile file
+    if isinstance(value, Profile) and _is_builtin(value):
+        return value.name  # a profile file's register map is shown in full, below
     if isinstance(value, BaseModel):
         return {
             name: _plain(getattr(value, name), name, redact)
@@ -56,7 +60,9 @@ def _plain(value: Any, key: str, redact: bool) -> Any:  # noqa: PLR0911 - one br
 def effective_config(config: GatewayConfig, *, redact: bool = True) -> dict[str, Any]:
     """The config with every default filled in, paths resolved, secrets masked if ``redact``.
 
-    Durations are in seconds and sizes in bytes; unset optional keys are left out.
+    Durations are in seconds and sizes in bytes; unset optional keys are left out. A shipped
+    profile is shown by name, a profile file's register map in full (a config may hold it
+    inline), so ``--no-redact`` output is itself a config that loads to the same settings.
     """
     data: dict[str, Any] = _plain(config, "", redact)
     return data

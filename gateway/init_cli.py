@@ -166,18 +166,21 @@ def ask(
             _err(f"  {exc}; try again")
 
 
-def ask_field(
+def ask_field(  # noqa: PLR0917 - the question and how to check it
     model: type[BaseModel],
     data: dict[str, Any],
     key: str,
     question: str,
     default: str | None = None,
+    also: Callable[[Any], None] | None = None,
 ) -> None:
-    """Ask for one key of a config table, checked by its model, and store it in ``data``."""
+    """Ask for one key of a config table, checked by its model (and ``also``), into ``data``."""
 
     def check(text: str) -> Any:
         value = _typed(key, text, model)
         check_field(model, {**data, key: value}, key)
+        if also is not None:
+            also(value)
         return value
 
     data[key] = ask(question, check, default)
@@ -192,35 +195,20 @@ def _choose(question: str, choices: list[str], default: str | None = None) -> st
     return ask(f"{question} ({'/'.join(choices)})", check, default)
 
 
-def _unique_name(taken: set[str]) -> Callable[[str], None]:
-    def check(name: str) -> None:
-        if name in taken:
-            raise BadAnswer(f"{name!r} is already used by another device")
-
-    return check
-
-
 def ask_device(kind: str, taken: set[str]) -> dict[str, Any]:
-    """One device's table, asked field by field."""
+    """One device's table, asked field by field; ``taken``: the names already used."""
     model = DEVICE_KINDS[kind]
     data: dict[str, Any] = {"kind": kind}
 
-    def name(field_model: type[BaseModel], table: dict[str, Any], question: str) -> None:
-        while True:
-            ask_field(field_model, table, "name", question)
-            try:
-                _unique_name(taken)(table["name"])
-            except BadAnswer as exc:
-                _err(f"  {exc}; try again")
-                continue
-            taken.add(table["name"])
-            return
+    def new_name(name: str) -> None:
+        if name in taken:
+            raise BadAnswer(f"{name!r} is already used by another device")
 
     profiles = ", ".join(builtin_profiles())
-    if kind == "modbus_rtu":
-        name(model, data, "Bus name")
-    else:
-        name(model, data, "Device name")
+    ask_field(
+        model, data, "name", "Bus name" if kind == "modbus_rtu" else "Device name", also=new_name
+    )
+    taken.add(data["name"])
     if kind == "modbus_tcp":
         ask_field(model, data, "host", "Device (or Modbus gateway) host")
         ask_field(model, data, "port", "Modbus TCP port", "502")
@@ -228,24 +216,8 @@ def ask_device(kind: str, taken: set[str]) -> dict[str, Any]:
         ask_field(model, data, "profile", f"Profile ({profiles}, or a .toml file)")
     elif kind in {"modbus_rtu", "sds011", "pms5003"}:
         ask_field(model, data, "port", "Serial port (/dev/serial/by-id/..., or usb:VID:PID)")
-        ask_field(model, data, "baudrate", "Baud rate", "9600")
         if kind == "modbus_rtu":
-            ask_field(model, data, "parity", "Parity (N, E or O)", "N")
-            ask_field(model, data, "stopbits", "Stop bits (1 or 2)", "1")
-            units: list[dict[str, Any]] = []
-            while True:
-                unit: dict[str, Any] = {}
-                name(RtuUnit, unit, "  Unit name")
-                while True:
-                    ask_field(RtuUnit, unit, "unit_id", "  Unit id (1-247)")
-                    if all(u["unit_id"] != unit["unit_id"] for u in units):
-                        break
-                    _err(f"  unit id {unit['unit_id']} is already on this bus; try again")
-                ask_field(RtuUnit, unit, "profile", f"  Profile ({profiles}, or a .toml file)")
-                units.append(unit)
-                if not typer.confirm("Another unit on this bus?", default=False, err=True):
-                    break
-            data["units"] = units
+            data["units"] = _ask_units(data, new_name, taken, profiles)
     else:  # bthome, ruuvi
         ask_field(model, data, "mac", "MAC address (AA:BB:CC:DD:EE:FF)")
         if kind == "bthome":
@@ -259,6 +231,30 @@ def ask_device(kind: str, taken: set[str]) -> dict[str, Any]:
             if bindkey:
                 data["key"] = bindkey
     return data
+
+
+def _ask_units(
+    bus: dict[str, Any], new_name: Callable[[Any], None], taken: set[str], profiles: str
+) -> list[dict[str, Any]]:
+    """The serial line of an RS-485 bus, then its units until the technician says no more."""
+    ask_field(ModbusRtuBus, bus, "baudrate", "Baud rate", "9600")
+    ask_field(ModbusRtuBus, bus, "parity", "Parity (N, E or O)", "N")
+    ask_field(ModbusRtuBus, bus, "stopbits", "Stop bits (1 or 2)", "1")
+    units: list[dict[str, Any]] = []
+
+    def free_id(unit_id: Any) -> None:
+        if any(u["unit_id"] == unit_id for u in units):
+            raise BadAnswer(f"unit id {unit_id} is already on this bus")
+
+    while True:
+        unit: dict[str, Any] = {}
+        ask_field(RtuUnit, unit, "name", "  Unit name", also=new_name)
+        taken.add(unit["name"])
+        ask_field(RtuUnit, unit, "unit_id", "  Unit id (1-247)", also=free_id)
+        ask_field(RtuUnit, unit, "profile", f"  Profile ({profiles}, or a .toml file)")
+        units.append(unit)
+        if not typer.confirm("Another unit on this bus?", default=False, err=True):
+            return units
 
 
 # -- the --device flag -----------------------------------------------------------------------
@@ -424,7 +420,9 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         if value is not None:
             files[flag] = _from_flag(flag, check, value)
     if tls is None and (files or not interactive):
-        tls = "--ca-file" in files
+        tls = bool(files)  # TLS files mean TLS; a script that gives none means plain TCP
+    if tls is False and files:
+        raise _usage(f"{', '.join(files)} given with --no-tls: TLS files need TLS")
     devices = [
         _from_flag("--device", lambda s: parse_device_flag(s, key_files), spec)
         for spec in device or []

@@ -44,6 +44,12 @@ profile = "sdm120"
 interval = "500ms"
 
 [[devices]]
+kind = "modbus_tcp"
+name = "weather-station"
+host = "192.0.2.11"
+profile = "weather.toml"
+
+[[devices]]
 kind = "bthome"
 name = "door-1"
 mac = "A4:C1:38:00:00:01"
@@ -64,6 +70,11 @@ scale = 0.1
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
+    (tmp_path / "weather.toml").write_text(
+        'name = "weather"\n[[metrics]]\nname = "wind"\naddress = 0x1F4\ntype = "float32"\n'
+        'unit = "m/s"\n',
+        encoding="utf-8",
+    )
     path = tmp_path / "gw.toml"
     path.write_text(CONFIG, encoding="utf-8")
     return path
@@ -78,7 +89,7 @@ def test_show_prints_the_effective_config_with_secrets_masked(config: Path) -> N
     assert result.exit_code == 0, result.stderr
     assert KEY not in result.stdout
     shown = tomllib.loads(result.stdout)
-    assert shown["devices"][1]["key"] == MASK
+    assert shown["devices"][2]["key"] == MASK
     assert shown["mqtt"]["password_file"] == str(config.parent / "secrets" / "mqtt-password")
     assert shown["mqtt"]["tls"]["key_file"] == str(config.parent / "gw.key")  # a path: shown
     assert shown["mqtt"]["keepalive"] == 30.0  # defaults filled in
@@ -93,6 +104,19 @@ def test_show_prints_the_effective_config_with_secrets_masked(config: Path) -> N
         "interval": 0.5,
         "timeout": 1.0,
     }
+    assert shown["devices"][1]["profile"]["metrics"] == [  # a profile file, in full
+        {
+            "name": "wind",
+            "address": 500,
+            "function": "holding",
+            "type": "float32",
+            "word_order": "big",
+            "byte_order": "big",
+            "scale": 1.0,
+            "offset": 0.0,
+            "unit": "m/s",
+        }
+    ]
 
 
 def test_show_no_redact_round_trips(config: Path) -> None:
@@ -108,10 +132,10 @@ def test_show_json_parses_and_masks(config: Path) -> None:
     result = cli("config", "show", "-c", str(config), "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["devices"][1]["key"] == MASK
-    assert data["devices"][2]["fields"]["humidity"] == {"unit": "%", "scale": 0.1, "offset": 0.0}
+    assert data["devices"][2]["key"] == MASK
+    assert data["devices"][3]["fields"]["humidity"] == {"unit": "%", "scale": 0.1, "offset": 0.0}
     unmasked = json.loads(cli("config", "show", "-c", str(config), "--json", "--no-redact").stdout)
-    assert unmasked["devices"][1]["key"] == KEY
+    assert unmasked["devices"][2]["key"] == KEY
 
 
 def test_anything_named_like_a_secret_is_masked() -> None:
@@ -137,6 +161,7 @@ def test_validate_and_its_alias(config: Path, command: list[str]) -> None:
     assert data["valid"] is True
     assert data["devices"] == [
         {"name": "meter-1", "kind": "modbus_tcp"},
+        {"name": "weather-station", "kind": "modbus_tcp"},
         {"name": "door-1", "kind": "bthome"},
         {"name": "weather", "kind": "line"},
     ]

@@ -164,11 +164,9 @@ def test_serial_sensors_and_plain_tcp(tmp_path: Path) -> None:
         "air-1",
         "ttyUSB0",  # bad: not a path
         "usb:1a86:7523",
-        "",
         "pms5003",
         "air-2",
         "/dev/serial/by-id/usb-pms-if00",
-        "",
         "",  # done
     )
     result = run_init(str(path), answers=answers)
@@ -213,7 +211,11 @@ def test_flags_answer_every_question(tmp_path: Path, tls_files: tuple[Path, Path
     assert door.key.get_secret_value() == KEY
 
 
-def test_non_interactive_names_the_missing_answers(tmp_path: Path) -> None:
+def test_non_interactive_names_the_missing_answers(
+    tmp_path: Path, tls_files: tuple[Path, Path, Path]
+) -> None:
+    _, cert, key = tls_files
+    pair = (f"--cert-file={cert}", f"--key-file={key}")
     path = tmp_path / "gw.toml"
     result = run_init(str(path), "--no-tls", terminal=False)  # stdin is not a terminal
     assert result.exit_code == ExitCode.USAGE
@@ -222,6 +224,12 @@ def test_non_interactive_names_the_missing_answers(tmp_path: Path) -> None:
     result = run_init(str(path), "--gateway-id=gw", "--broker-host=h", "--tls", "--non-interactive")
     assert result.exit_code == ExitCode.USAGE
     assert "missing answers (--non-interactive, so nothing is asked): --ca-file" in result.stderr
+    result = run_init(str(path), "--gateway-id=gw", "--broker-host=h", "--non-interactive", *pair)
+    assert result.exit_code == ExitCode.USAGE
+    assert "missing answers (--non-interactive, so nothing is asked): --ca-file" in result.stderr
+    result = run_init(str(path), "--gateway-id=gw", "--broker-host=h", "--no-tls", *pair)
+    assert result.exit_code == ExitCode.USAGE
+    assert "--cert-file, --key-file given with --no-tls: TLS files need TLS" in result.stderr
     assert not path.exists()
 
 
