@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pty
 import select
-import shlex
 import stat
 import sys
 import time
@@ -25,6 +24,7 @@ from gateway.config_devices import (
     device_names,
 )
 from gateway.exit_codes import ExitCode
+from tests.readme_examples import readme_commands
 
 _register_subcommands()
 
@@ -384,10 +384,7 @@ def test_the_wizard_in_a_real_terminal(tmp_path: Path, tls_files: tuple[Path, Pa
 def test_the_readme_examples_run(
     tmp_path: Path, tls_files: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("### Setting up a gateway\n", 1)[1].split("\n### ", 1)[0]
-    block = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
-    commands = [shlex.split(line.split("  #", 1)[0]) for line in block.splitlines()]
+    commands = readme_commands("Setting up a gateway")
     assert [c[0] for c in commands] == ["streetgate"] * 5
     (tmp_path / "door-1.key").write_text(KEY)
     monkeypatch.chdir(tmp_path)  # the files the examples name are relative
