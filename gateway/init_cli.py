@@ -358,11 +358,11 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     ] = None,
     broker_host: Annotated[str | None, typer.Option(help="MQTT broker host name.")] = None,
     broker_port: Annotated[
-        int | None, typer.Option(help="MQTT broker port [default: 8883 with TLS, else 1883].")
+        int | None, typer.Option(help="MQTT broker port (default: 8883 with TLS, else 1883).")
     ] = None,
     tls: Annotated[
         bool | None,
-        typer.Option("--tls/--no-tls", help="Connect with TLS [default: with --ca-file]."),
+        typer.Option("--tls/--no-tls", help="Connect with TLS (default: if TLS files are given)."),
     ] = None,
     ca_file: Annotated[str | None, typer.Option(help="CA certificate of the broker (PEM).")] = None,
     cert_file: Annotated[
@@ -372,7 +372,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         str | None, typer.Option(help="This gateway's private key (PEM, mode 0600).")
     ] = None,
     outbox: Annotated[
-        str | None, typer.Option(help=f"Outbox database path [default: {DEFAULT_OUTBOX}].")
+        str | None, typer.Option(help=f"Outbox database path (default: {DEFAULT_OUTBOX}).")
     ] = None,
     device: Annotated[
         list[str] | None,
