@@ -26,6 +26,7 @@ from provisioning.creds import (
     init_credentials,
     install_certificate,
 )
+from provisioning.progress import working
 
 __all__ = ["register", "show_dict"]
 
@@ -70,7 +71,8 @@ def init(
     """Make the gateway's private key (mode 0600) and a certificate signing request for it."""
     cfg = _load(config)
     try:
-        result = init_credentials(cfg, key_type, directory, force=force)
+        with working(f"making a {key_type.value} private key"):
+            result = init_credentials(cfg, key_type, directory, force=force)
     except CredsError as exc:
         raise _fail(exc) from exc
     if as_json:

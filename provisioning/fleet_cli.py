@@ -23,6 +23,7 @@ from provisioning.fleet import (
     Importer,
     read_token,
 )
+from provisioning.progress import working
 
 __all__ = ["register", "status_dict"]
 
@@ -125,7 +126,8 @@ def enrol(  # noqa: PLR0917 - one parameter per CLI option
     """Register a device in a fleet (needs a user API key) and print its UUID."""
     client = _client(ctx, token_file, api_url)
     try:
-        new_uuid = client.enrol(fleet, uuid, device_type)
+        with working(f"registering a device in {fleet}"):
+            new_uuid = client.enrol(fleet, uuid, device_type)
     except FleetError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -156,7 +158,8 @@ def env_set(  # noqa: PLR0917 - one parameter per CLI option
     values = _pairs(pairs or [], "STREETGATE_GATEWAY_ID", config)
     client = _client(ctx, token_file, api_url)
     try:
-        stored = client.env_set(device, values)
+        with working(f"setting {len(values)} variable(s) on {device}"):
+            stored = client.env_set(device, values)
     except FleetError as exc:
         raise _fail(exc) from exc
     _print_values({n: stored[n] for n in values}, as_json, "streetgate.fleet.env/1")
@@ -173,7 +176,8 @@ def env_list(
     """List the device's environment variables."""
     client = _client(ctx, token_file, api_url)
     try:
-        values = client.env_list(device)
+        with working(f"reading the variables of {device}"):
+            values = client.env_list(device)
     except FleetError as exc:
         raise _fail(exc) from exc
     _print_values(values, as_json, "streetgate.fleet.env/1")
@@ -194,7 +198,8 @@ def tag_set(  # noqa: PLR0917 - one parameter per CLI option
     values = _pairs(pairs or [], "gateway_id", config)
     client = _client(ctx, token_file, api_url)
     try:
-        stored = client.tag_set(device, values)
+        with working(f"setting {len(values)} tag(s) on {device}"):
+            stored = client.tag_set(device, values)
     except FleetError as exc:
         raise _fail(exc) from exc
     _print_values({n: stored[n] for n in values}, as_json, "streetgate.fleet.tags/1")
@@ -210,7 +215,8 @@ def tag_list(
     """List the device's tags."""
     client = _client(ctx, token_file, api_url)
     try:
-        values = client.tag_list(device)
+        with working(f"reading the tags of {device}"):
+            values = client.tag_list(device)
     except FleetError as exc:
         raise _fail(exc) from exc
     _print_values(values, as_json, "streetgate.fleet.tags/1")
@@ -227,7 +233,8 @@ def pin(  # noqa: PLR0917 - one parameter per CLI option
     """Pin the device to a release of its fleet (checked by reading the device back)."""
     client = _client(ctx, token_file, api_url)
     try:
-        pinned = client.pin(device, release)
+        with working(f"pinning {device} to {release}"):
+            pinned = client.pin(device, release)
     except FleetError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -279,7 +286,8 @@ def status(
     """Online status, last seen, release and pin of one device."""
     client = _client(ctx, token_file, api_url)
     try:
-        found = client.status(device)
+        with working(f"reading the status of {device}"):
+            found = client.status(device)
     except FleetError as exc:
         raise _fail(exc) from exc
     typer.echo(json.dumps(status_dict(found)) if as_json else _status_text(found))
