@@ -21,7 +21,6 @@ given as ``--bthome-key-file NAME=PATH``.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import tomllib
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from gateway.config_devices import (
 )
 from gateway.errors import ConfigError
 from gateway.exit_codes import ExitCode
+from gateway.key_files import unsafe_mode, write_atomically
 from gateway.toml_out import dumps
 from gateway.validation import issues_from_validation_error
 
@@ -55,7 +55,6 @@ __all__ = [
     "parse_device_flag",
     "register",
     "stdin_is_terminal",
-    "write_private",
 ]
 
 T = TypeVar("T")
@@ -125,11 +124,11 @@ def _existing_file(text: str) -> Path:
 
 def _key_file(text: str) -> Path:
     path = _existing_file(text)
-    mode = path.stat().st_mode
-    if mode & 0o077:
+    mode = unsafe_mode(path)
+    if mode is not None:
         _err(
-            f"warning: {path} can be read by other users (mode {stat.S_IMODE(mode):04o});"
-            f" the gateway refuses such a key: chmod 600 {path}"
+            f"warning: {path} can be read by other users (mode {mode:04o});"
+            f" the gateway refuses to start with it: chmod 600 {path}"
         )
     return path
 
@@ -315,21 +314,6 @@ def _parse_key_files(values: list[str]) -> dict[str, Path]:
 # -- writing ---------------------------------------------------------------------------------
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, readable by its owner only (0600)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _usage(message: str) -> typer.Exit:
     _err(f"streetgate init: {message}")
     return typer.Exit(ExitCode.USAGE)
@@ -506,7 +490,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         _err(str(exc))
         raise typer.Exit(ExitCode.FAILURE) from exc
     try:
-        write_private(path, text)
+        write_atomically(path, text.encode(), 0o600)
     except OSError as exc:
         _err(f"streetgate init: cannot write {path}: {exc.strerror}")
         raise typer.Exit(
