@@ -300,7 +300,7 @@ def register(app: typer.Typer) -> None:
     fleet = typer.Typer(
         name="fleet",
         help="balena fleet enrolment: register, variables, tags, pin a release, status"
-        " (needs streetgate[fleet]).",
+        " (needs the extra streetgate\\[fleet]).",
         no_args_is_help=True,
     )
     fleet.command("enrol")(enrol)

@@ -388,3 +388,9 @@ def test_the_readme_examples_run(
     device = next(d for d in stub.devices if d["uuid"] == example_uuid)
     env = {v["name"]: v["value"] for v in stub.env if v["device"]["__id"] == device["id"]}
     assert env == {"STREETGATE_GATEWAY_ID": "pole-17", "SITE": "kerb-17", "POLE": "17"}
+
+
+def test_help_names_the_extra() -> None:
+    result = CliRunner().invoke(app, ["fleet", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "streetgate[fleet]" in result.stdout
