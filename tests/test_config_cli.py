@@ -205,3 +205,18 @@ def test_the_readme_exit_code_table_is_the_exit_code_enum() -> None:
     rows = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| ")]
     table = {int(code.strip()): meaning.strip() for code, meaning in rows[1:]}
     assert table == {int(c): EXIT_CODE_MEANINGS[c] for c in ExitCode}
+
+
+def test_shell_completion_completes_commands() -> None:
+    result = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="streetgate")
+    assert result.exit_code == 0
+    assert "_STREETGATE_COMPLETE=complete_bash" in result.stdout
+    completing = CliRunner(
+        env={
+            "_STREETGATE_COMPLETE": "complete_bash",
+            "COMP_WORDS": "streetgate con",
+            "COMP_CWORD": "1",
+        }
+    )
+    result = completing.invoke(app, [], prog_name="streetgate")
+    assert result.stdout.split() == ["config"]
