@@ -364,3 +364,22 @@ def test_init_and_install_as_json(tmp_path: Path, ca: CertificateAuthority) -> N
     assert installed["installed"] == [str(tls / "ca.crt"), str(tls / "gateway.crt")]
     leaf = x509.load_pem_x509_certificate(cert.read_bytes())
     assert installed["not_after"] == leaf.not_valid_after_utc.isoformat()
+
+
+def test_show_after_a_new_key_says_the_certificate_no_longer_fits(provisioned: Path) -> None:
+    init(provisioned, "--force")
+    result = creds("show", "-c", str(provisioned), "--json")
+    assert result.exit_code == ExitCode.FAILURE
+    assert json.loads(result.stdout)["key_matches"] is False
+    assert "the certificate is not for the private key" in result.stderr
+
+
+def test_show_an_expired_certificate(tmp_path: Path, ca: CertificateAuthority) -> None:
+    config = write_config(tmp_path)
+    init(config)
+    ca.write_ca(tmp_path / "tls" / "ca.crt")
+    signed(tmp_path, ca, name="tls/gateway.crt", start=dt.timedelta(days=-10), days=5)
+    result = creds("show", "-c", str(config))
+    assert result.exit_code == ExitCode.FAILURE
+    assert "days left    -" in result.stdout
+    assert "the certificate expired on" in result.stderr
