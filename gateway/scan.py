@@ -334,7 +334,8 @@ class ProfileFit:
             "fits": self.fits,
             "metrics": self.metrics,
             "reason": self.reason,
-            "values": self.values,
+            # JSON has no NaN or infinity: misread registers can decode to either.
+            "values": {m: v if math.isfinite(v) else None for m, v in self.values.items()},
         }
 
 

@@ -20,12 +20,14 @@ from gateway.cli import app
 from gateway.config_devices import BthomeDevice, RuuviDevice
 from gateway.errors import AdapterUnavailable
 from gateway.exit_codes import ExitCode
+from gateway.model import Sample
 from gateway.scan import (
     RtuProber,
     TcpProber,
     by_id_links,
     parse_units,
     plausible,
+    profile_fit,
     scan_modbus,
     serial_ports,
     shipped_profiles,
@@ -324,3 +326,10 @@ def test_the_readme_examples_run() -> None:
                     (1, "sdm120"),
                     (3, "xy-md02"),
                 ]
+
+
+def test_implausible_values_make_a_misfit_and_stay_valid_json() -> None:
+    fit = profile_fit(XY_MD02, [Sample("temperature", float("nan"), "Cel")])
+    assert not fit.fits
+    assert fit.reason == "implausible values: temperature=nan"
+    assert json.loads(json.dumps(fit.as_dict(), allow_nan=False))["values"] == {"temperature": None}
