@@ -120,7 +120,8 @@ def doctor(
     skipped = sum(1 for c in results if c.skipped)
     summary = f"{passed} passed, {len(failed)} failed" + (f", {skipped} skipped" if skipped else "")
     typer.echo(
-        summary if not failed else f"{summary}: {', '.join(c.name for c in failed)}", err=True
+        summary if not failed else f"{summary}; failed: {', '.join(c.name for c in failed)}",
+        err=True,
     )
     if cfg is None:
         raise typer.Exit(ExitCode.CONFIG)
