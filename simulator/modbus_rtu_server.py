@@ -24,21 +24,16 @@ Fault switches per unit: :meth:`SimulatedRtuUnit.fail_with` (an exception code),
 :meth:`~SimulatedRtuUnit.answer_garbage`; for the bus, :meth:`ModbusRtuSimulator.unplug` and
 :meth:`~ModbusRtuSimulator.replug`.
 
-A pty cannot come back at the same path (``/dev/pts/N`` is chosen by the kernel), so the
-gateway is given :attr:`ModbusRtuSimulator.path`, a symlink in a directory of the simulator's
-(a temporary one unless ``link`` is given) that always points at the current pty, like a udev
-``/dev/serial/by-id/...`` link: unplugging removes it, replugging creates it again.
+The gateway is given :attr:`ModbusRtuSimulator.path`, a symlink (in a temporary directory
+unless ``link`` is given) that always points at the current pty (a
+:class:`simulator.pty.PluggablePort`): unplugging removes it, replugging creates it again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
 import selectors
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
@@ -59,7 +54,7 @@ from drivers.modbus_rtu_frame import (
 from gateway.config_devices import ModbusRtuBus, RtuUnit
 from gateway.errors import FrameError, ModbusExceptionCode
 from simulator.modbus_server import DeviceSpec
-from simulator.pty import VirtualSerialPort, bits_per_char
+from simulator.pty import PluggablePort, VirtualSerialPort, bits_per_char
 from simulator.registers import RegisterMap
 from simulator.values import Clock
 
@@ -217,12 +212,16 @@ class ModbusRtuSimulator:
         self.turnaround = turnaround
         self._units = {s.name: SimulatedRtuUnit(s, clock, history) for s in specs}
         self._by_id = {u.unit_id: u for u in self._units.values()}
-        if link is not None and os.path.lexists(link) and not link.is_symlink():
-            raise FileExistsError(f"{link} exists and is not a symlink (the simulator's link)")
-        self._link = link
-        self._own_dir: Path | None = None
-        self._port: VirtualSerialPort | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # one per plug-in; each ends at unplug
+        self._port = PluggablePort(
+            self._serve,
+            task_name=f"sim:modbus_rtu:{'ttyRTU0' if link is None else link.name}",
+            link=link,
+            link_name="ttyRTU0",
+            temp_prefix="streetgate-rtu-",
+            baudrate=baudrate,
+            parity=parity,
+            stopbits=stopbits,
+        )
         self.frames_heard = 0  # frames the bus carried from the gateway (whole, by silence)
         self.frames_ignored = 0  # of those: bad CRC or too short, so nobody answered
 
@@ -238,19 +237,19 @@ class ModbusRtuSimulator:
     @property
     def path(self) -> str:
         """The stable path the gateway opens (a symlink to the current pty)."""
-        if self._link is None:
+        if self._port.link is None:
             raise RuntimeError("the simulated bus is not running")
-        return str(self._link)
+        return str(self._port.link)
 
     @property
     def pty_path(self) -> str:
         """The pty behind :attr:`path` right now (changes at every replug)."""
-        return self._port.path if self._port is not None and self._port.is_open else ""
+        return self._port.pty_path
 
     @property
     def plugged(self) -> bool:
         """Whether the port exists (False between :meth:`unplug` and :meth:`replug`)."""
-        return self._port is not None and self._port.is_open
+        return self._port.plugged
 
     def gateway_config(
         self, name: str = "sim-bus", *, timeout: float = 0.5, interval: float = 1.0
@@ -268,14 +267,7 @@ class ModbusRtuSimulator:
         )
 
     async def __aenter__(self) -> Self:
-        if self._link is None:
-            self._own_dir = Path(tempfile.mkdtemp(prefix="streetgate-rtu-"))
-            self._link = self._own_dir / "ttyRTU0"
-        try:
-            self.replug()
-        except BaseException:
-            await self._close()
-            raise
+        await self._port.start()
         return self
 
     async def __aexit__(
@@ -284,46 +276,15 @@ class ModbusRtuSimulator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._close()
-
-    async def _close(self) -> None:
-        self.unplug()
-        tasks, self._tasks = self._tasks, set()
-        for task in list(tasks):
-            task.cancel()
-        for task in list(tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._own_dir is not None:
-            shutil.rmtree(self._own_dir, ignore_errors=True)
-            self._own_dir = None
-            self._link = None
+        await self._port.aclose()
 
     def unplug(self) -> None:
         """Pull the adapter: the pty goes away and so does the link to it."""
-        port, self._port = self._port, None
-        if port is not None:
-            port.close()
-        if self._link is not None and self._link.is_symlink():
-            self._link.unlink()
+        self._port.unplug()
 
     def replug(self) -> None:
         """Plug the adapter back in: a new pty, and the link pointing at it."""
-        if self.plugged or self._link is None:
-            return
-        port = VirtualSerialPort(self.baudrate, self.parity, self.stopbits)
-        port.open()
-        self._port = port
-        fresh = self._link.with_name(f".{self._link.name}.{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            fresh.unlink()
-        fresh.symlink_to(port.path)
-        fresh.replace(self._link)  # atomic: the gateway never sees a half-made link
-        task = asyncio.get_running_loop().create_task(
-            self._serve(port), name=f"sim:modbus_rtu:{self._link.name}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._port.plug()
 
     async def _serve(self, port: VirtualSerialPort) -> None:
         """Answer frames on ``port`` until it is closed."""

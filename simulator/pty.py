@@ -4,6 +4,11 @@ The simulator owns the master side; the gateway opens :attr:`VirtualSerialPort.p
 side, e.g. ``/dev/pts/7``) with pyserial exactly as it would open ``/dev/ttyUSB0``. A pty
 delivers bytes instantly whatever the baud rate, so :meth:`VirtualSerialPort.write` can hold
 each write back for the time the bytes would take on a real wire at ``baudrate``.
+
+A pty cannot come back at the same path (``/dev/pts/N`` is chosen by the kernel), so a device
+that can be unplugged and plugged back in sits on a :class:`PluggablePort`: the gateway opens
+its :attr:`~PluggablePort.link`, a symlink that always points at the current pty, like a udev
+``/dev/serial/by-id/...`` link.
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import tempfile
 import tty
+from collections.abc import Callable, Coroutine
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 
 def bits_per_char(parity: str = "N", stopbits: int = 1) -> int:
@@ -129,3 +138,109 @@ class VirtualSerialPort:
                     continue
                 view = view[written:]
                 self.bytes_written += written
+
+
+class PluggablePort:
+    """A virtual serial port behind a stable symlink, that can be unplugged and plugged back in.
+
+    :meth:`plug` opens a new :class:`VirtualSerialPort` (``baudrate``, ``parity``,
+    ``stopbits``), calls ``on_plug`` (the device powering up), points the link at the new pty and
+    starts ``serve(port)`` as the task ``task_name``; :meth:`unplug` cancels that task, closes
+    the pty and removes the link. ``link``: where the symlink goes (refused if something that
+    is not a symlink is there); None: ``link_name`` in a temporary directory (``temp_prefix``)
+    made by :meth:`start` and removed by :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        serve: Callable[[VirtualSerialPort], Coroutine[Any, Any, None]],
+        *,
+        task_name: str,
+        link: Path | None = None,
+        link_name: str = "tty",
+        temp_prefix: str = "streetgate-",
+        baudrate: int | None = None,
+        parity: str = "N",
+        stopbits: int = 1,
+        on_plug: Callable[[], None] | None = None,
+    ) -> None:
+        if link is not None and os.path.lexists(link) and not link.is_symlink():
+            raise FileExistsError(f"{link} exists and is not a symlink (the simulator's link)")
+        self._serve = serve
+        self.task_name = task_name
+        self._link = link
+        self._link_name = link_name
+        self._temp_prefix = temp_prefix
+        self._own_dir: Path | None = None
+        self.baudrate = baudrate
+        self.parity = parity
+        self.stopbits = stopbits
+        self._on_plug = on_plug
+        self._port: VirtualSerialPort | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # one per plug-in, cancelled at unplug
+
+    @property
+    def link(self) -> Path | None:
+        """The stable path (a symlink to the current pty); None when not entered."""
+        return self._link
+
+    @property
+    def pty_path(self) -> str:
+        """The pty behind :attr:`link` right now (changes at every replug); empty if unplugged."""
+        return self._port.path if self._port is not None and self._port.is_open else ""
+
+    @property
+    def plugged(self) -> bool:
+        """Whether the port exists (False between :meth:`unplug` and :meth:`plug`)."""
+        return self._port is not None and self._port.is_open
+
+    async def start(self) -> None:
+        """Plug in (making the temporary link directory first); undone if that fails."""
+        if self._link is None:
+            self._own_dir = Path(tempfile.mkdtemp(prefix=self._temp_prefix))
+            self._link = self._own_dir / self._link_name
+        try:
+            self.plug()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Unplug, wait for the serving task to end, remove a temporary link directory."""
+        self.unplug()
+        tasks, self._tasks = self._tasks, set()
+        for task in list(tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
+            self._link = None
+
+    def unplug(self) -> None:
+        """Pull the adapter: the serving task stops, the pty goes away and so does the link."""
+        port, self._port = self._port, None
+        if port is not None:
+            port.close()
+        for task in self._tasks:
+            task.cancel()
+        if self._link is not None and self._link.is_symlink():
+            self._link.unlink()
+
+    def plug(self) -> None:
+        """Plug the adapter in: a new pty, the device powered up, the link pointing at the pty."""
+        if self.plugged or self._link is None:
+            return
+        port = VirtualSerialPort(self.baudrate, self.parity, self.stopbits)
+        port.open()
+        self._port = port
+        if self._on_plug is not None:
+            self._on_plug()
+        fresh = self._link.with_name(f".{self._link.name}.{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            fresh.unlink()
+        fresh.symlink_to(port.path)
+        fresh.replace(self._link)  # atomic: the gateway never sees a half-made link
+        task = asyncio.get_running_loop().create_task(self._serve(port), name=self.task_name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

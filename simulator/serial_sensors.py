@@ -20,20 +20,16 @@ Faults, for the next ``count`` frames or until :meth:`SerialSensorSim.heal`:
 whatever follows), :attr:`Fault.GARBAGE` (noise before each frame), :attr:`Fault.SILENCE`
 (nothing sent, no answers); and :meth:`SerialSensorSim.unplug` / :meth:`~SerialSensorSim.replug`.
 
-A pty cannot come back at the same path, so the gateway is given :attr:`SerialSensorSim.path`,
-a symlink (in a temporary directory unless ``link`` is given) that always points at the current
-pty, like a udev ``/dev/serial/by-id/...`` link: unplugging removes it, replugging recreates it.
+The gateway is given :attr:`SerialSensorSim.path`, a symlink (in a temporary directory unless
+``link`` is given) that always points at the current pty (a :class:`simulator.pty.PluggablePort`):
+unplugging removes it, replugging recreates it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -50,7 +46,7 @@ from drivers.profile import parse_profile
 from gateway.config_devices import LineField, LineSensor, Pms5003Device, Sds011Device
 from gateway.errors import FrameError
 from gateway.units import format_duration
-from simulator.pty import VirtualSerialPort
+from simulator.pty import PluggablePort, VirtualSerialPort
 from simulator.values import Clock, DeviceValues
 
 __all__ = [
@@ -153,10 +149,15 @@ class SerialSensorSim:
         self._rng = random.Random(f"{self._seed}/faults")
         self._clock = clock
         self._t0 = clock()
-        self._link = link
-        self._own_dir: Path | None = None
-        self._port: VirtualSerialPort | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._port = PluggablePort(
+            self._serve,
+            task_name=f"sim:{self.kind}:{name}",
+            link=link,
+            link_name=f"tty-{name}",
+            temp_prefix=f"streetgate-{self.kind}-",
+            baudrate=baudrate,
+            on_plug=self._plugged_in,
+        )
         self._fault: Fault | None = None
         self._fault_left: int | None = None
         self._inbox = bytearray()
@@ -166,29 +167,22 @@ class SerialSensorSim:
     @property
     def path(self) -> str:
         """The stable path the gateway opens (a symlink to the current pty)."""
-        if self._link is None:
+        if self._port.link is None:
             raise RuntimeError(f"{self.name}: the simulated sensor is not running")
-        return str(self._link)
+        return str(self._port.link)
 
     @property
     def pty_path(self) -> str:
         """The pty behind :attr:`path` right now (changes at every replug)."""
-        return self._port.path if self._port is not None and self._port.is_open else ""
+        return self._port.pty_path
 
     @property
     def plugged(self) -> bool:
         """Whether the port exists (False between :meth:`unplug` and :meth:`replug`)."""
-        return self._port is not None and self._port.is_open
+        return self._port.plugged
 
     async def __aenter__(self) -> Self:
-        if self._link is None:
-            self._own_dir = Path(tempfile.mkdtemp(prefix=f"streetgate-{self.kind}-"))
-            self._link = self._own_dir / f"tty-{self.name}"
-        try:
-            self.replug()
-        except BaseException:
-            await self._close()
-            raise
+        await self._port.start()
         return self
 
     async def __aexit__(
@@ -197,49 +191,19 @@ class SerialSensorSim:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._close()
-
-    async def _close(self) -> None:
-        self.unplug()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._own_dir is not None:
-            shutil.rmtree(self._own_dir, ignore_errors=True)
-            self._own_dir = None
-            self._link = None
+        await self._port.aclose()
 
     def unplug(self) -> None:
         """Pull the adapter: the pty goes away and so does the link to it."""
-        port, self._port = self._port, None
-        if port is not None:
-            port.close()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-        if self._link is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._link.unlink()
+        self._port.unplug()
 
     def replug(self) -> None:
         """Plug the adapter back in: a new pty, the link pointing at it, the sensor running."""
-        if self.plugged or self._link is None:
-            return
-        port = VirtualSerialPort(self.baudrate)
-        port.open()
-        self._port = port
+        self._port.plug()
+
+    def _plugged_in(self) -> None:
         self._inbox.clear()
         self._power_up()
-        fresh = self._link.with_name(f".{self._link.name}.{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            fresh.unlink()
-        fresh.symlink_to(port.path)
-        fresh.replace(self._link)  # atomic: the gateway never sees a half-made link
-        self._task = asyncio.get_running_loop().create_task(
-            self._serve(port), name=f"sim:{self.kind}:{self.name}"
-        )
 
     # -- faults and history ----------------------------------------------------------------
 
