@@ -12,8 +12,16 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli import _register_subcommands, app
+from gateway.clock import SystemClock
 from gateway.config import parse_config
-from gateway.doctor import CheckResult, ble_adapter_check, outbox_check, serial_port_check
+from gateway.doctor import (
+    CheckResult,
+    ble_adapter_check,
+    clock_check,
+    disk_check,
+    outbox_check,
+    serial_port_check,
+)
 from gateway.exit_codes import ExitCode
 from simulator.broker import free_port
 from simulator.serial_sensors import Sds011Sim
@@ -263,3 +271,40 @@ def test_tls_with_a_name_not_in_the_certificate(
     found = checks(doctor(write_config(tmp_path, mqtt), "--json"))
     assert not found["broker:tls"]["ok"]
     assert "subjectAltName" in found["broker:tls"]["hint"]
+
+
+def test_disk_below_ten_reserves_fails(tmp_path: Path) -> None:
+    roomy = parse_config(
+        {"gateway_id": "gw", "mqtt": {"host": "h"}, "outbox": {"path": str(tmp_path / "o.db")}},
+        "test",
+    )
+    assert disk_check(roomy).ok
+    huge = parse_config(
+        {
+            "gateway_id": "gw",
+            "mqtt": {"host": "h"},
+            "outbox": {"path": str(tmp_path / "state" / "o.db"), "disk_reserve": 10**15},
+        },
+        "test",
+    )
+    check = disk_check(huge)  # its folder does not exist yet: the nearest existing one counts
+    assert not check.ok
+    assert f"at {tmp_path}" in check.detail
+    assert "max_bytes" in check.hint
+
+
+class _Clock(SystemClock):
+    def __init__(self, synced: bool) -> None:
+        super().__init__()
+        self._answer = synced
+
+    def synchronised(self) -> bool:
+        return self._answer
+
+
+def test_clock() -> None:
+    assert clock_check(_Clock(synced=True)).ok
+    unsynced = clock_check(_Clock(synced=False))
+    assert not unsynced.ok
+    assert "clock_unsynced" in unsynced.detail
+    assert "timedatectl" in unsynced.hint

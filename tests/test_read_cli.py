@@ -141,3 +141,15 @@ def test_a_passive_ble_sensor_without_adapter_is_unreachable(tmp_path: Path) -> 
     result = read(config, "tag", "--timeout", "5")
     assert result.exit_code == ExitCode.UNREACHABLE  # this machine has no Bluetooth adapter
     assert result.stderr.splitlines()[-1].startswith("streetgate: tag: ")
+
+
+def test_a_gatt_device_without_adapter_is_unreachable(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '\n[[devices]]\nkind = "ble_gatt"\nname = "door"\nmac = "AA:BB:CC:DD:EE:01"\n'
+        'timeout = "2s"\nconnect_attempts = 1\n[[devices.characteristics]]\n'
+        'uuid = "00002a6e-0000-1000-8000-00805f9b34fb"\nmetric = "temperature"\n',
+    )
+    result = read(config, "door")
+    assert result.exit_code == ExitCode.UNREACHABLE  # this machine has no Bluetooth adapter
+    assert "door" in result.stderr
