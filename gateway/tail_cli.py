@@ -74,7 +74,11 @@ def tail(
     ] = None,
     count: Annotated[int | None, typer.Option(min=1, help="Stop after this many readings.")] = None,
 ) -> None:
-    """Print readings as the gateway stores them, until Ctrl-C."""
+    """Print readings as the gateway stores them, until Ctrl-C.
+
+    Read from the outbox every 0.2 s; while the uplink works, a reading forwarded (and so
+    deleted) within one such interval is not shown.
+    """
     from gateway.cli import load_or_exit  # noqa: PLC0415 - gateway.cli imports this module
 
     cfg = load_or_exit(config)

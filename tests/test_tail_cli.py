@@ -163,3 +163,22 @@ def test_the_readme_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 else:
                     assert result.exit_code == 0, (command, result.stderr)
                     assert "voltage" in result.stdout
+
+
+def test_without_an_outbox_it_waits_and_ctrl_c_ends_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 502)
+    with subprocess.Popen(
+        [sys.executable, "-m", "gateway", "tail", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        assert "note: the gateway is not running" in proc.stderr.readline()
+        assert "yet; waiting for the gateway to create it" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert out == ""
+    assert "stopped after 0 reading(s)" in err
+    assert not (tmp_path / "outbox.db").exists()
