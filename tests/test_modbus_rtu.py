@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import random
-import signal
 import sys
 import time
 from collections import defaultdict
@@ -63,6 +62,7 @@ from simulator.modbus_rtu_server import ModbusRtuSimulator, SimulatedRtuUnit
 from simulator.modbus_server import DeviceSpec
 from simulator.rtu_cli import ConfigBus, bus_toml
 from tests.mosquitto import Mosquitto
+from tests.simcli import sim_process
 from tests.test_end_to_end import gateway_process, platform, stop
 from tests.test_simulator import flat, sim_app
 
@@ -570,36 +570,13 @@ def test_sim_rtu_serves_a_bus_and_writes_its_config(tmp_path: Path) -> None:
     async def scenario() -> None:
         path = tmp_path / "gw.toml"
         link = tmp_path / "ttyRS485"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from gateway.cli import main; main()",
-            "sim",
-            "--rtu",
-            "--profile",
-            "sdm120",
-            "--profile",
-            "xy-md02",
-            "--count",
-            "3",
-            "--baud",
-            "38400",
-            "--unit-id",
-            "10",
-            "--link",
-            str(link),
-            "--write-config",
-            str(path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        try:
-            lines = [
-                (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().split()
-                for _ in range(3)
-            ]
-            assert lines == [
+        async with sim_process(
+            *("--rtu", "--profile", "sdm120", "--profile", "xy-md02", "--count", "3"),
+            *("--baud", "38400", "--unit-id", "10", "--link", str(link)),
+            *("--write-config", str(path)),
+            lines=3,
+        ) as sim:
+            assert sim.lines == [
                 ["sim-sdm120-1", "sdm120", str(link), "unit", "10"],
                 ["sim-xy-md02-1", "xy-md02", str(link), "unit", "11"],
                 ["sim-sdm120-2", "sdm120", str(link), "unit", "12"],
@@ -616,11 +593,8 @@ def test_sim_rtu_serves_a_bus_and_writes_its_config(tmp_path: Path) -> None:
             async with ModbusRtuBusDriver(bus) as driver:
                 for unit in bus.units:
                     assert len(await driver.read_unit(unit)) == len(unit.profile.metrics)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(proc.communicate(), 20)
-        text = stderr.decode()
-        assert proc.returncode == 0, text
+        text = sim.stderr
+        assert sim.returncode == 0, text
         assert f"serving 3 device(s) on {link} (38400 baud 8N1)" in text
         assert "Traceback" not in text
         assert not await asyncio.to_thread(os.path.lexists, link)  # removed when it stops

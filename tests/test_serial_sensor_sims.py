@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tomllib
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gateway.config import load_config, parse_config
 from gateway.config_devices import LineSensor, Pms5003Device, Sds011Device
 from simulator.cli import GatewaySettings, serve
 from simulator.serial_sensors import Fault, LineDeviceSim, Pms5003Sim, Sds011Sim
+from tests.simcli import sim_process
 from tests.test_simulator import flat, sim_app
 
 HOUR = range(0, 3600, 15)
@@ -243,18 +243,10 @@ def test_serve_writes_a_config_the_gateway_polls(tmp_path: Path) -> None:
 def test_sim_command_prints_each_serial_port(tmp_path: Path) -> None:
     async def scenario() -> None:
         path = tmp_path / "gw.toml"
-        proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-c", "from gateway.cli import main; main()", "sim"),
-            *("--serial", "sds011", "--serial", "line", "--write-config", str(path)),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        try:
-            lines = [
-                (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().split()
-                for _ in range(2)
-            ]
+        async with sim_process(
+            *("--serial", "sds011", "--serial", "line", "--write-config", str(path)), lines=2
+        ) as sim:
+            lines = sim.lines
             assert [line[:2] for line in lines] == [
                 ["sim-sds011-1", "sds011"],
                 ["sim-line-1", "line"],
@@ -263,11 +255,8 @@ def test_sim_command_prints_each_serial_port(tmp_path: Path) -> None:
                 assert os.readlink(line[2]) == line[3].strip("()")
             config = await asyncio.to_thread(load_config, path)
             assert [d.port for d in config.devices] == [line[2] for line in lines]
-        finally:
-            proc.terminate()
-            _, stderr = await asyncio.wait_for(proc.communicate(), 20)
-        assert proc.returncode == 0, stderr.decode()
-        assert "serving 2 device(s); Ctrl-C to stop" in stderr.decode()
+        assert sim.returncode == 0, sim.stderr
+        assert "serving 2 device(s); Ctrl-C to stop" in sim.stderr
 
     asyncio.run(scenario())
 

@@ -8,7 +8,6 @@ import math
 import re
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from simulator.cli import (
 )
 from simulator.modbus_server import DeviceSpec, ModbusSimulator, SimulatedDevice
 from simulator.values import DeviceValues, Kind, classify, encode_metric, value_range
+from tests.simcli import sim_process
 
 PROFILES = {name: load_profile(name) for name in builtin_profiles()}
 
@@ -425,32 +425,13 @@ def test_serve_writes_config_and_serves_until_stopped(tmp_path: Path) -> None:
 def test_sim_command_serves_until_signalled(tmp_path: Path, stop_signal: signal.Signals) -> None:
     async def scenario() -> None:
         path = tmp_path / "gw.toml"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from gateway.cli import main; main()",
-            "sim",
-            "--profile",
-            "xy-md02",
-            "--profile",
-            "sdm120",
-            "--count",
-            "3",
-            "--base-port",
-            "0",
-            "--unit-id",
-            "5",
-            "--write-config",
-            str(path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        try:
-            lines = [
-                (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().split()
-                for _ in range(3)
-            ]
+        async with sim_process(
+            *("--profile", "xy-md02", "--profile", "sdm120", "--count", "3"),
+            *("--base-port", "0", "--unit-id", "5", "--write-config", str(path)),
+            lines=3,
+            stop=stop_signal,
+        ) as sim:
+            lines = sim.lines
             assert [line[:2] for line in lines] == [
                 ["sim-xy-md02-1", "xy-md02"],
                 ["sim-sdm120-1", "sdm120"],
@@ -463,11 +444,8 @@ def test_sim_command_serves_until_signalled(tmp_path: Path, stop_signal: signal.
                 assert isinstance(device, ModbusTcpDevice)
                 async with build_driver(device) as driver:
                     assert len(await driver.poll()) == len(device.profile.metrics)
-        finally:
-            proc.send_signal(stop_signal)
-            _, stderr = await asyncio.wait_for(proc.communicate(), 20)
-        assert proc.returncode == 0, stderr.decode()
-        assert "Traceback" not in stderr.decode()
-        assert "stopped" in stderr.decode()
+        assert sim.returncode == 0, sim.stderr
+        assert "Traceback" not in sim.stderr
+        assert "stopped" in sim.stderr
 
     asyncio.run(scenario())

@@ -38,6 +38,7 @@ from gateway.forwarder import readings_topic
 from gateway.model import Reading
 from gateway.outbox import Outbox
 from simulator.broker import LocalMosquitto
+from tests.simcli import SimProcess
 
 
 def gateway_config(workdir: Path, port: int, **outbox: Any) -> GatewayConfig:
@@ -112,47 +113,15 @@ async def bench_drain(workdir: Path, broker: LocalMosquitto, total: int) -> floa
     return total / (result["last"] - start)
 
 
-class SimProcess:
-    """``streetgate sim`` in its own process, so its CPU is not counted as the gateway's."""
-
-    def __init__(
-        self, workdir: Path, count: int, interval: str, broker_port: int, profile: str = "sdm120"
-    ) -> None:
-        self.config = workdir / "gw.toml"
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "sim",
-                "--profile",
-                profile,
-                "--count",
-                str(count),
-                "--base-port",
-                "0",
-                "--interval",
-                interval,
-                "--write-config",
-                str(self.config),
-                "--broker-port",
-                str(broker_port),
-                "--gateway-id",
-                "bench",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self._proc.stderr is not None
-        for line in self._proc.stderr:
-            if line.startswith("serving"):
-                return
-        raise RuntimeError("streetgate sim did not start")
-
-    def stop(self) -> None:
-        self._proc.terminate()
-        self._proc.wait(10)
+def sim_fleet(
+    workdir: Path, count: int, interval: str, broker_port: int, profile: str = "sdm120"
+) -> SimProcess:
+    """``count`` simulated Modbus TCP devices, and ``workdir/gw.toml`` to poll them."""
+    return SimProcess(
+        workdir / "gw.toml",
+        *("--profile", profile, "--count", str(count), "--base-port", "0"),
+        *("--interval", interval, "--broker-port", str(broker_port), "--gateway-id", "bench"),
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -181,7 +150,7 @@ async def bench_steady(
     folder = workdir / f"steady-{profile}"
     folder.mkdir()
     interval, _ = STEADY_FLEETS[profile]
-    sim = SimProcess(folder, 200, interval, broker.port, profile)
+    sim = sim_fleet(folder, 200, interval, broker.port, profile)
     received = 0
 
     async def count() -> None:
@@ -221,7 +190,7 @@ async def bench_steady(
 async def bench_poll(workdir: Path, seconds: float) -> dict[str, float]:
     """Modbus requests/s: the gateway's driver vs a bare pymodbus loop, same simulator."""
     (workdir / "poll").mkdir()
-    sim = SimProcess(workdir / "poll", 1, "1s", 1883)
+    sim = sim_fleet(workdir / "poll", 1, "1s", 1883)
     try:
         device = load_config(sim.config).devices[0]
         assert isinstance(device, ModbusTcpDevice)

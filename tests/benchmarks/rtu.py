@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -50,51 +48,11 @@ from gateway.config import OutboxConfig, load_config
 from gateway.config_devices import ModbusRtuBus
 from gateway.model import Reading
 from gateway.outbox import Outbox
+from tests.simcli import SimProcess
 
 BAUD = 19200
 UNITS = 16
 READ_REQUEST_BYTES = 8
-
-
-class SimProcess:
-    """``streetgate sim --rtu`` in its own process, as devices on a real bus are."""
-
-    def __init__(self, workdir: Path, profile: str) -> None:
-        self.config = workdir / f"{profile}.toml"
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from gateway.cli import main; main()",
-                "sim",
-                "--rtu",
-                "--profile",
-                profile,
-                "--count",
-                str(UNITS),
-                "--baud",
-                str(BAUD),
-                "--interval",
-                "1ms",
-                "--link",
-                str(workdir / f"tty-{profile}"),
-                "--write-config",
-                str(self.config),
-                "--force",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self._proc.stderr is not None
-        for line in self._proc.stderr:
-            if line.startswith("serving"):
-                return
-        raise RuntimeError("streetgate sim --rtu did not start")
-
-    def stop(self) -> None:
-        self._proc.terminate()
-        self._proc.wait(10)
 
 
 class PollLog:
@@ -112,7 +70,11 @@ class PollLog:
 
 
 async def bench_bus(workdir: Path, profile: str, seconds: float) -> dict[str, Any]:
-    sim = SimProcess(workdir, profile)
+    sim = SimProcess(  # the devices of a real bus are not the gateway's process either
+        workdir / f"{profile}.toml",
+        *("--rtu", "--profile", profile, "--count", str(UNITS), "--baud", str(BAUD)),
+        *("--interval", "1ms", "--link", str(workdir / f"tty-{profile}"), "--force"),
+    )
     try:
         (bus,) = (await asyncio.to_thread(load_config, sim.config)).devices
         assert isinstance(bus, ModbusRtuBus)
