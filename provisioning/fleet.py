@@ -16,6 +16,7 @@ import importlib
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,14 @@ from gateway.exit_codes import ExitCode
 from gateway.key_files import unsafe_mode
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "TOKEN_ENV",
     "URL_ENV",
     "DeviceStatus",
     "FleetClient",
     "FleetError",
     "Importer",
+    "NoAnswer",
     "read_token",
 ]
 
@@ -41,8 +44,17 @@ URL_ENV = "BALENA_API_URL"
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_PREFIXES = ("BALENA_", "RESIN_")  # device config variables, not environment
 _EXCERPT = 200
+DEFAULT_TIMEOUT = 30.0  # seconds for one SDK call; the SDK itself waits for ever
 
 Importer = Callable[[str], ModuleType]
+
+
+class NoAnswer(TimeoutError):
+    """An SDK call did not return within the client's timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"no answer within {seconds:g} s")
 
 
 class FleetError(StreetgateError):
@@ -145,7 +157,9 @@ class FleetClient:
         token: str,
         api_url: str | None = None,
         importer: Importer = importlib.import_module,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        self.timeout = timeout
         try:
             balena = importer("balena")
             self._errors = importer("balena.exceptions")
@@ -180,6 +194,11 @@ class FleetClient:
             raise
         except unreachable as exc:
             raise self._unreachable(what, exc) from exc
+        except NoAnswer as exc:
+            raise FleetError(
+                ExitCode.UNREACHABLE,
+                f"{what}: no answer from the balena API at {self.api_url} within {exc.seconds:g} s",
+            ) from exc
         except errors.NotLoggedIn as exc:
             if _caused_by(exc, unreachable):
                 raise self._unreachable(what, exc) from exc
@@ -207,6 +226,30 @@ class FleetClient:
         except Exception as exc:  # the SDK raises bare Exception (a key that is not a user's)
             raise FleetError(ExitCode.FAILURE, f"{what}: {exc}") from exc
 
+    def _run(self, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)`` on a daemon thread, waiting at most ``self.timeout`` seconds.
+
+        balena-sdk calls ``requests`` without a timeout: on a black-holed uplink it would wait
+        for ever. A call that times out is abandoned (its thread dies with the process).
+        """
+        outcome: list[tuple[bool, Any]] = []
+
+        def target() -> None:
+            try:
+                outcome.append((True, call(*args)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                outcome.append((False, exc))
+
+        worker = threading.Thread(target=target, name="balena-sdk", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if not outcome:
+            raise NoAnswer(self.timeout)
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
     def _unreachable(self, what: str, exc: BaseException) -> FleetError:
         del exc  # the cause is chained; its text is a long urllib3 repr
         return FleetError(
@@ -217,7 +260,7 @@ class FleetClient:
         if self._checked_token:
             return
         with self._translated("checking the API token"):
-            self._sdk.auth.whoami()
+            self._run(self._sdk.auth.whoami)
         self._checked_token = True
 
     # -- enrolment ---------------------------------------------------------------------------
@@ -227,9 +270,9 @@ class FleetClient:
         self._check_token()
         device = self._sdk.models.device
         with self._translated(f"registering a device in fleet {fleet}"):
-            self._sdk.models.application.get(fleet, {"$select": ["id"]})
+            self._run(self._sdk.models.application.get, fleet, {"$select": ["id"]})
             new_uuid: str = uuid or device.generate_uuid()
-            answer = device.register(fleet, new_uuid, device_type)
+            answer = self._run(device.register, fleet, new_uuid, device_type)
         # /device/register never raises: an error comes back as a string or an error object
         if not isinstance(answer, dict) or answer.get("uuid") != new_uuid:
             raise FleetError(
@@ -256,7 +299,7 @@ class FleetClient:
         if expand:
             options["$expand"] = {name: {"$select": fields} for name, fields in expand.items()}
         with self._translated(f"{what} device {uuid}"):
-            found = self._sdk.models.device.get(uuid, options)
+            found = self._run(self._sdk.models.device.get, uuid, options)
         if not isinstance(found, dict):
             raise FleetError(ExitCode.FAILURE, f"{what} device {uuid}: unexpected answer")
         return found
@@ -267,7 +310,7 @@ class FleetClient:
         """The device's environment variables."""
         self._check_token()
         with self._translated(f"reading the environment variables of device {uuid}"):
-            rows = self._sdk.models.device.env_var.get_all_by_device(uuid)
+            rows = self._run(self._sdk.models.device.env_var.get_all_by_device, uuid)
         return {row["name"]: row["value"] for row in rows}
 
     def env_set(self, uuid: str, values: Mapping[str, str]) -> dict[str, str]:
@@ -277,7 +320,7 @@ class FleetClient:
         env = self._sdk.models.device.env_var
         for name, value in values.items():
             with self._translated(f"setting {name} on device {uuid}"):
-                env.set(uuid, name, value)
+                self._run(env.set, uuid, name, value)
         stored = self.env_list(uuid)
         self._compare("environment variable", uuid, values, stored)
         return stored
@@ -286,7 +329,7 @@ class FleetClient:
         """The device's tags."""
         self._check_token()
         with self._translated(f"reading the tags of device {uuid}"):
-            rows = self._sdk.models.device.tags.get_all_by_device(uuid)
+            rows = self._run(self._sdk.models.device.tags.get_all_by_device, uuid)
         return {row["tag_key"]: row["value"] for row in rows}
 
     def tag_set(self, uuid: str, values: Mapping[str, str]) -> dict[str, str]:
@@ -295,7 +338,7 @@ class FleetClient:
         tags = self._sdk.models.device.tags
         for key, value in values.items():
             with self._translated(f"setting tag {key} on device {uuid}"):
-                tags.set(uuid, key, value)
+                self._run(tags.set, uuid, key, value)
         stored = self.tag_list(uuid)
         self._compare("tag", uuid, values, stored)
         return stored
@@ -318,7 +361,7 @@ class FleetClient:
         """Pin the device to the fleet's release ``commit``; returns the commit read back."""
         self._check_token()
         with self._translated(f"pinning device {uuid} to release {commit}"):
-            self._sdk.models.device.pin_to_release(uuid, commit)
+            self._run(self._sdk.models.device.pin_to_release, uuid, commit)
         pinned = _release_commit(
             self._device(uuid, "checking", ["uuid"], {"is_pinned_on__release": ["commit"]}).get(
                 "is_pinned_on__release"

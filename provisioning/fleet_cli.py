@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from provisioning.fleet import (
+    DEFAULT_TIMEOUT,
     URL_ENV,
     DeviceStatus,
     FleetClient,
@@ -59,6 +60,10 @@ ConfigFromOption = Annotated[
         show_default=False,
     ),
 ]
+TimeoutOption = Annotated[
+    float,
+    typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer of the balena API."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document.")]
 
 
@@ -71,14 +76,16 @@ def _fail(exc: FleetError) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
-def _client(ctx: typer.Context, token_file: Path | None, api_url: str | None) -> FleetClient:
+def _client(
+    ctx: typer.Context, token_file: Path | None, api_url: str | None, timeout: float
+) -> FleetClient:
     options = ctx.obj if isinstance(ctx.obj, dict) else {}
     importer: Importer | None = options.get("importer")
     try:
         token = read_token(token_file)
         if importer is None:
-            return FleetClient(token, api_url)
-        return FleetClient(token, api_url, importer)
+            return FleetClient(token, api_url, timeout=timeout)
+        return FleetClient(token, api_url, importer, timeout=timeout)
     except FleetError as exc:
         raise _fail(exc) from exc
 
@@ -121,10 +128,11 @@ def enrol(  # noqa: PLR0917 - one parameter per CLI option
     ] = None,
     token_file: TokenFileOption = None,
     api_url: ApiUrlOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     as_json: JsonOption = False,
 ) -> None:
     """Register a device in a fleet (needs a user API key) and print its UUID."""
-    client = _client(ctx, token_file, api_url)
+    client = _client(ctx, token_file, api_url, timeout)
     try:
         with working(f"registering a device in {fleet}"):
             new_uuid = client.enrol(fleet, uuid, device_type)
@@ -152,11 +160,12 @@ def env_set(  # noqa: PLR0917 - one parameter per CLI option
     config: ConfigFromOption = None,
     token_file: TokenFileOption = None,
     api_url: ApiUrlOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     as_json: JsonOption = False,
 ) -> None:
     """Set device environment variables (read back to check); -c adds STREETGATE_GATEWAY_ID."""
     values = _pairs(pairs or [], "STREETGATE_GATEWAY_ID", config)
-    client = _client(ctx, token_file, api_url)
+    client = _client(ctx, token_file, api_url, timeout)
     try:
         with working(f"setting {len(values)} variable(s) on {device}"):
             stored = client.env_set(device, values)
@@ -166,15 +175,16 @@ def env_set(  # noqa: PLR0917 - one parameter per CLI option
     _err(f"set {len(values)} variable(s) on {device}; the device restarts its services to use them")
 
 
-def env_list(
+def env_list(  # noqa: PLR0917 - one parameter per CLI option
     ctx: typer.Context,
     device: DeviceOption,
     token_file: TokenFileOption = None,
     api_url: ApiUrlOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     as_json: JsonOption = False,
 ) -> None:
     """List the device's environment variables."""
-    client = _client(ctx, token_file, api_url)
+    client = _client(ctx, token_file, api_url, timeout)
     try:
         with working(f"reading the variables of {device}"):
             values = client.env_list(device)
@@ -192,11 +202,12 @@ def tag_set(  # noqa: PLR0917 - one parameter per CLI option
     config: ConfigFromOption = None,
     token_file: TokenFileOption = None,
     api_url: ApiUrlOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     as_json: JsonOption = False,
 ) -> None:
     """Set device tags (read back to check); -c adds the tag gateway_id."""
     values = _pairs(pairs or [], "gateway_id", config)
-    client = _client(ctx, token_file, api_url)
+    client = _client(ctx, token_file, api_url, timeout)
     try:
         with working(f"setting {len(values)} tag(s) on {device}"):
             stored = client.tag_set(device, values)
@@ -205,15 +216,16 @@ def tag_set(  # noqa: PLR0917 - one parameter per CLI option
     _print_values({n: stored[n] for n in values}, as_json, "streetgate.fleet.tags/1")
 
 
-def tag_list(
+def tag_list(  # noqa: PLR0917 - one parameter per CLI option
     ctx: typer.Context,
     device: DeviceOption,
     token_file: TokenFileOption = None,
     api_url: ApiUrlOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     as_json: JsonOption = False,
 ) -> None:
     """List the device's tags."""
-    client = _client(ctx, token_file, api_url)
+    client = _client(ctx, token_file, api_url, timeout)
     try:
         with working(f"reading the tags of {device}"):
             values = client.tag_list(device)
@@ -228,10 +240,11 @@ def pin(  # noqa: PLR0917 - one parameter per CLI option
     release: Annotated[str, typer.Option("--release", help="Full commit hash of the release.")],
     token_file: TokenFileOption = None,
     api_url: ApiUrlOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     as_json: JsonOption = False,
 ) -> None:
     """Pin the device to a release of its fleet (checked by reading the device back)."""
-    client = _client(ctx, token_file, api_url)
+    client = _client(ctx, token_file, api_url, timeout)
     try:
         with working(f"pinning {device} to {release}"):
             pinned = client.pin(device, release)
@@ -276,15 +289,16 @@ def _status_text(status: DeviceStatus) -> str:
     return "\n".join(f"{name:<10} {value}" for name, value in rows)
 
 
-def status(
+def status(  # noqa: PLR0917 - one parameter per CLI option
     ctx: typer.Context,
     device: DeviceOption,
     token_file: TokenFileOption = None,
     api_url: ApiUrlOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     as_json: JsonOption = False,
 ) -> None:
     """Online status, last seen, release and pin of one device."""
-    client = _client(ctx, token_file, api_url)
+    client = _client(ctx, token_file, api_url, timeout)
     try:
         with working(f"reading the status of {device}"):
             found = client.status(device)

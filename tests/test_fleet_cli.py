@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -394,3 +396,24 @@ def test_help_names_the_extra() -> None:
     result = CliRunner().invoke(app, ["fleet", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "streetgate[fleet]" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["enrol", "--fleet", FLEET], ["status", "-d", DEVICE], ["env", "set", "-d", DEVICE, "A=1"]],
+)
+def test_an_api_that_never_answers_is_unreachable_after_the_timeout(
+    stub: BalenaStub, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """balena-sdk waits for ever on a black-holed uplink; the CLI gives up after --timeout."""
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(8)  # connections complete in the backlog; nothing is ever answered
+        url = f"http://127.0.0.1:{black_hole.getsockname()[1]}/"
+        monkeypatch.setenv("BALENA_API_URL", url)
+        started = time.monotonic()
+        result = fleet(*command, "--timeout", "0.3")
+        assert time.monotonic() - started < 2
+    assert result.exit_code == ExitCode.UNREACHABLE, result.stderr
+    assert f"no answer from the balena API at {url} within 0.3 s" in result.stderr
+    assert result.stdout == ""
