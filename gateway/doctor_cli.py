@@ -18,7 +18,8 @@ from rich.console import Console
 
 from gateway.config import GatewayConfig, load_config
 from gateway.config_devices import device_names
-from gateway.doctor import CheckResult, broker_checks, broker_setup, local_checks
+from gateway.doctor import CheckResult, local_checks
+from gateway.doctor_broker import broker_checks, broker_setup
 from gateway.errors import ConfigError
 from gateway.exit_codes import ExitCode
 
