@@ -8,6 +8,7 @@ it read-only), and never opens a serial port (opening one can reset the device b
 
 from __future__ import annotations
 
+import grp
 import os
 import shutil
 import time
@@ -46,10 +47,17 @@ DISK_RESERVES_WANTED = 10
 #: ... and below this many bytes when the reserve is off.
 DISK_FLOOR = 64 * 1024 * 1024
 
-_DIALOUT_HINT = (
-    "add the user the gateway runs as to the port's group: sudo usermod -aG dialout $USER"
-    " (then log in again)"
-)
+
+def _permission_hint(path: str) -> str:
+    """Which group to join for ``path`` (serial ports belong to ``dialout`` on Debian)."""
+    try:
+        group = grp.getgrgid(os.stat(path).st_gid).gr_name
+    except (OSError, KeyError):
+        group = "dialout"
+    return (
+        f"the port belongs to group {group}: add the user the gateway runs as to it"
+        f" (sudo usermod -aG {group} $USER, then log in again)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +129,9 @@ def serial_port_check(name: str, spec: str) -> CheckResult:
     identity = _usb_identity(path)
     what = f"{spec}{via}" + (f" ({identity})" if identity else "")
     if not os.access(path, os.R_OK | os.W_OK):
-        return CheckResult(check, False, f"{what}: no permission to open it", _DIALOUT_HINT)
+        return CheckResult(
+            check, False, f"{what}: no permission to open it", _permission_hint(path)
+        )
     return CheckResult(check, True, f"{what}: present, may be opened")
 
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import grp
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -308,3 +314,34 @@ def test_clock() -> None:
     assert not unsynced.ok
     assert "clock_unsynced" in unsynced.detail
     assert "timedatectl" in unsynced.hint
+
+
+def test_a_port_this_user_may_not_open_names_its_group(tmp_path: Path) -> None:
+    fd, name = tempfile.mkstemp(prefix="tty-", dir="/tmp")  # a folder every user can enter
+    os.close(fd)
+    port = Path(name)
+    port.chmod(0o000)  # nobody but root may open it
+    code = (
+        "from gateway.doctor import serial_port_check\n"
+        f"print(serial_port_check('pm', {name!r}).as_dict())"
+    )
+    try:
+        as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        argv = (as_nobody if os.geteuid() == 0 else []) + [sys.executable, "-c", code]
+        root = Path(__file__).resolve().parent.parent
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+            env={"PYTHONPATH": str(root)},
+        )
+    finally:
+        port.unlink()
+    check = ast.literal_eval(result.stdout)
+    assert not check["ok"]
+    assert check["detail"] == f"{name}: no permission to open it"
+    group = grp.getgrgid(os.getegid()).gr_name
+    assert f"the port belongs to group {group}" in check["hint"]
+    assert f"sudo usermod -aG {group} $USER" in check["hint"]
