@@ -26,7 +26,7 @@ Fault switches per unit: :meth:`SimulatedRtuUnit.fail_with` (an exception code),
 
 The gateway is given :attr:`ModbusRtuSimulator.path`, a symlink (in a temporary directory
 unless ``link`` is given) that always points at the current pty (a
-:class:`simulator.pty.PluggablePort`): unplugging removes it, replugging creates it again.
+:class:`simulator.pty.PluggableDevice`): unplugging removes it, replugging creates it again.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ import time
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from drivers.modbus_codec import ReadBlock
 from drivers.modbus_rtu_frame import (
@@ -54,7 +53,7 @@ from drivers.modbus_rtu_frame import (
 from gateway.config_devices import ModbusRtuBus, RtuUnit
 from gateway.errors import FrameError, ModbusExceptionCode
 from simulator.modbus_server import DeviceSpec
-from simulator.pty import PluggablePort, VirtualSerialPort, bits_per_char
+from simulator.pty import PluggableDevice, VirtualSerialPort, bits_per_char
 from simulator.registers import RegisterMap
 from simulator.values import Clock
 
@@ -178,8 +177,12 @@ class SimulatedRtuUnit:
         return encode_read_reply(self.unit_id, function, list(registers))
 
 
-class ModbusRtuSimulator:
+class ModbusRtuSimulator(PluggableDevice):
     """Several RTU units on one virtual serial port; ``async with`` serves them."""
+
+    baudrate: int
+    parity: Literal["N", "E", "O"]
+    stopbits: Literal[1, 2]
 
     def __init__(
         self,
@@ -206,14 +209,7 @@ class ModbusRtuSimulator:
             raise ValueError(f"baud rate must be above 0, got {baudrate}")
         if turnaround < 0:
             raise ValueError(f"turnaround must be >= 0 s, got {turnaround}")
-        self.baudrate = baudrate
-        self.parity: Literal["N", "E", "O"] = parity
-        self.stopbits: Literal[1, 2] = stopbits
-        self.turnaround = turnaround
-        self._units = {s.name: SimulatedRtuUnit(s, clock, history) for s in specs}
-        self._by_id = {u.unit_id: u for u in self._units.values()}
-        self._port = PluggablePort(
-            self._serve,
+        super().__init__(
             task_name=f"sim:modbus_rtu:{'ttyRTU0' if link is None else link.name}",
             link=link,
             link_name="ttyRTU0",
@@ -222,6 +218,9 @@ class ModbusRtuSimulator:
             parity=parity,
             stopbits=stopbits,
         )
+        self.turnaround = turnaround
+        self._units = {s.name: SimulatedRtuUnit(s, clock, history) for s in specs}
+        self._by_id = {u.unit_id: u for u in self._units.values()}
         self.frames_heard = 0  # frames the bus carried from the gateway (whole, by silence)
         self.frames_ignored = 0  # of those: bad CRC or too short, so nobody answered
 
@@ -233,23 +232,6 @@ class ModbusRtuSimulator:
 
     def __len__(self) -> int:
         return len(self._units)
-
-    @property
-    def path(self) -> str:
-        """The stable path the gateway opens (a symlink to the current pty)."""
-        if self._port.link is None:
-            raise RuntimeError("the simulated bus is not running")
-        return str(self._port.link)
-
-    @property
-    def pty_path(self) -> str:
-        """The pty behind :attr:`path` right now (changes at every replug)."""
-        return self._port.pty_path
-
-    @property
-    def plugged(self) -> bool:
-        """Whether the port exists (False between :meth:`unplug` and :meth:`replug`)."""
-        return self._port.plugged
 
     def gateway_config(
         self, name: str = "sim-bus", *, timeout: float = 0.5, interval: float = 1.0
@@ -265,26 +247,6 @@ class ModbusRtuSimulator:
             timeout=timeout,
             units=tuple(u.gateway_unit(interval) for u in self),
         )
-
-    async def __aenter__(self) -> Self:
-        await self._port.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._port.aclose()
-
-    def unplug(self) -> None:
-        """Pull the adapter: the pty goes away and so does the link to it."""
-        self._port.unplug()
-
-    def replug(self) -> None:
-        """Plug the adapter back in: a new pty, and the link pointing at it."""
-        self._port.plug()
 
     async def _serve(self, port: VirtualSerialPort) -> None:
         """Answer frames on ``port`` until it is closed."""

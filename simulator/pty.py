@@ -6,8 +6,8 @@ delivers bytes instantly whatever the baud rate, so :meth:`VirtualSerialPort.wri
 each write back for the time the bytes would take on a real wire at ``baudrate``.
 
 A pty cannot come back at the same path (``/dev/pts/N`` is chosen by the kernel), so a device
-that can be unplugged and plugged back in sits on a :class:`PluggablePort`: the gateway opens
-its :attr:`~PluggablePort.link`, a symlink that always points at the current pty, like a udev
+that can be unplugged and plugged back in is a :class:`PluggableDevice`: the gateway opens
+its :attr:`~PluggableDevice.path`, a symlink that always points at the current pty, like a udev
 ``/dev/serial/by-id/...`` link.
 """
 
@@ -19,10 +19,9 @@ import os
 import shutil
 import tempfile
 import tty
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 
 def bits_per_char(parity: str = "N", stopbits: int = 1) -> int:
@@ -140,20 +139,20 @@ class VirtualSerialPort:
                 self.bytes_written += written
 
 
-class PluggablePort:
-    """A virtual serial port behind a stable symlink, that can be unplugged and plugged back in.
+class PluggableDevice:
+    """A simulated device on a virtual serial port that can be unplugged and plugged back in.
 
-    :meth:`plug` opens a new :class:`VirtualSerialPort` (``baudrate``, ``parity``,
-    ``stopbits``), calls ``on_plug`` (the device powering up), points the link at the new pty and
-    starts ``serve(port)`` as the task ``task_name``; :meth:`unplug` cancels that task, closes
-    the pty and removes the link. ``link``: where the symlink goes (refused if something that
-    is not a symlink is there); None: ``link_name`` in a temporary directory (``temp_prefix``)
-    made by :meth:`start` and removed by :meth:`aclose`.
+    ``async with`` plugs it in: :meth:`replug` opens a new :class:`VirtualSerialPort`
+    (``baudrate``, ``parity``, ``stopbits``), powers the device up (:meth:`_on_plug`), points
+    :attr:`path` at the new pty and starts :meth:`_serve` on it as the task ``task_name``;
+    :meth:`unplug` cancels that task, closes the pty and removes the link; leaving does both
+    and waits for the task. ``link``: where the symlink goes (refused if something that is not
+    a symlink is there); None: ``link_name`` in a temporary directory (``temp_prefix``) that
+    lives as long as the ``async with`` block.
     """
 
     def __init__(
         self,
-        serve: Callable[[VirtualSerialPort], Coroutine[Any, Any, None]],
         *,
         task_name: str,
         link: Path | None = None,
@@ -162,51 +161,57 @@ class PluggablePort:
         baudrate: int | None = None,
         parity: str = "N",
         stopbits: int = 1,
-        on_plug: Callable[[], None] | None = None,
     ) -> None:
         if link is not None and os.path.lexists(link) and not link.is_symlink():
             raise FileExistsError(f"{link} exists and is not a symlink (the simulator's link)")
-        self._serve = serve
         self.task_name = task_name
+        self.baudrate = baudrate  # None: bytes arrive at once (no wire time)
+        self.parity = parity
+        self.stopbits = stopbits
         self._link = link
         self._link_name = link_name
         self._temp_prefix = temp_prefix
         self._own_dir: Path | None = None
-        self.baudrate = baudrate
-        self.parity = parity
-        self.stopbits = stopbits
-        self._on_plug = on_plug
         self._port: VirtualSerialPort | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # one per plug-in, cancelled at unplug
 
     @property
-    def link(self) -> Path | None:
-        """The stable path (a symlink to the current pty); None when not entered."""
-        return self._link
+    def path(self) -> str:
+        """The stable path the gateway opens (a symlink to the current pty)."""
+        if self._link is None:
+            raise RuntimeError(f"{self.task_name}: not running (use it in 'async with')")
+        return str(self._link)
 
     @property
     def pty_path(self) -> str:
-        """The pty behind :attr:`link` right now (changes at every replug); empty if unplugged."""
+        """The pty behind :attr:`path` right now (changes at every replug); empty if unplugged."""
         return self._port.path if self._port is not None and self._port.is_open else ""
 
     @property
     def plugged(self) -> bool:
-        """Whether the port exists (False between :meth:`unplug` and :meth:`plug`)."""
+        """Whether the port exists (False between :meth:`unplug` and :meth:`replug`)."""
         return self._port is not None and self._port.is_open
 
-    async def start(self) -> None:
-        """Plug in (making the temporary link directory first); undone if that fails."""
+    async def __aenter__(self) -> Self:
         if self._link is None:
             self._own_dir = Path(tempfile.mkdtemp(prefix=self._temp_prefix))
             self._link = self._own_dir / self._link_name
         try:
-            self.plug()
+            self.replug()
         except BaseException:
-            await self.aclose()
+            await self._close()
             raise
+        return self
 
-    async def aclose(self) -> None:
-        """Unplug, wait for the serving task to end, remove a temporary link directory."""
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
         self.unplug()
         tasks, self._tasks = self._tasks, set()
         for task in list(tasks):
@@ -218,7 +223,7 @@ class PluggablePort:
             self._link = None
 
     def unplug(self) -> None:
-        """Pull the adapter: the serving task stops, the pty goes away and so does the link."""
+        """Pull the adapter: the device stops, the pty goes away and so does the link to it."""
         port, self._port = self._port, None
         if port is not None:
             port.close()
@@ -227,15 +232,15 @@ class PluggablePort:
         if self._link is not None and self._link.is_symlink():
             self._link.unlink()
 
-    def plug(self) -> None:
-        """Plug the adapter in: a new pty, the device powered up, the link pointing at the pty."""
+    def replug(self) -> None:
+        """Plug the adapter (back) in: a new pty, the device powered up and serving on it, the
+        link pointing at it."""
         if self.plugged or self._link is None:
             return
         port = VirtualSerialPort(self.baudrate, self.parity, self.stopbits)
         port.open()
         self._port = port
-        if self._on_plug is not None:
-            self._on_plug()
+        self._on_plug()
         fresh = self._link.with_name(f".{self._link.name}.{os.getpid()}")
         with contextlib.suppress(FileNotFoundError):
             fresh.unlink()
@@ -244,3 +249,12 @@ class PluggablePort:
         task = asyncio.get_running_loop().create_task(self._serve(port), name=self.task_name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # -- what each device adds ------------------------------------------------------------
+
+    def _on_plug(self) -> None:
+        """State after power-up (at every plug-in), before :meth:`_serve` starts."""
+
+    async def _serve(self, port: VirtualSerialPort) -> None:
+        """Be the device on ``port`` until it is closed (or this task cancelled)."""
+        raise NotImplementedError

@@ -21,8 +21,8 @@ whatever follows), :attr:`Fault.GARBAGE` (noise before each frame), :attr:`Fault
 (nothing sent, no answers); and :meth:`SerialSensorSim.unplug` / :meth:`~SerialSensorSim.replug`.
 
 The gateway is given :attr:`SerialSensorSim.path`, a symlink (in a temporary directory unless
-``link`` is given) that always points at the current pty (a :class:`simulator.pty.PluggablePort`):
-unplugging removes it, replugging recreates it.
+``link`` is given) that always points at the current pty (a
+:class:`simulator.pty.PluggableDevice`): unplugging removes it, replugging recreates it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
-from typing import ClassVar, Self, TypedDict, Unpack
+from typing import ClassVar, TypedDict, Unpack
 
 from drivers import pms5003_codec as pms
 from drivers import sds011_codec as sds
@@ -46,7 +45,7 @@ from drivers.profile import parse_profile
 from gateway.config_devices import LineField, LineSensor, Pms5003Device, Sds011Device
 from gateway.errors import FrameError
 from gateway.units import format_duration
-from simulator.pty import PluggablePort, VirtualSerialPort
+from simulator.pty import PluggableDevice, VirtualSerialPort
 from simulator.values import Clock, DeviceValues
 
 __all__ = [
@@ -108,7 +107,7 @@ class SimOptions(TypedDict, total=False):
     history: int
 
 
-class SerialSensorSim:
+class SerialSensorSim(PluggableDevice):
     """A sensor on a virtual serial port; ``async with`` plugs it in and starts it.
 
     ``period``: seconds between frames in active mode; ``baudrate``: wire-time emulation (None:
@@ -135,9 +134,15 @@ class SerialSensorSim:
     ) -> None:
         if period <= 0:
             raise ValueError(f"period must be above 0 s, got {period}")
+        super().__init__(
+            task_name=f"sim:{self.kind}:{name}",
+            link=link,
+            link_name=f"tty-{name}",
+            temp_prefix=f"streetgate-{self.kind}-",
+            baudrate=baudrate,
+        )
         self.name = name
         self.period = period
-        self.baudrate = baudrate  # None: bytes arrive at once (no wire time)
         self.history: deque[Sent] = deque(maxlen=history)
         self.frames_sent = 0  # intact frames
         self.bad_frames_sent = 0  # corrupted or truncated frames, noise lines
@@ -149,59 +154,13 @@ class SerialSensorSim:
         self._rng = random.Random(f"{self._seed}/faults")
         self._clock = clock
         self._t0 = clock()
-        self._port = PluggablePort(
-            self._serve,
-            task_name=f"sim:{self.kind}:{name}",
-            link=link,
-            link_name=f"tty-{name}",
-            temp_prefix=f"streetgate-{self.kind}-",
-            baudrate=baudrate,
-            on_plug=self._plugged_in,
-        )
         self._fault: Fault | None = None
         self._fault_left: int | None = None
         self._inbox = bytearray()
 
     # -- the port --------------------------------------------------------------------------
 
-    @property
-    def path(self) -> str:
-        """The stable path the gateway opens (a symlink to the current pty)."""
-        if self._port.link is None:
-            raise RuntimeError(f"{self.name}: the simulated sensor is not running")
-        return str(self._port.link)
-
-    @property
-    def pty_path(self) -> str:
-        """The pty behind :attr:`path` right now (changes at every replug)."""
-        return self._port.pty_path
-
-    @property
-    def plugged(self) -> bool:
-        """Whether the port exists (False between :meth:`unplug` and :meth:`replug`)."""
-        return self._port.plugged
-
-    async def __aenter__(self) -> Self:
-        await self._port.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._port.aclose()
-
-    def unplug(self) -> None:
-        """Pull the adapter: the pty goes away and so does the link to it."""
-        self._port.unplug()
-
-    def replug(self) -> None:
-        """Plug the adapter back in: a new pty, the link pointing at it, the sensor running."""
-        self._port.plug()
-
-    def _plugged_in(self) -> None:
+    def _on_plug(self) -> None:
         self._inbox.clear()
         self._power_up()
 

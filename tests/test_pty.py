@@ -1,4 +1,4 @@
-"""PluggablePort: the stable link the simulators' serial devices hide their ptys behind."""
+"""PluggableDevice: a simulated device whose pty hides behind a link that survives replugging."""
 
 from __future__ import annotations
 
@@ -8,18 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from simulator.pty import PluggablePort, VirtualSerialPort
+from simulator.pty import PluggableDevice, VirtualSerialPort
 
 
-class Echo:
+class Echo(PluggableDevice):
     """A device that echoes what it hears; remembers every port it served and how it ended."""
 
-    def __init__(self) -> None:
+    def __init__(self, link: Path | None = None) -> None:
+        super().__init__(task_name="sim:echo", link=link, link_name="ttyECHO")
         self.served: list[VirtualSerialPort] = []
         self.ended: list[str] = []
         self.powered_up = 0
 
-    async def serve(self, port: VirtualSerialPort) -> None:
+    def _on_plug(self) -> None:
+        self.powered_up += 1
+
+    async def _serve(self, port: VirtualSerialPort) -> None:
         self.served.append(port)
         try:
             while data := await port.read():
@@ -28,9 +32,6 @@ class Echo:
             self.ended.append("cancelled")
             raise
         self.ended.append("returned")
-
-    def power_up(self) -> None:
-        self.powered_up += 1
 
 
 async def echoed(path: str, data: bytes) -> bytes:
@@ -45,54 +46,51 @@ async def echoed(path: str, data: bytes) -> bytes:
     return await asyncio.wait_for(asyncio.to_thread(exchange), 5)
 
 
+def tasks_named(name: str) -> int:
+    return [t.get_name() for t in asyncio.all_tasks()].count(name)
+
+
 def test_the_link_follows_the_pty_across_unplug_and_replug() -> None:
     async def scenario() -> None:
         device = Echo()
-        port = PluggablePort(
-            device.serve, task_name="sim:echo", link_name="ttyECHO", on_plug=device.power_up
-        )
-        assert port.link is None
-        await port.start()
-        link = port.link
-        assert link is not None
-        assert link.name == "ttyECHO"
-        assert os.readlink(link) == port.pty_path
-        assert await echoed(str(link), b"hello") == b"hello"
-        assert [t.get_name() for t in asyncio.all_tasks()].count("sim:echo") == 1
+        with pytest.raises(RuntimeError, match="sim:echo: not running"):
+            _ = device.path
+        async with device:
+            link = Path(device.path)
+            assert link.name == "ttyECHO"
+            assert os.readlink(link) == device.pty_path
+            assert await echoed(device.path, b"hello") == b"hello"
+            assert tasks_named("sim:echo") == 1
 
-        port.unplug()
-        assert not port.plugged
-        assert port.pty_path == ""
-        assert not await asyncio.to_thread(os.path.lexists, link)
-        await asyncio.sleep(0)
-        assert device.ended == ["cancelled"]
+            device.unplug()
+            assert not device.plugged
+            assert device.pty_path == ""
+            assert not await asyncio.to_thread(os.path.lexists, link)
+            await asyncio.sleep(0)
+            assert device.ended == ["cancelled"]
 
-        port.plug()
-        port.plug()  # already plugged: nothing happens
-        assert port.plugged
-        assert os.readlink(link) == port.pty_path
-        assert await echoed(str(link), b"again") == b"again"
-        assert device.powered_up == 2
-        assert len(device.served) == 2
-
-        await port.aclose()
+            device.replug()
+            device.replug()  # already plugged: nothing happens
+            assert device.plugged
+            assert os.readlink(link) == device.pty_path
+            assert await echoed(device.path, b"again") == b"again"
+            assert device.powered_up == 2
+            assert len(device.served) == 2
         assert device.ended == ["cancelled", "cancelled"]
-        assert port.link is None
         assert not await asyncio.to_thread(os.path.lexists, link.parent)  # temporary dir gone
-        assert "sim:echo" not in [t.get_name() for t in asyncio.all_tasks()]
+        assert tasks_named("sim:echo") == 0
+        with pytest.raises(RuntimeError, match="not running"):
+            _ = device.path
 
     asyncio.run(scenario())
 
 
 def test_a_given_link_is_kept_in_its_folder_and_a_non_symlink_is_refused(tmp_path: Path) -> None:
     async def scenario() -> None:
-        device = Echo()
         link = tmp_path / "ttyUSB-sim"
-        port = PluggablePort(device.serve, task_name="sim:echo", link=link)
-        await port.start()
-        assert port.link == link
-        assert os.readlink(link) == port.pty_path
-        await port.aclose()
+        async with Echo(link) as device:
+            assert device.path == str(link)
+            assert os.readlink(link) == device.pty_path
         assert not await asyncio.to_thread(os.path.lexists, link)
         assert await asyncio.to_thread(tmp_path.is_dir)
 
@@ -100,5 +98,5 @@ def test_a_given_link_is_kept_in_its_folder_and_a_non_symlink_is_refused(tmp_pat
     taken = tmp_path / "ttyS0"
     taken.write_text("not ours")
     with pytest.raises(FileExistsError, match="ttyS0 exists and is not a symlink"):
-        PluggablePort(Echo().serve, task_name="sim:echo", link=taken)
+        Echo(taken)
     assert taken.read_text() == "not ours"
