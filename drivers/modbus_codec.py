@@ -113,7 +113,9 @@ def shortest_float32(value: float) -> float:
     for digits in (7, 8, 9):  # %g drops trailing zeros: 7 digits also finds '230.1'
         candidate = float(f"{value:.{digits}g}")
         if struct.pack(">f", candidate) == packed:
-            return candidate
+            # Large magnitudes print all their digits (1e15 as 1000000000000000.0): keep
+            # whichever is written shorter.
+            return candidate if len(repr(candidate)) <= len(repr(value)) else value
     return value
 
 
