@@ -2,7 +2,7 @@
 # Prepares a fresh Debian / Raspberry Pi OS machine for streetgate development:
 # mosquitto and python3-venv from apt (where we may install), a virtualenv in .venv,
 # streetgate installed into it in editable mode with the given extras.
-# Usage: scripts/setup.sh [extras]   e.g. scripts/setup.sh dev
+# Usage: scripts/setup.sh [extras]   e.g. scripts/setup.sh dev,fleet
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -21,7 +21,7 @@ need_apt=()
 if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     need_apt+=(mosquitto)
 fi
-if [ "$extras" = dev ]; then
+if [[ ",$extras," == *,dev,* ]]; then
     command -v openssl >/dev/null || need_apt+=(openssl)  # TLS tests make certificates
     # the fault suite jumps the gateway's wall clock with libfaketime
     ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
