@@ -2,7 +2,8 @@
 
 pymodbus reports failures through two channels (raised exceptions and ``isError()`` responses);
 :class:`PymodbusErrors` translates the first, :func:`registers_of` the second, so no pymodbus
-exception leaves ``drivers/``.
+exception leaves ``drivers/``; :func:`connect` opens a client through it and closes what a failed
+attempt left open.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from gateway.errors import (
 )
 
 if TYPE_CHECKING:
+    from pymodbus.client import ModbusBaseClient
     from pymodbus.pdu import ModbusPDU
 
     from drivers.modbus_codec import ReadBlock
 
-__all__ = ["PymodbusErrors", "exception_code", "registers_of"]
+__all__ = ["PymodbusErrors", "connect", "exception_code", "registers_of"]
 
 
 class _DropTranslatedClientErrors(logging.Filter):
@@ -135,6 +137,20 @@ class PymodbusErrors(ErrorBoundary):
         if isinstance(exc, ModbusException):
             return ProtocolError(device, f"{self.doing}: {exc}")
         return None
+
+
+async def connect(client: ModbusBaseClient, errors: PymodbusErrors) -> bool:
+    """``client.connect()`` inside ``errors``; whether it connected. A client that did not
+    (connect returned False, or raised) is closed again, so a failed attempt holds nothing."""
+    try:
+        with errors:
+            connected = await client.connect()
+    except BaseException:
+        client.close()
+        raise
+    if not connected:
+        client.close()
+    return connected
 
 
 def registers_of(response: ModbusPDU, device: str, block: ReadBlock) -> Sequence[int]:

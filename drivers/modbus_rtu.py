@@ -34,7 +34,7 @@ from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.framer import FramerType
 
 from drivers.modbus_codec import ReadBlock, decode_block, plan_reads
-from drivers.modbus_errors import PymodbusErrors, registers_of
+from drivers.modbus_errors import PymodbusErrors, connect, registers_of
 from drivers.modbus_rtu_frame import ReadRequest, check_reply, frame_gap
 from drivers.profile import Function
 from drivers.serial_port import resolve_port_async
@@ -171,14 +171,7 @@ class ModbusRtuBusDriver:
         )
         errors = self._errors
         errors.device, errors.doing = bus.name, f"opening {path}"
-        try:
-            with errors:
-                opened = await client.connect()
-        except BaseException:
-            client.close()
-            raise
-        if not opened:
-            client.close()
+        if not await connect(client, errors):
             where = path if path == bus.port else f"{bus.port} ({path})"
             raise PortUnavailable(bus.name, f"cannot open {where}: {await _open_error(path)}")
         self._client = client

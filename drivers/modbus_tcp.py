@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Self
 from pymodbus.client import AsyncModbusTcpClient
 
 from drivers.modbus_codec import ReadBlock, decode_block, plan_reads
-from drivers.modbus_errors import PymodbusErrors, registers_of
+from drivers.modbus_errors import PymodbusErrors, connect, registers_of
 from drivers.profile import Function
 from gateway.errors import DeviceUnreachable
 
@@ -79,16 +79,8 @@ class ModbusTcpDriver:
             retries=0,
             reconnect_delay=0,  # 0 turns pymodbus's background reconnect off
         )
-        errors = self._errors
-        errors.doing = f"connecting to {cfg.host}:{cfg.port}"
-        try:
-            with errors:
-                connected = await client.connect()
-        except BaseException:
-            client.close()
-            raise
-        if not connected:
-            client.close()
+        self._errors.doing = f"connecting to {cfg.host}:{cfg.port}"
+        if not await connect(client, self._errors):
             raise DeviceUnreachable(cfg.name, f"cannot connect to {cfg.host}:{cfg.port}")
         self._client = client
         self._reads = tuple(
