@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 from pydantic import ValidationError
@@ -31,6 +30,7 @@ from gateway.health import Health
 from gateway.model import Reading
 from gateway.scheduler import DevicePoller
 from simulator.ble import BleSimulator, SimGattPeripheral
+from tests.waiting import until
 
 CHARACTERISTICS = [
     GattCharacteristic(
@@ -77,14 +77,6 @@ def setup(**config: object) -> tuple[BleSimulator, SimGattPeripheral, GattDriver
         rng=random.Random(1),
     )
     return sim, peripheral, driver
-
-
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 def test_a_poll_connects_reads_every_characteristic_and_disconnects():

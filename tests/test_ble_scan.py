@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,17 +36,10 @@ from simulator.ble import (
     ad_structures,
     parse_ad_structures,
 )
+from tests.waiting import until
 
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
 OTHER_KEY = bytes.fromhex("814aac74c4f17b6c1581e1ab87816b99")
-
-
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 @asynccontextmanager

@@ -65,6 +65,7 @@ from tests.mosquitto import Mosquitto
 from tests.simcli import sim_process
 from tests.test_end_to_end import gateway_process, platform, stop
 from tests.test_simulator import flat, sim_app
+from tests.waiting import until
 
 SDM120 = load_profile("sdm120")
 XY_MD02 = load_profile("xy-md02")
@@ -244,12 +245,6 @@ async def running(poller: RtuBusPoller) -> AsyncIterator[None]:
             task.cancel()
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - statuses are plain counters, nothing to await
-            await asyncio.sleep(0.01)
-
-
 def test_every_reading_reaches_the_outbox_as_served(tmp_path: Path) -> None:
     async def scenario() -> None:
         units = specs(("meter-1", SDM120, 1), ("meter-2", SDM120, 2), ("th-7", XY_MD02, 7))
@@ -262,7 +257,7 @@ def test_every_reading_reaches_the_outbox_as_served(tmp_path: Path) -> None:
             assert isinstance(poller, RtuBusPoller)
             assert poller.task_name == "poll:modbus_rtu:cabinet-bus"
             async with running(poller):
-                await wait_until(lambda: all(s.polls_ok >= 3 for s in poller.statuses.values()))
+                await until(lambda: all(s.polls_ok >= 3 for s in poller.statuses.values()))
             await outbox._flush()
             rows = await outbox.read_batch(0, outbox.last_seq, 10_000)
         bodies = [json.loads(body) for _, body in rows]
@@ -369,14 +364,14 @@ def test_health_follows_a_faulty_unit_down_and_back_while_others_stay_ok() -> No
             poller = RtuBusPoller(bus, Recorder(), SystemClock(), random.Random(2))
             statuses = poller.statuses
             async with running(poller):
-                await wait_until(lambda: statuses["meter-2"].health is Health.OK)
+                await until(lambda: statuses["meter-2"].health is Health.OK)
                 sim["meter-2"].answer_bad_crc()
-                await wait_until(lambda: statuses["meter-2"].health is Health.DEGRADED)
-                await wait_until(lambda: statuses["meter-2"].health is Health.DOWN)
+                await until(lambda: statuses["meter-2"].health is Health.DEGRADED)
+                await until(lambda: statuses["meter-2"].health is Health.DOWN)
                 ok_while_down = statuses["meter-1"].polls_ok
                 assert statuses["meter-1"].health is Health.OK
                 sim["meter-2"].heal()
-                await wait_until(lambda: statuses["meter-2"].health is Health.OK)
+                await until(lambda: statuses["meter-2"].health is Health.OK)
             assert statuses["meter-2"].errors_by_kind["BadFrame"] >= 3
             assert "CRC" in (statuses["meter-2"].last_error or "")
             assert statuses["meter-1"].polls_ok > ok_while_down
@@ -407,18 +402,18 @@ def test_unplug_makes_every_unit_port_unavailable_and_replug_recovers() -> None:
             poller = RtuBusPoller(bus, Recorder(), SystemClock(), random.Random(3))
             statuses = poller.statuses.values()
             async with running(poller):
-                await wait_until(lambda: all(s.health is Health.OK for s in statuses))
+                await until(lambda: all(s.health is Health.OK for s in statuses))
                 sim.unplug()
                 assert not sim.plugged
                 assert not await asyncio.to_thread(os.path.lexists, sim.path)  # the link goes too
-                await wait_until(lambda: all(s.health is Health.DOWN for s in statuses))
+                await until(lambda: all(s.health is Health.DOWN for s in statuses))
                 for status in statuses:
                     assert set(status.errors_by_kind) == {"PortUnavailable"}
                     assert status.last_error is not None
                     assert status.last_error.startswith(f"{status.name}: cannot open {sim.path}")
                 sim.replug()  # a new pty (the kernel picks its number) behind the same link
                 assert await asyncio.to_thread(os.path.realpath, sim.path) == sim.pty_path
-                await wait_until(lambda: all(s.health is Health.OK for s in statuses))
+                await until(lambda: all(s.health is Health.OK for s in statuses))
             assert poller.driver.opens == 2
 
     asyncio.run(scenario())
@@ -435,7 +430,7 @@ def test_missing_port_at_start_fails_every_unit_and_names_the_port(tmp_path: Pat
                 pass
         poller = RtuBusPoller(bus, Recorder(), SystemClock(), random.Random(4))
         async with running(poller):
-            await wait_until(lambda: poller.statuses["meter-1"].polls_failed >= 2)
+            await until(lambda: poller.statuses["meter-1"].polls_failed >= 2)
         assert poller.statuses["meter-1"].errors_by_kind.keys() == {"PortUnavailable"}
 
     asyncio.run(scenario())

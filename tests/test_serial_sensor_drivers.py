@@ -7,7 +7,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from simulator.serial_sensors import (
 )
 from tests.mosquitto import Mosquitto
 from tests.subscriber import Subscriber
+from tests.waiting import until
 
 PERIOD = 0.03  # the simulated sensors report ~30 times a second: tests stay short
 
@@ -52,12 +53,6 @@ PMS_METRICS = {"pm1_0": "ug/m3", "pm2_5": "ug/m3", "pm10": "ug/m3"} | dict.fromk
     ("n0_3", "n0_5", "n1_0", "n2_5", "n5_0", "n10"), "/0.1L"
 )
 LINE_METRICS = {"temperature": "Cel", "humidity": "%RH", "pressure": "hPa"}
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - counters and flags without an event
-            await asyncio.sleep(0.01)
 
 
 def make_sim(kind: str) -> SerialSensorSim:
@@ -138,7 +133,7 @@ def test_values_reach_the_outbox_exactly_as_the_sensor_sent_them(kind: str, tmp_
             driver = build_driver(config_of(sim, timeout=1.0))
             async with polled([driver], tmp_path) as (outbox, pollers):
                 status = pollers[driver.name].status
-                await eventually(lambda: status.polls_ok >= 5)
+                await until(lambda: status.polls_ok >= 5)
                 readings = await stored(outbox)
             assert status.health is Health.OK
             assert status.polls_failed == 0
@@ -184,17 +179,17 @@ def test_faulty_frames_are_counted_and_no_good_frame_is_lost(kind: str, fault: F
             async with driver:
                 await driver.poll()
                 # Start counting at a quiet moment: every frame sent so far has arrived.
-                await eventually(lambda: driver.frame_stats.frames >= sim.frames_sent)
+                await until(lambda: driver.frame_stats.frames >= sim.frames_sent)
                 before = driver.frame_stats.copy()
                 sent, bad_sent = sim.frames_sent, sim.bad_frames_sent
                 noise, bad_bytes = sim.garbage_bytes_sent, sim.bad_bytes_sent
                 sim.inject(fault, count=6)
-                await eventually(lambda: sim.fault is None)
+                await until(lambda: sim.fault is None)
                 intact_after = 3 + (6 if fault is Fault.GARBAGE else 0)
-                await eventually(lambda: sim.frames_sent >= sent + intact_after)
+                await until(lambda: sim.frames_sent >= sent + intact_after)
                 good = sim.frames_sent - sent
                 # Every intact frame arrives; a truncated one never takes the next with it.
-                await eventually(lambda: driver.frame_stats.frames - before.frames == good - lost)
+                await until(lambda: driver.frame_stats.frames - before.frames == good - lost)
                 samples = await driver.poll()
                 assert all(sim.was_sent(s.metric, s.value) for s in samples)
             new = driver.frame_stats.since(before)
@@ -268,7 +263,7 @@ def test_faults_change_health_while_the_other_device_keeps_being_polled(tmp_path
             drivers = [build_driver(config_of(faulty)), build_driver(config_of(healthy))]
             async with polled(drivers, tmp_path) as (_, pollers):
                 bad, good = pollers["pm-1"].status, pollers["pms-1"].status
-                await eventually(lambda: bad.health is Health.OK and good.health is Health.OK)
+                await until(lambda: bad.health is Health.OK and good.health is Health.OK)
 
                 async def phase(fault: Fault | None, error: str) -> None:
                     failed, polled_ok = bad.errors_by_kind[error], good.polls_ok
@@ -276,13 +271,13 @@ def test_faults_change_health_while_the_other_device_keeps_being_polled(tmp_path
                         faulty.unplug()
                     else:
                         faulty.inject(fault)
-                    await eventually(lambda: bad.errors_by_kind[error] >= failed + 2)
-                    await eventually(lambda: good.polls_ok >= polled_ok + 3)  # not held up
+                    await until(lambda: bad.errors_by_kind[error] >= failed + 2)
+                    await until(lambda: good.polls_ok >= polled_ok + 3)  # not held up
                     assert bad.health in (Health.DEGRADED, Health.DOWN)
                     assert good.health is Health.OK
                     faulty.heal()
                     faulty.replug()
-                    await eventually(lambda: bad.health is Health.OK)
+                    await until(lambda: bad.health is Health.OK)
 
                 await phase(Fault.CHECKSUM, "BadFrame")
                 await phase(Fault.SILENCE, "DeviceTimeout")
@@ -524,7 +519,7 @@ def test_the_gateway_polls_serial_sensors_and_forwards_their_readings(
                 await asyncio.wait_for(platform.subscribed.wait(), 10)
                 tg.create_task(run_gateway(config, stop, started), name="test:gateway")
                 gateway = await asyncio.wait_for(started, 10)
-                await eventually(
+                await until(
                     lambda: all(
                         sum(r["device"] == name for r in readings) >= 3 * len(METRICS[kind])
                         for name, kind in (
