@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import signal
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,19 +104,9 @@ def test_gateway_killed_repeatedly_loses_at_most_the_commit_window(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     async def scenario() -> None:
-        losses: list[int] = []
         async with stage(tmp_path, mosquitto) as s:
             await s.platform.wait_for(300, 15)
-            lost_so_far = 0
-            for _ in range(5):
-                await asyncio.sleep(1.0)
-                await s.stop_gateway(signal.SIGKILL)
-                counts = await asyncio.to_thread(outbox_counts, s.outbox)
-                # readings the devices served whose poll never reached the outbox
-                lost = s.served_readings() - counts["last_seq"]
-                losses.append(lost - lost_so_far)
-                lost_so_far = lost
-                await s.start_gateway()
+            losses = await s.kill_repeatedly(5, pause=1.0)
             counts = await s.settle()
             report = assert_complete(s, counts)
         # about 1,100 readings/s and a 100 ms commit window: at most ~110, plus one poll each

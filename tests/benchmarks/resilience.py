@@ -99,19 +99,10 @@ async def bench_kill_loss(workdir: Path, kills: int) -> dict[str, float]:
     folder.mkdir()
     broker = LocalMosquitto(folder)
     broker.start()
-    losses: list[int] = []
     try:
         async with stage(folder, broker, devices=20, interval="110ms") as s:
             await asyncio.sleep(3)
-            lost_so_far = 0
-            for _ in range(kills):
-                await asyncio.sleep(2)
-                await s.stop_gateway(signal.SIGKILL)
-                counts = await asyncio.to_thread(outbox_counts, s.outbox)
-                lost = s.served_readings() - counts["last_seq"]
-                losses.append(lost - lost_so_far)
-                lost_so_far = lost
-                await s.start_gateway()
+            losses = await s.kill_repeatedly(kills, pause=2)
     finally:
         broker.stop()
     return {

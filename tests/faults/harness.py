@@ -78,6 +78,21 @@ class Stage:
         self.gateway = None
         return code
 
+    async def kill_repeatedly(self, kills: int, pause: float) -> list[int]:
+        """SIGKILL the gateway ``kills`` times, ``pause`` s after each (re)start, restarting it
+        each time; returns the readings each kill lost: served by the devices, never committed."""
+        losses: list[int] = []
+        lost_so_far = 0
+        for _ in range(kills):
+            await asyncio.sleep(pause)
+            await self.stop_gateway(signal.SIGKILL)
+            counts = await asyncio.to_thread(outbox_counts, self.outbox)
+            lost = self.served_readings() - counts["last_seq"]
+            losses.append(lost - lost_so_far)
+            lost_so_far = lost
+            await self.start_gateway()
+        return losses
+
     def served_readings(self) -> int:
         """Readings the devices have answered requests for (complete polls only)."""
         total = 0
