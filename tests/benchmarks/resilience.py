@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from gateway.config import parse_config
 from gateway.model import Reading
 from gateway.outbox import Outbox
 from simulator.broker import LocalMosquitto, free_port
-from tests.faults.harness import outbox_counts, stage
+from tests.faults.harness import Stage, outbox_counts, stage
 
 
 def _stored(path: Path) -> int:
@@ -93,18 +95,25 @@ async def bench_recovery(workdir: Path, total: int) -> float:
         await gateway.wait()
 
 
-async def bench_kill_loss(workdir: Path, kills: int) -> dict[str, float]:
-    """Readings lost per SIGKILL at about 2,000 readings/s (20 SDM120 every 110 ms)."""
-    folder = workdir / "kill"
-    folder.mkdir()
+@asynccontextmanager
+async def steady_stage(folder: Path) -> AsyncIterator[Stage]:
+    """The fault suite's stage at about 2,000 readings/s (20 SDM120 every 110 ms), with a
+    broker of its own, all in ``folder``."""
+    await asyncio.to_thread(folder.mkdir)
     broker = LocalMosquitto(folder)
     broker.start()
     try:
         async with stage(folder, broker, devices=20, interval="110ms") as s:
-            await asyncio.sleep(3)
-            losses = await s.kill_repeatedly(kills, pause=2)
+            yield s
     finally:
         broker.stop()
+
+
+async def bench_kill_loss(workdir: Path, kills: int) -> dict[str, float]:
+    """Readings lost per SIGKILL at about 2,000 readings/s."""
+    async with steady_stage(workdir / "kill") as s:
+        await asyncio.sleep(3)
+        losses = await s.kill_repeatedly(kills, pause=2)
     return {
         "kill_loss_readings": round(sum(losses) / len(losses), 1),
         "kill_loss_readings_max": max(losses),
@@ -120,45 +129,38 @@ def _io_write_bytes(pid: int) -> int:
 
 async def bench_write_cost(workdir: Path, seconds: float) -> dict[str, Any]:
     """Bytes written and fsyncs at a steady ~2,000 readings/s."""
-    folder = workdir / "io"
-    folder.mkdir()
-    broker = LocalMosquitto(folder)
-    broker.start()
-    try:
-        async with stage(folder, broker, devices=20, interval="110ms") as s:
-            await asyncio.sleep(5)
-            assert s.gateway is not None
-            pid = s.gateway.pid
-            strace = None
-            if shutil.which("strace"):
-                strace = await asyncio.create_subprocess_exec(
-                    "strace",
-                    "-f",
-                    "-c",
-                    "-e",
-                    "trace=fsync,fdatasync",
-                    "-p",
-                    str(pid),
-                    stderr=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                )
-                await asyncio.sleep(0.5)
-            bytes0 = _io_write_bytes(pid)
-            seq0 = (await asyncio.to_thread(outbox_counts, s.outbox))["last_seq"]
-            await asyncio.sleep(seconds)
-            written = _io_write_bytes(pid) - bytes0
-            readings = (await asyncio.to_thread(outbox_counts, s.outbox))["last_seq"] - seq0
-            fsyncs: int | None = None
-            if strace is not None:
-                strace.send_signal(signal.SIGINT)
-                _, err = await strace.communicate()
-                fsyncs = sum(
-                    int(line.split()[3])
-                    for line in err.decode().splitlines()
-                    if line.strip().endswith(("fsync", "fdatasync")) and len(line.split()) >= 5
-                )
-    finally:
-        broker.stop()
+    async with steady_stage(workdir / "io") as s:
+        await asyncio.sleep(5)
+        assert s.gateway is not None
+        pid = s.gateway.pid
+        strace = None
+        if shutil.which("strace"):
+            strace = await asyncio.create_subprocess_exec(
+                "strace",
+                "-f",
+                "-c",
+                "-e",
+                "trace=fsync,fdatasync",
+                "-p",
+                str(pid),
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+            )
+            await asyncio.sleep(0.5)
+        bytes0 = _io_write_bytes(pid)
+        seq0 = (await asyncio.to_thread(outbox_counts, s.outbox))["last_seq"]
+        await asyncio.sleep(seconds)
+        written = _io_write_bytes(pid) - bytes0
+        readings = (await asyncio.to_thread(outbox_counts, s.outbox))["last_seq"] - seq0
+        fsyncs: int | None = None
+        if strace is not None:
+            strace.send_signal(signal.SIGINT)
+            _, err = await strace.communicate()
+            fsyncs = sum(
+                int(line.split()[3])
+                for line in err.decode().splitlines()
+                if line.strip().endswith(("fsync", "fdatasync")) and len(line.split()) >= 5
+            )
     return {
         "steady_readings_per_s": round(readings / seconds),
         "write_bytes_per_reading": round(written / max(1, readings), 1),
