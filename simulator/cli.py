@@ -49,6 +49,7 @@ __all__ = [
     "write_config_file",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class SimProfile:
     """A profile as the user named it (what the config refers to) and as loaded."""
