@@ -367,8 +367,10 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
         ),
     ] = None,
 ) -> None:
-    """Serve simulated Modbus TCP devices (or RTU units: --rtu) until Ctrl-C; optionally write
-    a config for them."""
+    """Serve simulated devices (Modbus TCP; RTU with --rtu; serial sensors with --serial).
+
+    Runs until Ctrl-C; --write-config writes a gateway config for them.
+    """
     profiles = _profiles(profile or ["sdm120"])
     settings = GatewaySettings(gateway_id, broker_host, broker_port, outbox, _interval(interval))
     _check_names(gateway_id, broker_host)
