@@ -7,10 +7,8 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from gateway.outbox import Outbox
 from simulator.broker import free_port
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.mosquitto import Mosquitto
+from tests.sim_thread import in_thread
 from tests.subscriber import Subscriber
 
 _register_subcommands()
@@ -35,35 +34,6 @@ _register_subcommands()
 
 def buffer(*args: str) -> Result:
     return CliRunner().invoke(app, ["buffer", *args])
-
-
-@contextmanager
-def simulator_in_thread(specs: list[DeviceSpec]) -> Iterator[ModbusSimulator]:
-    """Simulated devices on their own event loop, so the test itself can stay synchronous."""
-    ready: Future[tuple[ModbusSimulator, asyncio.AbstractEventLoop, asyncio.Event]] = Future()
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        async with ModbusSimulator(specs) as sim:
-            ready.set_result((sim, asyncio.get_running_loop(), stop))
-            await stop.wait()
-
-    def main() -> None:
-        try:
-            asyncio.run(serve())
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
-
-    thread = threading.Thread(target=main, name="test:simulator", daemon=True)
-    thread.start()
-    sim, loop, stop = ready.result(timeout=10)
-    try:
-        yield sim
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
 
 
 @contextmanager
@@ -130,7 +100,7 @@ def exported_seqs(config: Path, out: Path) -> list[int]:
 
 def test_status_export_and_purge_while_the_gateway_writes(tmp_path: Path) -> None:
     spec = DeviceSpec("meter-1", load_profile("sdm630"))  # 21 metrics a poll
-    with simulator_in_thread([spec]) as sim:
+    with in_thread(lambda: ModbusSimulator([spec])) as sim:
         config = tmp_path / "gw.toml"
         config.write_text(
             "\n".join(
