@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from gateway.cli_common import load_or_exit
 from provisioning.fleet import (
     DEFAULT_TIMEOUT,
     URL_ENV,
@@ -114,8 +115,6 @@ def _call(  # noqa: PLR0917 - the common options of every fleet command
 def _pairs(pairs: list[str], gateway_id_name: str, config: Path | None) -> dict[str, str]:
     values: dict[str, str] = {}
     if config is not None:
-        from gateway.cli import load_or_exit  # noqa: PLC0415 - gateway.cli imports this module
-
         values[gateway_id_name] = load_or_exit(config).gateway_id
     for pair in pairs:
         name, sep, value = pair.partition("=")
