@@ -2,13 +2,13 @@
 
 import gc
 
-# Import the big modules one at a time, collecting in between: compiling from source needs
-# far more RAM than the code keeps, and a fragmented heap is what runs out first.
-import sgnode.hal  # noqa: F401
-import sgnode.sampler  # noqa: F401
+# One module at a time, collecting in between, biggest first: compiling from source needs far
+# more RAM than the code keeps, and a fragmented heap is what runs out first.
+from sgnode import hal
+
+board = hal.load_board()
+gc.collect()
+from sgnode import node  # noqa: E402
 
 gc.collect()
-import sgnode.node  # noqa: E402
-
-gc.collect()
-sgnode.node.start(sgnode.hal.load_board())
+node.start(board)

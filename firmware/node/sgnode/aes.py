@@ -80,7 +80,7 @@ def ecb(key, pure=False):
     """An object whose encrypt(block) is AES-128-ECB under key."""
     if not pure:
         try:
-            import cryptolib  # noqa: PLC0415  (MicroPython only)
+            import cryptolib
         except ImportError:
             pass
         else:

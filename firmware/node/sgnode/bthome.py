@@ -61,7 +61,7 @@ def _put(out, object_id, raw):
         raw >>= 8
 
 
-def encode(objects, packet_id=None, trigger_based=False, cipher=None, mac=None, counter=0):
+def encode(objects, *, packet_id=None, trigger_based=False, cipher=None, mac=None, counter=0):
     """Service data bytes for ``objects`` (a list of (object id, raw int)).
 
     ``cipher``: an AES-128-ECB object (:func:`sgnode.aes.ecb`) to encrypt for ``mac`` (6 bytes,
@@ -80,7 +80,9 @@ def encode(objects, packet_id=None, trigger_based=False, cipher=None, mac=None, 
     if not 0 <= counter <= 0xFFFFFFFF:
         raise ValueError("BTHome counter {} outside 0..2**32-1".format(counter))
     info |= INFO_ENCRYPTED
-    counter_le = bytes((counter & 0xFF, (counter >> 8) & 0xFF, (counter >> 16) & 0xFF, counter >> 24))
+    counter_le = bytes(
+        (counter & 0xFF, (counter >> 8) & 0xFF, (counter >> 16) & 0xFF, counter >> 24)
+    )
     nonce = bytes(mac) + _UUID_LE + bytes((info,)) + counter_le
     sealed = aes.ccm_encrypt(cipher, nonce, bytes(body), 4)
     return bytes((info,)) + sealed[:-4] + counter_le + sealed[-4:]

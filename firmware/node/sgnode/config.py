@@ -55,7 +55,7 @@ def _is_int(value):
 
 def _table(data, where, required, optional=()):
     if not isinstance(data, dict):
-        raise ValueError("{}: expected a JSON object".format(where or "config"))
+        raise ValueError("{}: expected a JSON object".format(where[:-1] or "config"))
     for key in data:
         if key not in required and key not in optional:
             expected = ", ".join(tuple(required) + tuple(optional))
@@ -69,7 +69,9 @@ def _table(data, where, required, optional=()):
 def _int(data, key, where, lo, hi):
     value = data[key]
     if not _is_int(value) or not lo <= value <= hi:
-        raise ValueError("{}{}: expected an integer {}..{}, got {}".format(where, key, lo, hi, value))
+        raise ValueError(
+            "{}{}: expected an integer {}..{}, got {}".format(where, key, lo, hi, value)
+        )
     return value
 
 
@@ -86,7 +88,9 @@ def _node_id(value):
         or not 1 <= len(value) <= 32
         or any(c not in _ID_CHARS for c in value)
     ):
-        raise ValueError("node_id: expected 1-32 characters of a-z, 0-9 and -, got {}".format(value))
+        raise ValueError(
+            "node_id: expected 1-32 characters of a-z, 0-9 and -, got {}".format(value)
+        )
     return value
 
 
@@ -112,9 +116,13 @@ def parse(data):
         raise ValueError(
             "modbus.baudrate: expected one of {}, got {}".format(list(BAUD_RATES), baudrate)
         )
-    modbus = ModbusConfig(_bool(m, "enabled", "modbus."), _int(m, "unit_id", "modbus.", 1, 247), baudrate)
+    modbus = ModbusConfig(
+        _bool(m, "enabled", "modbus."), _int(m, "unit_id", "modbus.", 1, 247), baudrate
+    )
     b = _table(data["ble"], "ble.", ("enabled", "interval_s", "key"))
-    ble = BleConfig(_bool(b, "enabled", "ble."), _int(b, "interval_s", "ble.", 1, 3600), _key(b["key"]))
+    ble = BleConfig(
+        _bool(b, "enabled", "ble."), _int(b, "interval_s", "ble.", 1, 3600), _key(b["key"])
+    )
     pins = {}
     if "pins" in data:
         p = _table(data["pins"], "pins.", (), PIN_NAMES)

@@ -26,15 +26,15 @@ def load_board():
     """The board this firmware is running on, picked by ``sys.platform``."""
     platform = sys.platform
     if platform == "esp32":
-        from sgnode import hal_esp32  # noqa: PLC0415
+        from sgnode import hal_esp32
 
         return hal_esp32.Board()
     if platform == "rp2":
-        from sgnode import hal_rp2  # noqa: PLC0415
+        from sgnode import hal_rp2
 
         return hal_rp2.Board()
     if platform == "linux":
-        from sgnode import hal_sim  # noqa: PLC0415
+        from sgnode import hal_sim
 
         return hal_sim.Board()
     raise OSError("sgnode: no hardware layer for platform {}".format(platform))

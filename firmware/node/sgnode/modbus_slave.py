@@ -7,6 +7,7 @@ registers are the same table, for masters that only speak one of them.
 """
 
 import struct
+from array import array
 
 from sgnode import ticks
 
@@ -16,13 +17,12 @@ ILLEGAL_DATA_VALUE = 3
 MAX_READ = 125  # registers per read (Modbus application protocol)
 MAX_FRAME = 256  # the longest RTU frame; more bytes without a gap is noise
 
-_TABLE = []
+_TABLE = array("H", bytes(512))  # 512 bytes of RAM, not a tuple of 256 objects
 for _byte in range(256):
     _crc = _byte
     for _ in range(8):
         _crc = (_crc >> 1) ^ 0xA001 if _crc & 1 else _crc >> 1
-    _TABLE.append(_crc)
-_TABLE = tuple(_TABLE)
+    _TABLE[_byte] = _crc
 
 
 def crc16(data):
@@ -41,7 +41,10 @@ def with_crc(body):
 
 
 def gap_ms(baudrate):
-    """t3.5 (3.5 characters of 11 bits) in whole milliseconds, at least 2 (1.75 ms above 19200)."""
+    """t3.5 (3.5 characters of 11 bits; 1.75 ms above 19200 baud) in whole ticks_ms.
+
+    Rounded up, plus one: a ticks_ms difference of n means at least n - 1 ms passed.
+    """
     if baudrate > 19200:
         return 2
     return max(2, (3500 * 11 + baudrate - 1) // baudrate + 1)
@@ -113,7 +116,7 @@ class Stats:
         self.not_ours = 0
 
 
-def answer(frame, unit_id, registers, stats):
+def answer(frame, unit_id, registers, stats):  # noqa: PLR0911  (one return per outcome)
     """The reply to ``frame`` (bytes), or None when the slave must stay silent.
 
     ``registers`` is a sequence of 16-bit values (an ``array('H')``): register ``i`` is

@@ -58,7 +58,7 @@ class Node:
         self.rx = Receiver(cfg.modbus.baudrate)
         self.beacon = None
         if cfg.ble.enabled:
-            from sgnode.beacon import Beacon  # noqa: PLC0415  (RAM: only nodes with BLE on)
+            from sgnode.beacon import Beacon
 
             self.beacon = Beacon(board, cfg.ble)
         self.packet_id = 0
