@@ -47,16 +47,29 @@ class PtyPort:
         self._poll = select.poll()
         self._poll.register(self._file, select.POLLIN)
         self._buf = bytearray(256)
+        self.hung_up = False
 
     def wait(self, timeout_ms):
         """Whether bytes are waiting, after up to ``timeout_ms``."""
-        return bool(self._poll.poll(max(0, timeout_ms)))
+        events = self._poll.poll(max(0, timeout_ms))
+        if events and events[0][1] & (select.POLLHUP | select.POLLERR):
+            # The far end is gone (the pty's master closed): like a cut cable, wait quietly
+            # instead of spinning on an endless "readable".
+            if not self.hung_up:
+                self.hung_up = True
+                sys.stdout.write("rs-485 port hung up\n")
+            time.sleep_ms(max(0, timeout_ms))
+            return False
+        return bool(events)
 
     def read(self):
         """What is waiting, or None."""
         if not self._poll.poll(0):
             return None
-        n = self._file.readinto(self._buf)
+        try:
+            n = self._file.readinto(self._buf)
+        except OSError:  # EIO once the master side closed
+            return None
         return bytes(self._buf[:n]) if n else None
 
     def write(self, data):

@@ -84,15 +84,19 @@ class Node:
             log("SAFE MODE: " + self.safe_reason)
             return
         beacon = self.beacon
+        ble = "ble off"
+        if beacon is not None:
+            ble = "ble on every {} s{}; mac {}".format(
+                cfg.ble.interval_s,
+                " encrypted" if beacon.cipher is not None else "",
+                ":".join("{:02X}".format(b) for b in beacon.mac),
+            )
         log(
-            "modbus {} unit {} baud {}; ble {} every {} s{}{}".format(
+            "modbus {} unit {} baud {}; {}".format(
                 "on" if self.port is not None else "off",
                 cfg.modbus.unit_id,
                 cfg.modbus.baudrate,
-                "on" if beacon is not None else "off",
-                cfg.ble.interval_s,
-                " encrypted" if beacon is not None and beacon.cipher is not None else "",
-                "; mac " + ":".join("{:02X}".format(b) for b in beacon.mac) if beacon else "",
+                ble,
             )
         )
 
