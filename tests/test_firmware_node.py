@@ -38,7 +38,7 @@ from drivers.modbus_rtu_frame import (
     decode_reply,
 )
 from drivers.profile import load_profile
-from drivers.sds011_codec import decode_measurement
+from drivers.sds011_codec import ALL_DEVICES, decode_command, decode_measurement
 from gateway.config import parse_config
 from gateway.config_devices import ModbusRtuBus
 from gateway.errors import (
@@ -172,6 +172,14 @@ def test_invalid_sds011_vectors_are_refused_by_the_gateway(vector: dict[str, Any
         decode_measurement(bytes.fromhex(vector["frame"]))
 
 
+@pytest.mark.parametrize("vector", VECTORS["sds011_commands"], ids=lambda v: v["name"])
+def test_sds011_command_vectors_decode_in_the_gateway(vector: dict[str, Any]) -> None:
+    command = decode_command(bytes.fromhex(vector["frame"]))
+    assert command.command == vector["command"]
+    assert command.data[:2] == bytes((1, vector["value"]))
+    assert command.device_id == ALL_DEVICES
+
+
 def _crc8(data: bytes) -> int:
     crc = 0xFF
     for byte in data:
@@ -231,12 +239,37 @@ def test_node_bthome_vectors_decode_in_the_gateway(vector: dict[str, Any]) -> No
     assert advert.encrypted == (key is not None)
 
 
+# --- the register map: firmware, profile and docs agree --------------------------------------
+
+
+def test_register_map_in_docs_profile_and_firmware_agree() -> None:
+    registers = _firmware_module("registers")
+    text = (ROOT / "docs" / "node.md").read_text("utf-8")
+    table = text.split("## Modbus register map", 1)[1].split("\n\n", 3)[2]
+    documented = {}
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if cells[1].startswith("`"):
+            address = int(cells[0].split("–")[0])
+            documented[cells[1].strip("`")] = (address, cells[2], cells[3], cells[4])
+    profile = {m.name: m for m in PROFILE.metrics}
+    assert set(documented) == set(profile)
+    for name, (address, type_, scale, unit) in documented.items():
+        metric = profile[name]
+        assert (metric.address, metric.type.value) == (address, type_), name
+        assert metric.scale == (float(scale) if scale[0].isdigit() else 1.0), name
+        assert getattr(registers, name.upper()) == address, name
+        assert metric.unit == {"µg/m³": "ug/m3", "°C": "Cel", "%RH": "%RH"}.get(unit, unit), name
+    assert registers.COUNT == 12
+
+
 # --- the config parser also runs on CPython ---------------------------------------------------
 
 
-def _config_module() -> ModuleType:
+def _firmware_module(name: str) -> ModuleType:
+    """A firmware module that imports nothing from sgnode, loaded on CPython by its path."""
     spec = importlib.util.spec_from_file_location(
-        "sgnode_config", FIRMWARE / "sgnode" / "config.py"
+        f"sgnode_{name}", FIRMWARE / "sgnode" / f"{name}.py"
     )
     assert spec is not None
     assert spec.loader is not None
@@ -255,7 +288,7 @@ DEPLOY_DOC: dict[str, Any] = {
 
 
 def test_config_parser_runs_on_cpython() -> None:
-    config = _config_module()
+    config = _firmware_module("config")
     cfg = config.parse(DEPLOY_DOC)
     assert (cfg.node_id, cfg.modbus.unit_id, cfg.ble.key) == ("pole-17-aq", 1, None)
     with pytest.raises(ValueError, match=r"^modbus\.unit_id: expected an integer 1\.\.247"):

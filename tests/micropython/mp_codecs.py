@@ -118,3 +118,13 @@ def test_advertising_payload_wraps_service_data():
         bthome.advertising_payload(bytes.fromhex("4002ca0903bf13")).hex(),
         "0201060a16d2fc4002ca0903bf13",
     )
+
+
+def test_sds011_command_vectors():
+    for v in NODE["sds011_commands"]:
+        eq(sds011.command(v["command"], v["value"]).hex(), v["frame"], v["name"])
+    names = {v["frame"]: v["name"] for v in NODE["sds011_commands"]}
+    eq(
+        [names[f.hex()] for f in sds011.wake_commands()],
+        ["work", "report_actively", "continuous"],
+    )

@@ -56,6 +56,7 @@ def test_modbus_master_reads_the_sample_the_console_printed():
     eq(table[registers.ERROR], 0)
     eq(table[registers.UPTIME + 1], 2, "uptime 2 s (the clock wrapped on the way)")
     eq(node.stats.not_ours, 1)
+    eq(len(board.sds.commands), 3, "the SDS011 was woken and set to report actively")
 
 
 def test_sensor_failures_are_status_and_error_not_a_failed_loop():

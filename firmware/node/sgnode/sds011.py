@@ -1,13 +1,38 @@
 """Nova Fitness SDS011 measurement frames (UART 9600 8N1, one frame a second in active mode).
 
 ``AA C0 pm25_lo pm25_hi pm10_lo pm10_hi id_lo id_hi checksum AB``; values are µg/m³ × 10,
-little-endian; checksum = sum of bytes 2..7 & 0xFF. Pure code, no I/O.
+little-endian; checksum = sum of bytes 2..7 & 0xFF. Host commands are 19 bytes:
+``AA B4 command data(12) id_lo id_hi checksum AB`` (checksum of bytes 2..16; id FF FF: any
+sensor). Pure code, no I/O.
 """
 
 FRAME_SIZE = 10
 HEAD = 0xAA
 MEASUREMENT = 0xC0
 TAIL = 0xAB
+COMMAND = 0xB4
+REPORTING_MODE = 0x02  # data: 1 (set), 0 active / 1 query
+SLEEP_WORK = 0x06  # data: 1 (set), 0 sleep / 1 work
+WORKING_PERIOD = 0x08  # data: 1 (set), minutes (0: continuous)
+
+
+def command(cmd, set_value, device_id=0xFFFF):
+    """A 19-byte host command that sets ``cmd`` to ``set_value``."""
+    body = bytearray(15)
+    body[0] = cmd
+    body[1] = 1  # set (0 would query the current setting)
+    body[2] = set_value
+    body[13] = device_id & 0xFF
+    body[14] = device_id >> 8
+    return bytes((HEAD, COMMAND)) + bytes(body) + bytes((sum(body) & 0xFF, TAIL))
+
+
+def wake_commands():
+    """What the node sends at boot: work, report actively, continuously.
+
+    The sensor keeps these settings in flash; someone may have left it asleep or in query mode.
+    """
+    return (command(SLEEP_WORK, 1), command(REPORTING_MODE, 0), command(WORKING_PERIOD, 0))
 
 
 def decode(frame):

@@ -31,6 +31,7 @@ class SimSds011:
         self._pm25 = Drift(seed, 85, 5, 900, 6)  # µg/m³ × 10
         self._pm10 = Drift(seed + 1, 140, 10, 1500, 9)
         self.broken = False  # True: silence, as with a loose connector
+        self.commands = []  # the last commands the node sent
 
     def wait(self, timeout_ms):
         """Waiting is the node's business on this UART; never blocks."""
@@ -46,7 +47,10 @@ class SimSds011:
         return sds011.encode(pm25, max(pm25, self._pm10.next()), 0xF9BC)
 
     def write(self, data):
-        """Commands are accepted and ignored (the sensor stays in active mode)."""
+        """Commands are counted (the simulated sensor is always awake and active)."""
+        self.commands.append(bytes(data))
+        if len(self.commands) > 8:
+            self.commands.pop(0)
 
 
 class SimI2C:
