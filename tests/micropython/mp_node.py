@@ -6,7 +6,7 @@ from fakeboard import FakeBoard
 from mpcheck import eq
 from sgnode import config, registers
 from sgnode.modbus_slave import crc16
-from sgnode.node import Node
+from sgnode.node import Node, boot
 
 DOC = {
     "schema": 1,
@@ -149,3 +149,30 @@ def test_bthome_adverts_carry_the_sample_and_counters_survive_a_reboot():
     _run_until(node2, board2, 2100)
     first = next(x[7:] for x in board2.lines if x.startswith("bthome "))
     eq(int.from_bytes(bytes.fromhex(first)[-8:-4], "little"), 1024, "next block after reboot")
+
+
+def test_a_port_that_does_not_open_is_safe_mode_with_the_reason():
+    board = FakeBoard()
+    board.config_path = board.state_dir + "/node-ok.json"
+    with open(board.config_path, "w") as f:
+        f.write(json.dumps(DOC))
+
+    def no_port(baudrate, pins):
+        raise OSError(19)
+
+    board.modbus_port = no_port
+    node = boot(board, *config.load(board.config_path))
+    eq(node.safe_reason, "cannot open the hardware: [Errno 19] ENODEV")
+    eq(node.port, None)
+    eq(board.lines[-1], "SAFE MODE: cannot open the hardware: [Errno 19] ENODEV")
+
+
+def test_boot_with_a_good_config_runs_it():
+    board = FakeBoard()
+    board.config_path = board.state_dir + "/node-ok.json"
+    with open(board.config_path, "w") as f:
+        f.write(json.dumps(DOC))
+    node = boot(board, *config.load(board.config_path))
+    eq(node.safe_reason, None)
+    eq(node.cfg.modbus.unit_id, 5)
+    eq(board.lines[-1], "modbus on unit 5 baud 9600; ble off")

@@ -12,7 +12,8 @@ provides:
 - ``advertiser()``: an object with ``advertise(service_data, interval_ms)``, or None (no BLE).
 - ``mac()``: the 6 bytes of the BLE address (BTHome encryption nonce).
 - ``config_path`` and ``state_dir``: where node.json and small state files live.
-- ``log(text)``: one line on the console. ``reset_cause()``: why the board last started.
+- ``log(text)``: one line on the console. ``reset_cause()``: why the board last started;
+  ``reset()``: reboot (the simulated board exits the process).
 
 A *port* has ``wait(timeout_ms) -> bool`` (bytes are waiting; sleeps up to ``timeout_ms``
 otherwise), ``read() -> bytes | None`` (never blocks) and ``write(data)`` (returns once the bytes

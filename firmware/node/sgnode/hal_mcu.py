@@ -163,6 +163,10 @@ class McuBoard:
         adv = self.advertiser()
         return adv.mac() if adv is not None else bytes(6)
 
+    def reset(self):
+        """Reboot the board."""
+        machine.reset()
+
     def reset_cause(self):
         """Why the board started, as a word."""
         cause = machine.reset_cause()

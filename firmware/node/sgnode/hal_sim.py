@@ -165,6 +165,10 @@ class Board:
         """A fixed locally administered address."""
         return DEFAULT_MAC
 
+    def reset(self):
+        """A process cannot reboot itself: it exits (whoever runs it may start it again)."""
+        sys.exit(1)
+
     def reset_cause(self):
         """A process always starts from power-on."""
         return "power-on"

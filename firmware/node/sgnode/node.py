@@ -11,6 +11,7 @@ the node stays off the RS-485 bus and the radio (a default unit id could collide
 device; a plain advert could leak what was meant to be encrypted).
 """
 
+import gc
 import json
 
 from sgnode import VERSION, registers, ticks
@@ -171,7 +172,9 @@ class Node:
         self.packet_id = (self.packet_id + 1) & 0xFF
         self._last_sample = now
         self._refresh(now)
-        self.board.log("sample " + json.dumps(r.as_dict()))
+        line = r.as_dict()
+        line["mem_free"] = gc.mem_free()  # the heap, watched from the console over days
+        self.board.log("sample " + json.dumps(line))
         if self.safe_reason is not None:
             self.board.log("SAFE MODE: " + self.safe_reason)
 
@@ -187,9 +190,19 @@ class Node:
             self.beacon = None
 
 
-def start(board):
-    """Boot: load the config (or fall into safe mode), print the banner, run forever."""
-    cfg, why = config_mod.load(board.config_path)
-    node = Node(board, cfg, why)
+def boot(board, cfg, why):
+    """The node for a loaded config (``config.load``'s pair); safe mode when the config is
+    missing or broken, or the hardware does not open. Prints the banner."""
+    try:
+        node = Node(board, cfg, why)
+    except OSError as exc:  # a port that does not open: keep the console, drop the rest
+        if cfg is None:
+            raise
+        node = Node(board, None, "cannot open the hardware: {}".format(exc))
     node.boot_banner()
-    node.run()
+    return node
+
+
+def start(board, cfg, why):
+    """Boot, then run forever."""
+    boot(board, cfg, why).run()

@@ -42,8 +42,11 @@ class Sampler:
         self.sds = sds011.Reader()
         self._sds_last = None  # ticks of the last good SDS011 frame
         self._sds_bad_seen = 0
-        for frame in sds011.wake_commands():
-            self.sds_port.write(frame)
+        try:
+            for frame in sds011.wake_commands():
+                self.sds_port.write(frame)
+        except OSError:
+            pass  # an unplugged sensor: its samples will say so (ERROR_SDS011_NO_FRAME)
 
     def drain(self, now):
         """Read what the SDS011 sent (it sends every second; its UART buffer must not fill)."""
