@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -237,6 +238,74 @@ def test_node_bthome_vectors_decode_in_the_gateway(vector: dict[str, Any]) -> No
     assert [[s.metric, s.value, s.unit] for s in advert.samples] == vector["samples"]
     assert advert.packet_id == vector["packet_id"]
     assert advert.encrypted == (key is not None)
+
+
+def seeded_readings(count: int, seed: int) -> list[dict[str, Any]]:
+    """Readings the node can hold: random within the sensors' ranges, the bounds, and gaps."""
+    rng = random.Random(seed)
+    readings = []
+    for i in range(count):
+        pm25 = rng.choice([None, 0, 9999, 0xFFFE, rng.randint(0, 9999)])
+        th = rng.random() > 0.1
+        readings.append(
+            {
+                "pm25_x10": pm25,
+                "pm10_x10": None if pm25 is None else rng.randint(pm25, 0xFFFE),
+                "temp_x100": rng.choice([-4500, 13000, rng.randint(-4500, 13000)]) if th else None,
+                "rh_x100": rng.choice([0, 10000, rng.randint(0, 10000)]) if th else None,
+                "status": rng.randint(0, 15),
+                "error": rng.randint(0, 4),
+                "uptime_s": rng.choice([0, 0xFFFFFFFF, rng.randint(0, 0xFFFFFFFF)]),
+                "sample_age_s": rng.choice([0, 0xFFFF, rng.randint(0, 0xFFFF)]),
+                "samples": i,
+            }
+        )
+    return readings
+
+
+def test_seeded_batch_encoded_in_micropython_decodes_in_the_gateway() -> None:
+    readings = seeded_readings(400, seed=6)
+    result = subprocess.run(
+        [_micropython(), "-X", "heapsize=256k", str(MP_TESTS / "encode_batch.py")],
+        input="".join(json.dumps(r) + "\n" for r in readings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    encoded = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(encoded) == len(readings)
+    (block,) = plan_reads(PROFILE.metrics, PROFILE.max_registers_per_request, PROFILE.max_gap)
+    key = bytes.fromhex(KEY)
+    for reading, out in zip(readings, encoded, strict=True):
+        got = {s.metric: s.value for s in decode_block(block, out["registers"])}
+        pm_ok, th_ok = reading["pm25_x10"] is not None, reading["temp_x100"] is not None
+        expected = {
+            "pm25": reading["pm25_x10"] / 10 if pm_ok else 6553.5,
+            "pm10": reading["pm10_x10"] / 10 if pm_ok else 6553.5,
+            "temperature": reading["temp_x100"] / 100 if th_ok else -327.68,
+            "humidity": reading["rh_x100"] / 100 if th_ok else 655.35,
+            "status": reading["status"],
+            "error": reading["error"],
+            "uptime": reading["uptime_s"],
+            "sample_age": reading["sample_age_s"],
+        }
+        assert got == expected, reading
+        values: dict[str, float] = {}
+        if th_ok:
+            values |= {"temperature": expected["temperature"], "humidity": expected["humidity"]}
+        if pm_ok:
+            values |= {
+                "pm25": float((reading["pm25_x10"] + 5) // 10),
+                "pm10": float((reading["pm10_x10"] + 5) // 10),
+            }
+        plain = decode_bthome(bytes.fromhex(out["plain"]))
+        sealed = decode_bthome(bytes.fromhex(out["encrypted"]), "54:48:E6:8F:80:A5", key)
+        for advert in (plain, sealed):
+            assert {s.metric: s.value for s in advert.samples} == values, reading
+            assert advert.packet_id == reading["samples"] & 0xFF
+        assert sealed.counter == reading["samples"]
 
 
 # --- the register map: firmware, profile and docs agree --------------------------------------
