@@ -157,6 +157,21 @@ class _Smooth:
         return sum(w * math.sin(omega * t + phase) for w, omega, phase in self._waves)
 
 
+def _node_source(kind: Kind, rng: random.Random) -> Callable[[float], float] | None:
+    """Values for the sensor node's metrics (drivers/profiles/streetgate-node.toml)."""
+    if kind is Kind.PARTICULATE:
+        return _Walk(rng, 2.0, 80.0, 0.2, 1.0)
+    if kind is Kind.UPTIME:
+        return lambda t: float(int(t))
+    if kind is Kind.SAMPLE_AGE:
+        return lambda t: float(int(t) % 10)
+    if kind is Kind.STATUS_BITS:
+        return lambda t: 3.0  # PM and T/RH valid (docs/node.md)
+    if kind is Kind.ERROR_CODE:
+        return lambda t: 0.0
+    return None
+
+
 class _Walk:
     """A random walk reflected into [lo, hi], one step per tick, linear between ticks."""
 
@@ -296,16 +311,9 @@ class DeviceValues:
             return _Walk(rng, 5.0, 30.0, 0.02, 1.0)
         if kind is Kind.HUMIDITY:
             return _Walk(rng, 30.0, 95.0, 0.1, 1.0)
-        if kind is Kind.PARTICULATE:
-            return _Walk(rng, 2.0, 80.0, 0.2, 1.0)
-        if kind is Kind.UPTIME:
-            return lambda t: float(int(t))
-        if kind is Kind.SAMPLE_AGE:
-            return lambda t: float(int(t) % 10)
-        if kind is Kind.STATUS_BITS:
-            return lambda t: 3.0  # streetgate-node: PM and T/RH valid (docs/node.md)
-        if kind is Kind.ERROR_CODE:
-            return lambda t: 0.0
+        node = _node_source(kind, rng)
+        if node is not None:
+            return node
         lo, hi = value_range(metric)
         lo, hi = max(lo, 0.0), min(hi, 100.0)
         if lo >= hi:  # a type that cannot hold 0..100: walk over what it can hold
