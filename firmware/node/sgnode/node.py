@@ -59,7 +59,7 @@ class Node:
         self.rx = Receiver(cfg.modbus.baudrate)
         self.beacon = None
         if cfg.ble.enabled:
-            from sgnode.beacon import Beacon
+            from sgnode.beacon import Beacon  # here: RAM for BLE's code only where BLE is on
 
             self.beacon = Beacon(board, cfg.ble)
         self.packet_id = 0
