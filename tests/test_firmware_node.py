@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -393,6 +394,26 @@ class Node:
         return self.startswith(prefix)
 
 
+def documented_command(uart: str | None) -> tuple[list[str], dict[str, str]]:
+    """docs/node.md's command for running main.py on the unix port, for this pty and checkout."""
+    text = (ROOT / "docs" / "node.md").read_text("utf-8")
+    section = text.split("## Without hardware\n", 1)[1]
+    (line,) = section.split("```sh\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    words = shlex.split(line.replace("/path/to/firmware/node", str(FIRMWARE)))
+    env: dict[str, str] = {}
+    while "=" in words[0]:  # leading NAME=value words: the environment
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    argv = words
+    assert argv[0] == "micropython", line
+    assert env.get("SGNODE_UART") == "/dev/pts/7", line
+    if uart is None:
+        del env["SGNODE_UART"]
+    else:
+        env["SGNODE_UART"] = uart
+    return [_micropython(), *argv[1:]], env
+
+
 @contextlib.asynccontextmanager
 async def running_node(
     workdir: Path, node_json: str | None, uart: str | None
@@ -400,20 +421,13 @@ async def running_node(
     """main.py in ``workdir`` (where node.json is), RS-485 on the pty at ``uart``."""
     if node_json is not None:
         (workdir / "node.json").write_text(node_json)
-    env = {
-        **os.environ,
-        "MICROPYPATH": f"{FIRMWARE}:.frozen",
-        "SGNODE_STATE": str(workdir),
-    }
-    if uart is not None:
-        env["SGNODE_UART"] = uart
+    env = {**os.environ, "SGNODE_STATE": str(workdir)}
+    env.pop("SGNODE_UART", None)
+    argv, doc_env = documented_command(uart)
     process = await asyncio.create_subprocess_exec(
-        _micropython(),
-        "-X",
-        "heapsize=64k",
-        str(FIRMWARE / "main.py"),
+        *argv,
         cwd=workdir,
-        env=env,
+        env={**env, **doc_env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -423,7 +437,8 @@ async def running_node(
         try:
             yield node
         finally:
-            process.terminate()
+            if process.returncode is None:
+                process.terminate()
             await process.wait()
 
 
