@@ -74,3 +74,47 @@ def test_receiver_drops_a_run_of_noise_longer_than_any_frame():
         rx.push(bytes((0x55,)) * 10, i)
     eq(rx.overruns >= 1, True)
     eq(len(rx._buf) <= 256, True)
+
+
+def test_random_bytes_never_crash_and_only_good_frames_are_answered():
+    # A noisy shared bus: random chunks (seeded), with valid requests mixed in. Whatever comes,
+    # the slave answers only a request for its unit with a good CRC, and never raises.
+    table = registers.new_table()
+    stats = Stats()
+    rx = Receiver(9600)
+    x = 12345
+    now = 0
+    good = bytes.fromhex("05040000000c")
+    crc = crc16(good)
+    good += bytes((crc & 0xFF, crc >> 8))
+    answered = 0
+    for i in range(3000):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        if i % 10 == 0:
+            chunk = good
+            now += 10  # silence before a real request
+        else:
+            chunk = bytes(((x >> s) & 0xFF) for s in range(0, 8 * (1 + x % 7), 8) if s < 31)
+            now += x % 3
+        rx.push(chunk, now)
+        while True:
+            frame = rx.take(now)
+            if frame is None:
+                break
+            reply = answer(frame, 5, table, stats)
+            if reply is not None:
+                eq(reply[0], 5, "a reply is always from this unit")
+                eq(crc16(reply[:-2]), reply[-2] | (reply[-1] << 8), "and carries a good CRC")
+                answered += 1
+    eq(answered >= 100, True, "most of the real requests got through the noise")
+    eq(answered, stats.answered + stats.exceptions)
+
+
+def test_bytes_after_a_silence_start_a_new_frame():
+    # Noise, then t3.5 of silence, then a request: pushed before anyone took the noise.
+    rx = Receiver(9600)
+    request = bytes.fromhex("01040000000cf00f")
+    rx.push(b"\x13\x37", 0)
+    rx.push(request, 20)
+    eq(rx.take(20), b"\x13\x37")
+    eq(rx.take(20), request)

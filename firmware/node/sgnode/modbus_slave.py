@@ -68,11 +68,16 @@ class Receiver:
     def __init__(self, baudrate):
         self.gap = gap_ms(baudrate)
         self._buf = bytearray()
+        self._ready = None  # a frame ended by silence, not taken yet
         self._last = 0
         self.overruns = 0  # more than MAX_FRAME bytes without a gap: dropped
 
     def push(self, data, now):
         """Bytes read from the UART at ``now`` (ticks_ms)."""
+        if self._buf and ticks.diff(now, self._last) >= self.gap:
+            # Silence since the last byte ended that frame: these bytes start the next one.
+            self._ready = bytes(self._buf)
+            self._buf = bytearray()
         if len(self._buf) + len(data) > MAX_FRAME:
             self._buf = bytearray()
             self.overruns += 1
@@ -82,10 +87,13 @@ class Receiver:
 
     def pending(self):
         """Whether a partial frame is waiting for more bytes or for its gap."""
-        return len(self._buf) > 0
+        return len(self._buf) > 0 or self._ready is not None
 
     def take(self, now):
         """The next whole frame, or None."""
+        if self._ready is not None:
+            frame, self._ready = self._ready, None
+            return frame
         buf = self._buf
         if not buf:
             return None
