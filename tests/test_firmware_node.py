@@ -484,7 +484,7 @@ def rtu_bus(port: str, *units: tuple[str, int, str]) -> ModbusRtuBus:
                     "name": "node-bus",
                     "port": port,
                     "baudrate": 9600,
-                    "timeout": "300ms",
+                    "timeout": "1s",  # generous: a loaded CI machine, not a slow node
                     "units": [
                         {"name": name, "unit_id": unit_id, "profile": profile}
                         for name, unit_id, profile in units
