@@ -23,6 +23,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
@@ -122,9 +123,17 @@ def test_runner_exits_non_zero_when_a_test_fails(tmp_path: Path) -> None:
 def _memory_hour(
     tmp_path: Path, *extra: str
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    result = run_micropython(
-        str(MP_TESTS / "mem_hour.py"), *extra, heap="64k", env={"SGNODE_STATE": str(tmp_path)}
-    )
+    # Module paths are strings on the heap: run from a short folder, as a board's flash
+    # (/sgnode/...) would, so the checkout's location cannot decide whether 64 KB suffice.
+    with tempfile.TemporaryDirectory(prefix="sg", dir="/tmp") as short:
+        shutil.copytree(FIRMWARE, Path(short, "firmware", "node"))
+        shutil.copytree(MP_TESTS, Path(short, "t"))
+        result = run_micropython(
+            str(Path(short, "t", "mem_hour.py")),
+            *extra,
+            heap="64k",
+            env={"SGNODE_STATE": str(tmp_path), "SGNODE_ROOT": short},
+        )
     figures = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {}
     return result, figures
 

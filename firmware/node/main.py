@@ -13,8 +13,14 @@ from sgnode import config, node  # noqa: E402
 
 gc.collect()
 cfg, why = config.load(board.config_path)
-if cfg is not None and cfg.ble.enabled:
-    import sgnode.beacon  # noqa: F401  (BLE's modules only where BLE is on)
+if cfg is not None and cfg.ble.enabled:  # BLE's modules only where BLE is on
+    import sgnode.aes
+
+    gc.collect()
+    import sgnode.bthome
+
+    gc.collect()
+    import sgnode.beacon  # noqa: F401
 
     gc.collect()
 try:

@@ -25,6 +25,12 @@ gc.collect()
 import sgnode.node
 
 gc.collect()
+import sgnode.aes
+
+gc.collect()
+import sgnode.bthome
+
+gc.collect()
 import sgnode.beacon
 from sgnode import config
 from sgnode.modbus_slave import crc16
