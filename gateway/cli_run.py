@@ -15,15 +15,12 @@ from gateway.app import run_gateway
 from gateway.config import GatewayConfig
 from gateway.errors import StreetgateError, UnsafeKeyFile
 from gateway.exit_codes import ExitCode
+from gateway.journal_log import log_handler
 
 
 def setup_logging(level: str) -> None:
-    """Log lines to stderr (journald adds its own timestamps under systemd)."""
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Log lines to stderr; under systemd with priority prefixes and without timestamps."""
+    logging.basicConfig(level=level.upper(), handlers=[log_handler(sys.stderr)])
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 

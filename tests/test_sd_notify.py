@@ -1,4 +1,4 @@
-"""systemd's notify protocol against a real Unix datagram socket, and the gateway speaking it."""
+"""systemd's notify protocol on a real Unix datagram socket; the gateway speaking it and logging."""
 
 from __future__ import annotations
 
@@ -96,13 +96,15 @@ def test_the_gateway_says_ready_pings_while_running_and_says_stopping(
         async with ModbusSimulator([device]) as sim, NotifyListener(tmp_path) as listener:
             config = write_config(tmp_path / "gw.toml", mosquitto, sim, interval="200ms")
             log = (tmp_path / "gateway.log").open("ab")
+            st = os.fstat(log.fileno())  # the log file plays the journal's stream
+            journal = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 *("-m", "gateway", "run", "-c", str(config)),
                 stdout=log,
                 stderr=log,
                 # a watchdog period of 0.4 s: a ping every 0.2 s
-                env={**os.environ, **listener.env(watchdog_usec=400_000)},
+                env={**os.environ, **listener.env(watchdog_usec=400_000), **journal},
             )
             try:
                 ready = await listener.until("READY", 20)
@@ -126,5 +128,9 @@ def test_the_gateway_says_ready_pings_while_running_and_says_stopping(
             # READY came before any ping, and nothing was sent before READY but STATUS lines
             first_ready = next(i for i, m in enumerate(listener.messages) if "READY" in m)
             assert all("WATCHDOG" not in m for m in listener.messages[:first_ready])
+            # log lines for journald: priority prefixes, no timestamps
+            lines = (tmp_path / "gateway.log").read_text().splitlines()
+            assert "<6>gateway.app: gateway e2e-gw running: 1 device(s), broker" in "\n".join(lines)
+            assert all(line.startswith("<") for line in lines), lines
 
     asyncio.run(scenario())
