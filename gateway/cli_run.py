@@ -38,8 +38,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def run(
-        config: Annotated[Path, typer.Option("--config", "-c", help="Gateway config file (TOML).")],
-        log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+        config: Annotated[
+            Path,
+            typer.Option(
+                "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
+            ),
+        ],
+        log_level: Annotated[
+            str, typer.Option(envvar="STREETGATE_LOG_LEVEL", help="debug, info, warning or error.")
+        ] = "info",
     ) -> None:
         """Run the gateway: poll devices, buffer readings, forward them to the broker."""
         cfg = load_or_exit(config)

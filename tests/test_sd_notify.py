@@ -116,6 +116,7 @@ def test_the_gateway_says_ready_pings_while_running_and_says_stopping(
                 assert beat["pid"] == proc.pid
                 assert beat["stalled"] == []
                 assert beat["interval_s"] == 0.2
+                assert await healthcheck(config) == (0, "healthy")
                 proc.send_signal(signal.SIGTERM)
                 stopping = await listener.until("STOPPING")
                 assert stopping["STOPPING"] == "1"
@@ -125,6 +126,7 @@ def test_the_gateway_says_ready_pings_while_running_and_says_stopping(
                     proc.kill()
                     await proc.wait()
                 log.close()
+            assert await healthcheck(config) == (1, "unhealthy")  # the process is gone
             # READY came before any ping, and nothing was sent before READY but STATUS lines
             first_ready = next(i for i, m in enumerate(listener.messages) if "READY" in m)
             assert all("WATCHDOG" not in m for m in listener.messages[:first_ready])
@@ -134,3 +136,14 @@ def test_the_gateway_says_ready_pings_while_running_and_says_stopping(
             assert all(line.startswith("<") for line in lines), lines
 
     asyncio.run(scenario())
+
+
+async def healthcheck(config: Path) -> tuple[int, str]:
+    """``streetgate healthcheck`` as the container engine runs it: exit status, first word."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gateway", "healthcheck", "-c", str(config)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode().split()[0].rstrip(":")
