@@ -68,6 +68,7 @@ class Overlay:
     data: dict[str, Any]
     origins: dict[str, str] = field(default_factory=dict)  # key path ("mqtt.port") → variable
     issues: list[ConfigIssue] = field(default_factory=list)  # about the variables themselves
+    known: dict[str, str] = field(default_factory=dict)  # key path → the variable that sets it
 
     @property
     def applied(self) -> bool:
@@ -82,19 +83,23 @@ class Overlay:
     def error(self, file: str, issues: Iterable[ConfigIssue] = ()) -> ConfigError:
         """A ConfigError with the variables' own issues first; a validation issue at a key a
         variable set names the variable instead of the key."""
-        renamed = [
-            ConfigIssue(f"{self.origins[i.location]} (sets {i.location})", i.message)
-            if i.location in self.origins
-            else i
-            for i in issues
-        ]
+        renamed = []
+        for issue in issues:
+            if issue.location in self.origins:
+                where = f"{self.origins[issue.location]} (sets {issue.location})"
+                renamed.append(ConfigIssue(where, issue.message))
+            elif issue.message == "required key is missing" and issue.location in self.known:
+                hint = f"{issue.message} (in the file, or as {self.known[issue.location]})"
+                renamed.append(ConfigIssue(issue.location, hint))
+            else:
+                renamed.append(issue)
         return ConfigError(self.source(file), [*self.issues, *renamed])
 
 
 def overlay(data: Mapping[str, Any], environ: Mapping[str, str], model: type[BaseModel]) -> Overlay:
     """Lay the ``STREETGATE_*`` variables of ``environ`` over a parsed config document."""
     known = variables(model)
-    result = Overlay(_copy_tables(data))
+    result = Overlay(_copy_tables(data), known={".".join(p): n for n, p in known.items()})
     for name in sorted(environ):
         if not name.startswith(PREFIX) or name in COMMAND_VARIABLES:
             continue

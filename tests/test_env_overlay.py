@@ -172,3 +172,14 @@ def test_config_validate_names_the_variable(
     result = CliRunner().invoke(app, ["config", "validate", str(config_file)])
     assert result.exit_code == ExitCode.OK, result.output
     assert "broker mqtt.city.example:8883" in result.output
+
+
+def test_a_missing_key_names_its_variable_too(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text('[mqtt]\nhost = "h"\n[outbox]\npath = "o.db"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, {})
+    assert issues(exc) == {
+        "gateway_id": "required key is missing (in the file, or as STREETGATE_GATEWAY_ID)"
+    }
+    assert load_config(path, {"STREETGATE_GATEWAY_ID": "pole-17"}).gateway_id == "pole-17"
