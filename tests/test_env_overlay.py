@@ -183,3 +183,23 @@ def test_a_missing_key_names_its_variable_too(tmp_path: Path) -> None:
         "gateway_id": "required key is missing (in the file, or as STREETGATE_GATEWAY_ID)"
     }
     assert load_config(path, {"STREETGATE_GATEWAY_ID": "pole-17"}).gateway_id == "pole-17"
+
+
+def test_docs_deploy_lists_every_variable() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "deploy.md").read_text()
+    rows = re.findall(r"^\| `(STREETGATE_[A-Z0-9_]+)` \| `([a-z_.]+)` \|$", docs, re.MULTILINE)
+    assert dict(rows) == {n: ".".join(p) for n, p in variables(GatewayConfig).items()}
+    for name in COMMAND_VARIABLES:
+        assert f"`{name}`" in docs
+
+
+def test_the_error_shown_in_docs_deploy_is_the_real_one(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "deploy.md").read_text()
+    shown = re.search(r"```\n(invalid configuration in .*?)```", docs, re.DOTALL)
+    assert shown is not None
+    etc = tmp_path / "etc" / "streetgate"
+    etc.mkdir(parents=True)
+    (etc / "config.toml").write_text(FILE)
+    with pytest.raises(ConfigError) as exc:
+        load_config(etc / "config.toml", {"STREETGATE_MQTT_PORT": "eighty"})
+    assert str(exc.value).replace(str(tmp_path), "") + "\n" == shown.group(1)

@@ -14,6 +14,7 @@ from gateway.cli import _register_subcommands, app
 from gateway.exit_codes import ExitCode
 from gateway.sd_notify import Notifier
 from gateway.watchdog import Probe, Watchdog, heartbeat_path
+from tests.readme_examples import readme_commands
 
 CONFIG = """\
 gateway_id = "pole-17"
@@ -97,3 +98,14 @@ def test_an_invalid_config_is_exit_3(config: Path) -> None:
     result = healthcheck("-c", str(config), env={"STREETGATE_MQTT_PORT": "none"})
     assert result.exit_code == ExitCode.CONFIG
     assert "STREETGATE_MQTT_PORT (sets mqtt.port)" in result.output
+
+
+def test_the_readme_examples_run_as_written(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    commands = readme_commands("Running as a service: systemd and balena")
+    assert [c[:2] for c in commands] == [["streetgate", "healthcheck"]] * 2
+    monkeypatch.chdir(config.parent)
+    beat(config, stalled_marker=False)
+    plain, as_json = (healthcheck(*c[2:]) for c in commands)
+    assert plain.exit_code == ExitCode.OK, plain.output
+    assert plain.stdout.startswith("healthy (pid ")
+    assert set(json.loads(as_json.stdout)) == {"healthy", "reason", "heartbeat"}
