@@ -221,6 +221,11 @@ class Outbox:
             purged=purged,
         )
 
+    @property
+    def backpressure(self) -> bool:
+        """Whether producers wait in ``put_many`` now (the queue for the next commit is full)."""
+        return len(self._pending) >= self._config.queue_size
+
     def progress(self) -> int | None:
         """For the watchdog: None while no reading waits and no commit runs, else a count that
         grows with every finished commit attempt (a full disk counts: it is retried, not stuck)."""

@@ -6,9 +6,10 @@
   acknowledged or connection attempts must end (in success or failure): every step the
   forwarder takes is bounded by ``publish_timeout``, so silence beyond that is a hang.
 - ``poll:…``: each poller, and each self-scheduling source that polls (a Modbus RTU bus), must
-  finish a poll, good or failed, at least once per interval or backoff. Sources that only
-  listen (``scan:ble``) have nothing owed: a silent sensor is not a stuck gateway; their
-  tasks are still watched.
+  finish a poll, good or failed, at least once per interval or backoff, except while the
+  outbox holds producers back (a full disk): then the outbox owes, and killing the gateway
+  would lose the readings waiting in memory. Sources that only listen (``scan:ble``) have
+  nothing owed: a silent sensor is not a stuck gateway; their tasks are still watched.
 
 Allowances are generous on purpose: a restart costs a reconnect and a few seconds of polling,
 a false one every few minutes would cost far more.
@@ -70,18 +71,25 @@ def _polls(statuses: Iterable[DeviceStatus]) -> int:
     return sum(s.polls_ok + s.polls_failed for s in statuses)
 
 
-def poller_probe(task_name: str, poller: DevicePoller, interval: float) -> Probe:
+def _polls_unless_held(statuses: Iterable[DeviceStatus], outbox: Outbox) -> int | None:
+    return None if outbox.backpressure else _polls(statuses)
+
+
+def poller_probe(task_name: str, poller: DevicePoller, interval: float, outbox: Outbox) -> Probe:
     """One polled device."""
-    return Probe(task_name, poll_allowance(interval), lambda: _polls([poller.status]))
+    statuses = [poller.status]
+    return Probe(task_name, poll_allowance(interval), lambda: _polls_unless_held(statuses, outbox))
 
 
-def source_probe(source: Source, longest_interval: float) -> Probe | None:
+def source_probe(source: Source, longest_interval: float, outbox: Outbox) -> Probe | None:
     """A self-scheduling source that polls (``poll:…``); None for one that only listens."""
     if not source.task_name.startswith("poll:"):
         return None
     statuses: Mapping[str, DeviceStatus] = source.statuses
     return Probe(
-        source.task_name, poll_allowance(longest_interval), lambda: _polls(statuses.values())
+        source.task_name,
+        poll_allowance(longest_interval),
+        lambda: _polls_unless_held(statuses.values(), outbox),
     )
 
 
@@ -105,7 +113,7 @@ def gateway_probes(
 ) -> list[Probe]:
     """Every probe of a running gateway; ``pollers`` as (task name, poller, interval)."""
     probes = [outbox_probe(outbox), forwarder_probe(forwarder, outbox, config.mqtt)]
-    probes += [poller_probe(name, poller, interval) for name, poller, interval in pollers]
+    probes += [poller_probe(name, p, interval, outbox) for name, p, interval in pollers]
     longest = longest_interval(config)
-    probes += [p for s in sources if (p := source_probe(s, longest)) is not None]
+    probes += [p for s in sources if (p := source_probe(s, longest, outbox)) is not None]
     return probes
