@@ -6,7 +6,9 @@
 #   sudo deploy/install.sh --from streetgate-0.1.0-py3-none-any.whl
 #   sudo deploy/install.sh --from streetgate    # from PyPI
 #   deploy/install.sh --dry-run                 # say what would change, change nothing
-#   deploy/install.sh --root /tmp/img           # into a mounted image or a test tree
+#   deploy/install.sh --root /tmp/tree          # into a tree (tests, inspection); for an SD
+#                                               # card image run it inside the image (chroot):
+#                                               # a virtual environment's paths are absolute
 #
 # What it does: the system user `streetgate` (groups dialout and bluetooth), a virtual
 # environment in /opt/streetgate/venv with streetgate in it, /usr/local/bin/streetgate, the
@@ -33,12 +35,13 @@ CONFIG="$ETC/config.toml"
 changes=0
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
     cat <<'EOF'
 Options:
   --from SPEC     a wheel, an sdist, a source directory, or a PyPI requirement
                   (default: this checkout when run from one, else "streetgate" from PyPI)
-  --root DIR      install under DIR instead of / (no service is started there)
+  --root DIR      install under DIR instead of / (no service is started there);
+                  also DESTDIR=DIR
   --python PATH   the Python to build the virtual environment with (default: python3)
   --reinstall     install streetgate again even if that version is there (a checkout
                   whose code changed but not its version)
