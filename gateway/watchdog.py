@@ -92,6 +92,10 @@ class ProgressTracker:
         return found
 
 
+def _what(stalled: Iterable[str]) -> set[str]:
+    return {line.split(": no progress", 1)[0] for line in stalled}
+
+
 def heartbeat_path(outbox_path: Path) -> Path:
     """Where the gateway using ``outbox_path`` writes its heartbeat."""
     return outbox_path.with_name(outbox_path.name + ".heartbeat.json")
@@ -138,10 +142,11 @@ class Watchdog:
     async def beat(self) -> bool:
         """One round: check, ping if all is well, update status and heartbeat. True if well."""
         stalled = self.check()
-        if stalled != self.stalled:
+        # Logged when what is stalled changes, not each time its duration grows.
+        if _what(stalled) != _what(self.stalled):
             if stalled:
                 log.error("watchdog: stalled (%s); not pinging", "; ".join(stalled))
-            elif self.stalled:
+            else:
                 log.warning("watchdog: progress again; pinging")
         self.stalled = stalled
         if not stalled and self._notifier.watchdog is not None and self._notifier.ping():

@@ -202,3 +202,26 @@ def test_an_unreadable_heartbeat_is_a_value_error(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format": 99}))
     with pytest.raises(ValueError, match="format 1"):
         read_heartbeat(path)
+
+
+def test_a_stall_is_logged_once_and_its_end_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        marker: list[int | None] = [1]
+        probe = Probe("forward:mqtt", 60.0, lambda: marker[0])
+        watchdog = Watchdog(Notifier(None), [probe], heartbeat=None, clock=clock)
+        for _ in range(5):
+            await watchdog.beat()
+            clock.now += 30
+        marker[0] = 2
+        await watchdog.beat()
+        await watchdog.beat()
+
+    with caplog.at_level("WARNING", logger="gateway.watchdog"):
+        asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        "watchdog: stalled (forward:mqtt: no progress for 90s); not pinging",
+        "watchdog: progress again; pinging",
+    ]
