@@ -146,8 +146,10 @@ ensure_dir "$OPT" 0 0 0755
 ensure_dir "$ETC" 0 "$gid" 0750
 ensure_dir "$ETC/tls" "$uid" "$gid" 0700   # TLS key files: the service user's, mode 0600
 ensure_dir "$STATE" "$uid" "$gid" 0750     # systemd's StateDirectory= keeps it so
-ensure_dir /etc/systemd/system 0 0 0755
-ensure_dir /usr/local/bin 0 0 0755
+# System folders: created when missing (a bare tree), never re-owned (Debian's own modes).
+for dir in /etc/systemd/system /usr/local/bin; do
+    [ -d "$ROOT$dir" ] || act "creating $dir" install -d -m 0755 "$ROOT$dir"
+done
 
 # -- the virtual environment and streetgate -------------------------------------------------
 venv="$ROOT$OPT/venv"
@@ -172,9 +174,11 @@ installed_version() {
     "$venv/bin/python" -c 'from importlib.metadata import version; print(version("streetgate"))' \
         2>/dev/null || true
 }
+code_changed=0
 want="$(wanted_version)"
 have="$(installed_version)"
 if [ "$REINSTALL" = 1 ] || [ -z "$have" ] || { [ -n "$want" ] && [ "$want" != "$have" ]; }; then
+    code_changed=1
     act "installing streetgate ${want:-(latest)} from $FROM into $OPT/venv" \
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         $([ "$REINSTALL" = 1 ] && echo --force-reinstall --no-deps) "$FROM"
@@ -232,8 +236,8 @@ else
     fi
     if ! systemctl is-active --quiet streetgate; then
         act "starting streetgate" systemctl start streetgate
-    elif [ "$unit_changed" -gt 0 ]; then
-        act "restarting streetgate (its unit changed)" systemctl restart streetgate
+    elif [ "$unit_changed" -gt 0 ] || [ "$code_changed" = 1 ]; then
+        act "restarting streetgate (its unit or its code changed)" systemctl restart streetgate
     fi
     cat <<EOF
 
