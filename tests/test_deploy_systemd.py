@@ -48,6 +48,7 @@ def test_the_unit_asks_for_what_the_issue_lists() -> None:
     assert unit()["Install"]["WantedBy"] == "multi-user.target"
     # journald only: priorities from the gateway's prefixes, no log files
     assert service["SyslogLevelPrefix"] == "yes"
+    assert service["SyslogLevel"] == "err"  # unprefixed lines: fatal errors and tracebacks
     assert service["StandardError"] == "journal"
 
 
