@@ -1,5 +1,6 @@
 """The systemd unit (checked by systemd-analyze and by content) and deploy/install.sh, run for
-real into a throwaway root: twice, the second run changing nothing."""
+real into a throwaway root (twice, the second run changing nothing) and on the running system
+inside a private mount namespace."""
 
 from __future__ import annotations
 
@@ -86,10 +87,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """A throwaway root with the account files of a fresh Raspberry Pi OS."""
+def as_root() -> None:
     if os.geteuid() != 0:
-        pytest.fail("install.sh is tested for real (useradd, chown) and needs root")
+        pytest.fail("install.sh is tested for real (useradd, chown, mounts) and needs root")
+
+
+@pytest.fixture
+def root(tmp_path: Path, as_root: None) -> Path:
+    """A throwaway root with the account files of a fresh Raspberry Pi OS."""
     tree = tmp_path / "root"
     (tree / "etc").mkdir(parents=True)
     (tree / "etc/passwd").write_text(
@@ -230,3 +235,78 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
     )
     assert missing.returncode == 1
     assert "no such directory" in missing.stderr
+
+
+# The live path (no --root): useradd and chown on the running system's /etc, the config
+# checked as the service user. Run in a private mount namespace where /etc, /opt, /var and
+# /usr/local are copy-on-write overlays and /run/systemd is hidden: the host is not touched.
+LIVE = r"""
+set -eu
+for d in etc opt var usr/local; do
+    mkdir -p "$BASE/up/$d" "$BASE/work/$d"
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$BASE/up/$d,workdir=$BASE/work/$d" "/$d"
+done
+mount -t tmpfs tmpfs /run/systemd 2>/dev/null || mount -t tmpfs tmpfs /run
+# The dependencies, for the service user too: this checkout's, without streetgate itself.
+install -d -m 0755 /opt/deps
+for entry in "$SITE"/*; do
+    case "${entry##*/}" in
+        streetgate*|_editable_impl_streetgate*|__editable__*) ;;
+        *) ln -s "$entry" /opt/deps/ ;;
+    esac
+done
+"$INSTALL" --python "$PY" --from "$WHEEL" > "$BASE/1.out"
+install -m 0600 "$BASE/valid.toml" /etc/streetgate/config.toml   # as `streetgate init` leaves it
+"$INSTALL" --python "$PY" --from "$WHEEL" > "$BASE/2.out"
+"$INSTALL" --python "$PY" --from "$WHEEL" > "$BASE/3.out"
+stat -c '%U:%G %a' /etc/streetgate/config.toml /var/lib/streetgate > "$BASE/modes"
+id -nG streetgate > "$BASE/groups"
+"""
+
+
+def test_on_the_running_system_it_checks_the_config_as_the_service_user(
+    as_root: None, wheel: Path, tmp_path: Path
+) -> None:
+    # The service's Python must be one the service user may run (not one under /root), with
+    # the same minor version, so the dependencies of this checkout's .venv fit it.
+    python = Path("/usr/bin/python3")
+    probe = subprocess.run(
+        [str(python), "-c", "import ensurepip, venv, sys; print(sys.version_info[:2])"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if probe.stdout.strip() != str(sys.version_info[:2]):
+        pytest.fail(f"needs {python} with venv, Python {sys.version_info[:2]}: {probe}")
+    base = tmp_path / "live"
+    base.mkdir()
+    (base / "valid.toml").write_text(
+        'gateway_id = "pole-17"\n[mqtt]\nhost = "mqtt.city.example"\n'
+        '[outbox]\npath = "/var/lib/streetgate/outbox.db"\n'
+    )
+    site = subprocess.run(
+        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    env = {
+        **os.environ,
+        "BASE": str(base), "INSTALL": str(INSTALL), "PY": str(python), "WHEEL": str(wheel),
+        "PIP_NO_DEPS": "1", "SITE": site, "PYTHONPATH": "/opt/deps",
+    }  # fmt: skip
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "bash", "-c", LIVE],
+        capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first, second, third = ((base / f"{i}.out").read_text() for i in (1, 2, 3))
+    assert "install: creating the system user streetgate" in first
+    assert "sudo streetgate init /etc/streetgate/config.toml --force" in first
+    assert "install: setting /etc/streetgate/config.toml to root:streetgate 0640" in second
+    assert "install: config valid; systemd is not running here" in second, result.stderr
+    assert third.splitlines()[-1] == "install: done: 0 change(s)"
+    assert "config valid" in third
+    assert (base / "modes").read_text().split("\n")[:2] == [
+        "root:streetgate 640",
+        "streetgate:streetgate 750",
+    ]
+    assert "dialout" in (base / "groups").read_text().split()
+    # and the host has no such user
+    assert subprocess.run(["id", "streetgate"], capture_output=True, check=False).returncode != 0
