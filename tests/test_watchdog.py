@@ -70,7 +70,8 @@ def test_a_wedged_outbox_thread_stops_the_pings_and_the_heartbeat_says_why(
             watchdog = Watchdog(notifier, [outbox_probe(outbox)], heartbeat=beat_file, clock=clock)
             await outbox.put_many(readings(10))
             assert await watchdog.beat()
-            await until(lambda: outbox.last_seq == 10)
+            await until(lambda: outbox.progress() is None)  # committed, and back on the loop
+            assert outbox.last_seq == 10
             assert listener.drain() == [{"WATCHDOG": "1"}, {"STATUS": "running"}]
 
             # Wedge the database thread (the outbox's only worker) as a stuck disk would.
@@ -79,7 +80,8 @@ def test_a_wedged_outbox_thread_stops_the_pings_and_the_heartbeat_says_why(
             assert outbox._executor is not None  # the test reaches the outbox's thread
             outbox._executor.submit(gate.wait, 30)
             await outbox.put_many(readings(5, start=10))
-            await until(lambda: outbox.progress() is not None)
+            # From here the commit count stays put: the next commit cannot finish.
+            assert outbox.progress() is not None
             assert await watchdog.beat()  # just wedged: within the allowance
             clock.now += OUTBOX_ALLOWANCE + 1
             assert not await watchdog.beat()
@@ -95,7 +97,8 @@ def test_a_wedged_outbox_thread_stops_the_pings_and_the_heartbeat_says_why(
             assert "outbox:commit" in verdict.reason
 
             gate.set()  # the disk answers again: the commit finishes, pings resume
-            await until(lambda: outbox.last_seq == 15)
+            await until(lambda: outbox.progress() is None)
+            assert outbox.last_seq == 15
             assert await watchdog.beat()
             assert {"WATCHDOG": "1"} in listener.drain()
             beat = await asyncio.to_thread(read_heartbeat, beat_file)
