@@ -183,7 +183,8 @@ def plan_reads(
 
 
 def decode_block(block: ReadBlock, registers: Sequence[int]) -> list[Sample]:
-    """Decode every metric of a block from the registers the device returned."""
+    """Decode every metric of a block from the registers the device returned; a metric whose
+    raw value is its ``missing`` sentinel gives no sample."""
     if len(registers) < block.count:
         raise ValueError(
             f"expected {block.count} registers from address {block.address}, got {len(registers)}"
@@ -206,5 +207,7 @@ def decode_block(block: ReadBlock, registers: Sequence[int]) -> list[Sample]:
                 metric.word_order,
                 metric.byte_order,
             )
+        if raw == metric.missing:
+            continue  # the device says it has no valid value for this metric now
         samples.append(Sample(metric.name, scaled(metric, raw), metric.unit))
     return samples

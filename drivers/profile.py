@@ -99,6 +99,9 @@ class MetricSpec(BaseModel):
     scale: float = Field(default=1.0, allow_inf_nan=False)
     offset: float = Field(default=0.0, allow_inf_nan=False)
     unit: str = ""
+    # The raw value (before scale and offset) a device gives when it has no valid reading,
+    # e.g. 65535 for a uint16; a metric holding it is left out of the poll's readings.
+    missing: int | None = None
 
     @property
     def count(self) -> int:
@@ -118,6 +121,15 @@ class MetricSpec(BaseModel):
             raise ValueError(
                 f"a {self.type.value} at address {self.address} runs past register 65535"
             )
+        if self.missing is not None:
+            bounds = self.type.int_range
+            if bounds is None:
+                raise ValueError(f"missing: only integer types have a sentinel, not {self.type}")
+            if not bounds[0] <= self.missing <= bounds[1]:
+                raise ValueError(
+                    f"missing: {self.missing} is not a {self.type.value} "
+                    f"(expected {bounds[0]}..{bounds[1]})"
+                )
         return self
 
 

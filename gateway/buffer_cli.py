@@ -35,7 +35,7 @@ from gateway.buffer_store import (
     purge,
     reading_fields,
 )
-from gateway.config import GatewayConfig
+from gateway.cli_common import ConfigOption, err, load_or_exit
 from gateway.config_devices import device_names
 from gateway.errors import StoreError
 from gateway.exit_codes import ExitCode
@@ -58,38 +58,23 @@ class ExportFormat(StrEnum):
     JSONL = "jsonl"
 
 
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=False)
-]
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-def _load(config: Path) -> GatewayConfig:
-    from gateway.cli import load_or_exit  # noqa: PLC0415 - gateway.cli imports this module
-
-    return load_or_exit(config)
-
-
 @contextlib.contextmanager
 def _outbox_errors() -> Iterator[None]:
     """Outbox errors become one message on stderr and the command's exit code."""
     try:
         yield
     except OutboxMissing as exc:
-        _err(f"streetgate: {exc} (outbox.path in the config)")
+        err(f"streetgate: {exc} (outbox.path in the config)")
         raise typer.Exit(ExitCode.NOT_FOUND) from exc
     except OutboxDamaged as exc:
-        _err(
+        err(
             f"streetgate: {exc}. It was left untouched. When the gateway next starts it moves"
             f" the file aside as {exc.path.name}.corrupt-<time> (it never deletes it) and starts"
             " a fresh outbox; copy the file off first if its readings matter."
         )
         raise typer.Exit(ExitCode.DAMAGED) from exc
     except StoreError as exc:
-        _err(f"streetgate: {exc}")
+        err(f"streetgate: {exc}")
         raise typer.Exit(ExitCode.FAILURE) from exc
 
 
@@ -191,7 +176,7 @@ def status(
     ] = False,
 ) -> None:
     """Depth, sequence range, age, size, drops and purges of the outbox; the forwarder's state."""
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     path = cfg.outbox.path
     with _outbox_errors():
         current = buffer_status(path)
@@ -275,14 +260,14 @@ def export(  # noqa: PLR0917 - one parameter per CLI option
     ] = False,
 ) -> None:
     """Every stored reading in sequence order, as CSV or JSON lines; never changes the outbox."""
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     path = cfg.outbox.path
     if output is not None and output.exists() and not force:
-        _err(f"streetgate: {output} exists; add --force to overwrite it")
+        err(f"streetgate: {output} exists; add --force to overwrite it")
         raise typer.Exit(ExitCode.DECLINED)
     known = {name for d in cfg.devices for name in device_names(d)}
     if device is not None and device not in known:
-        _err(f"note: no device {device!r} in {config}; exporting its stored readings if any")
+        err(f"note: no device {device!r} in {config}; exporting its stored readings if any")
     with (
         _outbox_errors(),
         exporting(path, since_seq=since_seq, device=device) as rows,
@@ -298,11 +283,11 @@ def export(  # noqa: PLR0917 - one parameter per CLI option
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(ExitCode.OK) from None
         except OSError as exc:
-            _err(f"streetgate: cannot write {output}: {exc.strerror}")
+            err(f"streetgate: cannot write {output}: {exc.strerror}")
             raise typer.Exit(ExitCode.FAILURE) from exc
     where = "" if output is None else f" to {output}"
     span = f" (seq {first}..{last})" if count else ""
-    _err(f"exported {count:,} readings{span}{where}")
+    err(f"exported {count:,} readings{span}{where}")
 
 
 # -- purge ----------------------------------------------------------------------------------
@@ -329,38 +314,36 @@ def purge_command(
     ] = None,
 ) -> None:
     """Delete stored readings (all, or up to --upto-seq) after confirmation; counted as purged."""
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     path = cfg.outbox.path
     with _outbox_errors():
         plan = plan_purge(path, upto_seq)
     if plan.count == 0 or plan.last_seq is None:
-        _err(
-            "nothing to purge: no stored readings" + (f" up to seq {upto_seq}" if upto_seq else "")
-        )
+        err("nothing to purge: no stored readings" + (f" up to seq {upto_seq}" if upto_seq else ""))
         return
     what = _describe(plan)
     view = current_view(state_path(path))
     if not yes:
         if not stdin_is_terminal():
-            _err(
+            err(
                 f"streetgate: purge would delete {what} from {path}; no terminal to confirm on:"
                 " add --yes to purge without asking. Nothing was deleted."
             )
             raise typer.Exit(ExitCode.DECLINED)
-        _err(
+        err(
             f"This deletes {what} from {path}.\n"
             "They have not been delivered to the platform and will be lost"
             " (counted as purged). "
             + ("The gateway keeps running." if view.running else f"Gateway: {view.reason}.")
         )
         if not typer.confirm("Purge them?", default=False, err=True):
-            _err("nothing was deleted")
+            err("nothing was deleted")
             raise typer.Exit(ExitCode.DECLINED)
     with _outbox_errors():
         deleted, total = purge(path, plan.last_seq)
     gone = plan.count - deleted
     note = f"; {gone:,} were delivered by the gateway meanwhile" if gone > 0 else ""
-    _err(f"purged {deleted:,} readings up to seq {plan.last_seq}{note} ({total:,} purged in total)")
+    err(f"purged {deleted:,} readings up to seq {plan.last_seq}{note} ({total:,} purged in total)")
 
 
 def register(app: typer.Typer) -> None:

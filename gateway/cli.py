@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.cli_common import err, load_or_exit
 from gateway.config import GatewayConfig, load_config
 from gateway.config_devices import describe, device_names
 from gateway.errors import ConfigError
@@ -39,14 +40,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=True)
-]
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
 
 def streetgate_version() -> str:
     """The installed package's version."""
@@ -72,15 +65,6 @@ def _streetgate(
     ] = False,
 ) -> None:
     """Edge gateway for smart-city street devices."""
-
-
-def load_or_exit(path: Path) -> GatewayConfig:
-    """Load a config for a command, or print every issue and exit with ExitCode.CONFIG."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        _err(str(exc))
-        raise typer.Exit(ExitCode.CONFIG) from exc
 
 
 def summary(config: GatewayConfig) -> str:
@@ -127,7 +111,7 @@ def validate(
         data, config = validate_json(file)
         typer.echo(json.dumps(data))
         if config is None:
-            _err(f"invalid configuration in {file}")
+            err(f"invalid configuration in {file}")
             raise typer.Exit(ExitCode.CONFIG)
         return
     config = load_or_exit(file)

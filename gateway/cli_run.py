@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from gateway.app import run_gateway
+from gateway.cli_common import load_or_exit
 from gateway.config import GatewayConfig
 from gateway.errors import StreetgateError, UnsafeKeyFile
 from gateway.exit_codes import ExitCode
@@ -34,7 +35,6 @@ async def _serve(config: GatewayConfig) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``run`` to the CLI."""
-    from gateway.cli import load_or_exit  # noqa: PLC0415 - avoid an import cycle
 
     @app.command()
     def run(

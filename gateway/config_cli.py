@@ -18,6 +18,7 @@ import typer
 from pydantic import BaseModel, SecretStr
 
 from drivers.profile import Profile, builtin_profiles, load_profile
+from gateway.cli_common import load_or_exit
 from gateway.config import GatewayConfig
 from gateway.toml_out import dumps
 
@@ -76,8 +77,6 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """The effective config after defaults (TOML, or JSON with --json), secrets masked."""
-    from gateway.cli import load_or_exit  # noqa: PLC0415 - gateway.cli imports this module
-
     data = effective_config(load_or_exit(config), redact=redact)
     typer.echo(json.dumps(data) if as_json else dumps(data), nl=as_json)
 

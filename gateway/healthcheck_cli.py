@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.cli_common import load_or_exit
 from gateway.exit_codes import ExitCode
 from gateway.watchdog import Verdict, heartbeat_path, heartbeat_verdict, read_heartbeat
 
@@ -33,7 +34,6 @@ def check(heartbeat: Path) -> Verdict:
 
 def register(app: typer.Typer) -> None:
     """Add ``healthcheck`` to the CLI."""
-    from gateway.cli import load_or_exit  # noqa: PLC0415 - avoid an import cycle
 
     @app.command()
     def healthcheck(

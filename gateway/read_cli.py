@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.cli_common import load_or_exit
 from gateway.clock import SystemClock
 from gateway.config import GatewayConfig
 from gateway.config_devices import (
@@ -122,8 +123,6 @@ def read(
     ] = BLE_LISTEN,
 ) -> None:
     """Read one device once through its real driver and print its values."""
-    from gateway.cli import load_or_exit  # noqa: PLC0415 - gateway.cli imports this module
-
     cfg = load_or_exit(config)
     found = find_device(cfg, device)
     if found is None:

@@ -30,6 +30,7 @@ from gateway.buffer_store import (
     exporting,
     reading_fields,
 )
+from gateway.cli_common import load_or_exit
 from gateway.config_devices import device_names
 from gateway.errors import StoreError
 from gateway.exit_codes import ExitCode
@@ -79,8 +80,6 @@ def tail(
     Read from the outbox every 0.2 s; while the uplink works, a reading forwarded (and so
     deleted) within one such interval is not shown.
     """
-    from gateway.cli import load_or_exit  # noqa: PLC0415 - gateway.cli imports this module
-
     cfg = load_or_exit(config)
     path = cfg.outbox.path
     known = {n for d in cfg.devices for n in device_names(d)}

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.config import GatewayConfig
+from gateway.cli_common import ConfigOption, err, load_or_exit
 from gateway.exit_codes import ExitCode
 from provisioning.creds import (
     EXPIRY_WARNING_DAYS,
@@ -30,23 +30,9 @@ from provisioning.progress import working
 
 __all__ = ["register", "show_dict"]
 
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=False)
-]
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-def _load(config: Path) -> GatewayConfig:
-    from gateway.cli import load_or_exit  # noqa: PLC0415 - gateway.cli imports this module
-
-    return load_or_exit(config)
-
 
 def _fail(exc: CredsError) -> typer.Exit:
-    _err(f"streetgate creds: {exc}")
+    err(f"streetgate creds: {exc}")
     return typer.Exit(exc.exit_code)
 
 
@@ -69,7 +55,7 @@ def init(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Make the gateway's private key (mode 0600) and a certificate signing request for it."""
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     try:
         with working(f"making a {key_type.value} private key"):
             result = init_credentials(cfg, key_type, directory, force=force)
@@ -85,14 +71,14 @@ def init(
         typer.echo(json.dumps(document))
     else:
         typer.echo(str(result.csr_file))
-    _err(f"private key: {result.key_file} (mode 0600; it never leaves this gateway)")
-    _err(
+    err(f"private key: {result.key_file} (mode 0600; it never leaves this gateway)")
+    err(
         f"certificate signing request (CN={cfg.gateway_id}): {result.csr_file}\n"
         "next: send the .csr file to the city's CA; when the signed certificate comes back run\n"
         f"  streetgate creds install -c {config} --cert SIGNED.crt [--ca CA.crt]"
     )
     if not result.configured:
-        _err(f"note: point mqtt.tls.key_file in {config} at {result.key_file}")
+        err(f"note: point mqtt.tls.key_file in {config} at {result.key_file}")
 
 
 def install(
@@ -105,7 +91,7 @@ def install(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Check a signed certificate against the key, gateway id and CA, then install it."""
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     try:
         leaf, installed = install_certificate(cfg, cert, ca, _now())
     except CredsError as exc:
@@ -120,7 +106,7 @@ def install(
     else:
         for path in installed:
             typer.echo(f"installed {path}")
-    _err(
+    err(
         f"certificate for CN={cfg.gateway_id}, valid until"
         f" {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; restart the gateway to use it"
     )
@@ -178,7 +164,7 @@ def show(
     Exits 1 when the certificate has expired or does not match the key, 5 when the key is
     readable by others.
     """
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     try:
         info = describe_certificate(cfg, _now())
     except CredsError as exc:
@@ -186,15 +172,15 @@ def show(
     typer.echo(json.dumps(show_dict(info)) if as_json else _show_text(info))
     code = ExitCode.OK
     if info.expired:
-        _err(f"the certificate expired on {info.not_after:%Y-%m-%d}: get a new one signed")
+        err(f"the certificate expired on {info.not_after:%Y-%m-%d}: get a new one signed")
         code = ExitCode.FAILURE
     elif info.days_left < EXPIRY_WARNING_DAYS:
-        _err(f"warning: the certificate expires in {info.days_left} day(s): renew it soon")
+        err(f"warning: the certificate expires in {info.days_left} day(s): renew it soon")
     if info.key_matches is False:
-        _err(f"the certificate is not for the private key {info.key_file}")
+        err(f"the certificate is not for the private key {info.key_file}")
         code = ExitCode.FAILURE
     if info.key_mode is not None and not info.key_mode_ok:
-        _err(f"the private key is readable by others: chmod 600 {info.key_file}")
+        err(f"the private key is readable by others: chmod 600 {info.key_file}")
         code = ExitCode.PERMISSION
     if code is not ExitCode.OK:
         raise typer.Exit(code)

@@ -10,11 +10,13 @@ Tests inject ``{"importer": ...}`` as the click context object to simulate a mis
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from gateway.cli_common import load_or_exit
 from provisioning.fleet import (
     DEFAULT_TIMEOUT,
     URL_ENV,
@@ -27,6 +29,8 @@ from provisioning.fleet import (
 from provisioning.progress import working
 
 __all__ = ["register", "status_dict"]
+
+T = TypeVar("T")
 
 TokenFileOption = Annotated[
     Path | None,
@@ -90,11 +94,27 @@ def _client(
         raise _fail(exc) from exc
 
 
+def _call(  # noqa: PLR0917 - the common options of every fleet command
+    ctx: typer.Context,
+    token_file: Path | None,
+    api_url: str | None,
+    timeout: float,
+    doing: str,
+    call: Callable[[FleetClient], T],
+) -> T:
+    """Make a client from the command's options and run one API call with progress shown;
+    a FleetError becomes its message and exit code."""
+    client = _client(ctx, token_file, api_url, timeout)
+    try:
+        with working(doing):
+            return call(client)
+    except FleetError as exc:
+        raise _fail(exc) from exc
+
+
 def _pairs(pairs: list[str], gateway_id_name: str, config: Path | None) -> dict[str, str]:
     values: dict[str, str] = {}
     if config is not None:
-        from gateway.cli import load_or_exit  # noqa: PLC0415 - gateway.cli imports this module
-
         values[gateway_id_name] = load_or_exit(config).gateway_id
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -132,12 +152,14 @@ def enrol(  # noqa: PLR0917 - one parameter per CLI option
     as_json: JsonOption = False,
 ) -> None:
     """Register a device in a fleet (needs a user API key) and print its UUID."""
-    client = _client(ctx, token_file, api_url, timeout)
-    try:
-        with working(f"registering a device in {fleet}"):
-            new_uuid = client.enrol(fleet, uuid, device_type)
-    except FleetError as exc:
-        raise _fail(exc) from exc
+    new_uuid = _call(
+        ctx,
+        token_file,
+        api_url,
+        timeout,
+        f"registering a device in {fleet}",
+        lambda c: c.enrol(fleet, uuid, device_type),
+    )
     if as_json:
         typer.echo(
             json.dumps({"schema": "streetgate.fleet.enrol/1", "uuid": new_uuid, "fleet": fleet})
@@ -165,12 +187,14 @@ def env_set(  # noqa: PLR0917 - one parameter per CLI option
 ) -> None:
     """Set device environment variables (read back to check); -c adds STREETGATE_GATEWAY_ID."""
     values = _pairs(pairs or [], "STREETGATE_GATEWAY_ID", config)
-    client = _client(ctx, token_file, api_url, timeout)
-    try:
-        with working(f"setting {len(values)} variable(s) on {device}"):
-            stored = client.env_set(device, values)
-    except FleetError as exc:
-        raise _fail(exc) from exc
+    stored = _call(
+        ctx,
+        token_file,
+        api_url,
+        timeout,
+        f"setting {len(values)} variable(s) on {device}",
+        lambda c: c.env_set(device, values),
+    )
     _print_values({n: stored[n] for n in values}, as_json, "streetgate.fleet.env/1")
     _err(f"set {len(values)} variable(s) on {device}; the device restarts its services to use them")
 
@@ -184,12 +208,14 @@ def env_list(  # noqa: PLR0917 - one parameter per CLI option
     as_json: JsonOption = False,
 ) -> None:
     """List the device's environment variables."""
-    client = _client(ctx, token_file, api_url, timeout)
-    try:
-        with working(f"reading the variables of {device}"):
-            values = client.env_list(device)
-    except FleetError as exc:
-        raise _fail(exc) from exc
+    values = _call(
+        ctx,
+        token_file,
+        api_url,
+        timeout,
+        f"reading the variables of {device}",
+        lambda c: c.env_list(device),
+    )
     _print_values(values, as_json, "streetgate.fleet.env/1")
 
 
@@ -207,12 +233,14 @@ def tag_set(  # noqa: PLR0917 - one parameter per CLI option
 ) -> None:
     """Set device tags (read back to check); -c adds the tag gateway_id."""
     values = _pairs(pairs or [], "gateway_id", config)
-    client = _client(ctx, token_file, api_url, timeout)
-    try:
-        with working(f"setting {len(values)} tag(s) on {device}"):
-            stored = client.tag_set(device, values)
-    except FleetError as exc:
-        raise _fail(exc) from exc
+    stored = _call(
+        ctx,
+        token_file,
+        api_url,
+        timeout,
+        f"setting {len(values)} tag(s) on {device}",
+        lambda c: c.tag_set(device, values),
+    )
     _print_values({n: stored[n] for n in values}, as_json, "streetgate.fleet.tags/1")
 
 
@@ -225,12 +253,14 @@ def tag_list(  # noqa: PLR0917 - one parameter per CLI option
     as_json: JsonOption = False,
 ) -> None:
     """List the device's tags."""
-    client = _client(ctx, token_file, api_url, timeout)
-    try:
-        with working(f"reading the tags of {device}"):
-            values = client.tag_list(device)
-    except FleetError as exc:
-        raise _fail(exc) from exc
+    values = _call(
+        ctx,
+        token_file,
+        api_url,
+        timeout,
+        f"reading the tags of {device}",
+        lambda c: c.tag_list(device),
+    )
     _print_values(values, as_json, "streetgate.fleet.tags/1")
 
 
@@ -244,12 +274,14 @@ def pin(  # noqa: PLR0917 - one parameter per CLI option
     as_json: JsonOption = False,
 ) -> None:
     """Pin the device to a release of its fleet (checked by reading the device back)."""
-    client = _client(ctx, token_file, api_url, timeout)
-    try:
-        with working(f"pinning {device} to {release}"):
-            pinned = client.pin(device, release)
-    except FleetError as exc:
-        raise _fail(exc) from exc
+    pinned = _call(
+        ctx,
+        token_file,
+        api_url,
+        timeout,
+        f"pinning {device} to {release}",
+        lambda c: c.pin(device, release),
+    )
     if as_json:
         typer.echo(
             json.dumps({"schema": "streetgate.fleet.pin/1", "uuid": device, "pinned": pinned})
@@ -298,12 +330,14 @@ def status(  # noqa: PLR0917 - one parameter per CLI option
     as_json: JsonOption = False,
 ) -> None:
     """Online status, last seen, release and pin of one device."""
-    client = _client(ctx, token_file, api_url, timeout)
-    try:
-        with working(f"reading the status of {device}"):
-            found = client.status(device)
-    except FleetError as exc:
-        raise _fail(exc) from exc
+    found = _call(
+        ctx,
+        token_file,
+        api_url,
+        timeout,
+        f"reading the status of {device}",
+        lambda c: c.status(device),
+    )
     typer.echo(json.dumps(status_dict(found)) if as_json else _status_text(found))
 
 

@@ -44,6 +44,11 @@ class Kind(StrEnum):
     ENERGY_TOTAL = "energy_total"
     TEMPERATURE = "temperature"
     HUMIDITY = "humidity"
+    PARTICULATE = "particulate"  # µg/m³ (the sensor node's PM2.5 / PM10)
+    UPTIME = "uptime"  # seconds since the device started
+    STATUS_BITS = "status_bits"  # the sensor node's status: every sensor valid
+    ERROR_CODE = "error_code"  # 0: no error
+    SAMPLE_AGE = "sample_age"  # seconds since the last sample, sampling every 10 s
     UNKNOWN = "unknown"
 
 
@@ -67,6 +72,7 @@ _UNITS: dict[str, tuple[Kind, float]] = {
     "degC": (Kind.TEMPERATURE, 1.0),
     "°C": (Kind.TEMPERATURE, 1.0),
     "%RH": (Kind.HUMIDITY, 1.0),
+    "ug/m3": (Kind.PARTICULATE, 1.0),
 }
 _NAMES = (  # fallbacks when the unit says nothing
     ("power_factor", Kind.POWER_FACTOR),
@@ -75,6 +81,10 @@ _NAMES = (  # fallbacks when the unit says nothing
     ("frequency", Kind.FREQUENCY),
     ("temp", Kind.TEMPERATURE),
     ("humid", Kind.HUMIDITY),
+    ("uptime", Kind.UPTIME),
+    ("sample_age", Kind.SAMPLE_AGE),
+    ("status", Kind.STATUS_BITS),
+    ("error", Kind.ERROR_CODE),
 )
 _PHASE = re.compile(r"^l([123])_")
 
@@ -145,6 +155,21 @@ class _Smooth:
 
     def __call__(self, t: float) -> float:
         return sum(w * math.sin(omega * t + phase) for w, omega, phase in self._waves)
+
+
+def _node_source(kind: Kind, rng: random.Random) -> Callable[[float], float] | None:
+    """Values for the sensor node's metrics (drivers/profiles/streetgate-node.toml)."""
+    if kind is Kind.PARTICULATE:
+        return _Walk(rng, 2.0, 80.0, 0.2, 1.0)
+    if kind is Kind.UPTIME:
+        return lambda t: float(int(t))
+    if kind is Kind.SAMPLE_AGE:
+        return lambda t: float(int(t) % 10)
+    if kind is Kind.STATUS_BITS:
+        return lambda t: 3.0  # PM and T/RH valid (docs/node.md)
+    if kind is Kind.ERROR_CODE:
+        return lambda t: 0.0
+    return None
 
 
 class _Walk:
@@ -286,6 +311,9 @@ class DeviceValues:
             return _Walk(rng, 5.0, 30.0, 0.02, 1.0)
         if kind is Kind.HUMIDITY:
             return _Walk(rng, 30.0, 95.0, 0.1, 1.0)
+        node = _node_source(kind, rng)
+        if node is not None:
+            return node
         lo, hi = value_range(metric)
         lo, hi = max(lo, 0.0), min(hi, 100.0)
         if lo >= hi:  # a type that cannot hold 0..100: walk over what it can hold

@@ -15,7 +15,8 @@ from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner, Result
 
 from gateway.app import pipeline
-from gateway.cli import _register_subcommands, app, load_or_exit
+from gateway.cli import _register_subcommands, app
+from gateway.cli_common import load_or_exit
 from gateway.errors import ForwardError, UnsafeKeyFile
 from gateway.exit_codes import ExitCode
 from gateway.forwarder import tls_context

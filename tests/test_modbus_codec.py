@@ -404,6 +404,35 @@ def test_decode_block_reads_each_metric_at_its_offset() -> None:
     assert values == {"a": 7.0, "b": -2.0, "c": pytest.approx(230.1, abs=1e-4)}
 
 
+def test_a_missing_value_gives_no_sample() -> None:
+    """A sentinel the profile names `missing` (the device has no valid reading) is left out;
+    the same register holding anything else, or other metrics, still decode."""
+    pm = MetricSpec(name="pm", address=0, type=DataType.UINT16, scale=0.1, missing=0xFFFF)
+    t = MetricSpec(name="t", address=1, type=DataType.INT16, scale=0.01, missing=-32768)
+    (block,) = plan_reads([pm, t])
+    assert [s.metric for s in decode_block(block, [0xFFFF, 0x8000])] == []
+    assert {s.metric: s.value for s in decode_block(block, [0xFFFF, 2150])} == {"t": 21.5}
+    assert {s.metric: s.value for s in decode_block(block, [0xFFFE, 0x8001])} == {
+        "pm": 6553.4,
+        "t": -327.67,
+    }
+
+
+@pytest.mark.parametrize(
+    ("data_type", "missing", "expected"),
+    [
+        (DataType.UINT16, 65536, "65536 is not a uint16 \\(expected 0..65535\\)"),
+        (DataType.INT16, 0xFFFF, "65535 is not a int16 \\(expected -32768..32767\\)"),
+        (DataType.FLOAT32, 0, "only integer types have a sentinel"),
+    ],
+)
+def test_missing_must_be_a_value_of_the_type(
+    data_type: DataType, missing: int, expected: str
+) -> None:
+    with pytest.raises(ValueError, match=expected):
+        MetricSpec(name="x", address=0, type=data_type, missing=missing)
+
+
 def test_decode_block_rejects_short_response() -> None:
     (block,) = plan_reads([TEMPERATURE, HUMIDITY])
     with pytest.raises(ValueError, match="expected 2 registers from address 1, got 1"):

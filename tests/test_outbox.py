@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import outbox as outbox_module
 from gateway.config import OutboxConfig
 from gateway.errors import StoreError
 from gateway.model import Quality, Reading
@@ -66,15 +67,41 @@ def test_group_commit_uses_one_transaction_per_batch(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_commit_interval_bounds_latency(tmp_path: Path) -> None:
+def test_a_burst_is_committed_once_it_ends(tmp_path: Path) -> None:
+    """A burst of answers is committed as soon as it is over, long before the interval."""
+
+    async def scenario() -> None:
+        cfg = config(tmp_path, commit_interval="1s", commit_max_readings=1000)
+        async with Outbox(cfg) as outbox:
+            task = asyncio.create_task(outbox.run(), name="outbox:commit")
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for _ in range(5):
+                await outbox.put_many(readings(3))
+            await outbox.wait_committed(0)
+            elapsed = loop.time() - start
+            await asyncio.sleep(0.05)
+            task.cancel()
+            assert elapsed < 0.9, elapsed
+            assert outbox.last_seq == 15
+            assert outbox._commits == 1  # one burst, one transaction
+
+    asyncio.run(scenario())
+
+
+def test_commit_interval_bounds_latency(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readings that keep arriving (no pause ends the burst) wait at most the interval."""
+    monkeypatch.setattr(outbox_module, "QUIET_COMMIT", 10.0)
+
     async def scenario() -> None:
         cfg = config(tmp_path, commit_interval="100ms", commit_max_readings=1000)
         async with Outbox(cfg) as outbox:
             task = asyncio.create_task(outbox.run(), name="outbox:commit")
             loop = asyncio.get_running_loop()
             start = loop.time()
-            await outbox.put_many(readings(1))
-            await outbox.wait_committed(0)
+            while outbox.last_seq == 0 and loop.time() - start < 5:
+                await outbox.put_many(readings(1))
+                await asyncio.sleep(0.01)
             elapsed = loop.time() - start
             task.cancel()
             assert 0.05 <= elapsed < 1.0, elapsed

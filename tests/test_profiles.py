@@ -55,7 +55,7 @@ SDM630_KEY_REGISTERS = {
 
 
 def test_builtin_profile_names() -> None:
-    assert builtin_profiles() == ["sdm120", "sdm630", "xy-md02"]
+    assert builtin_profiles() == ["sdm120", "sdm630", "streetgate-node", "xy-md02"]
 
 
 @pytest.mark.parametrize("name", builtin_profiles())
@@ -325,7 +325,7 @@ def test_unknown_builtin_profile() -> None:
     assert caught.value.source == "profile 'sdm999'"
     (issue,) = caught.value.issues
     assert "no built-in profile named 'sdm999'" in issue.message
-    assert "sdm120, sdm630, xy-md02" in issue.message
+    assert "sdm120, sdm630, streetgate-node, xy-md02" in issue.message
 
 
 def test_parse_profile_names_its_source() -> None:

@@ -1,0 +1,76 @@
+"""BTHome advertising: the latest sample as objects, encrypted with a counter never reused."""
+
+from sgnode import aes, bthome
+
+COUNTER_BLOCK = 1024  # counters reserved per write of the counter file
+
+
+class CounterStore:
+    """The encryption counter, never reused across reboots (the CCM nonce must be unique).
+
+    The file holds the first counter no earlier boot handed out; counters are reserved in
+    blocks of ``COUNTER_BLOCK``, one small file write per block (flash wear).
+    """
+
+    def __init__(self, path):
+        self._path = path
+        try:
+            with open(path) as f:
+                start = int(f.read().strip() or "0")
+        except (OSError, ValueError):
+            start = 0
+        self._next = start
+        self._limit = start
+
+    def take(self):
+        """The next counter (OSError when the file cannot be written)."""
+        if self._next >= self._limit:
+            limit = self._next + COUNTER_BLOCK
+            with open(self._path, "w") as f:
+                f.write(str(limit))
+            self._limit = limit
+        value = self._next
+        self._next += 1
+        return value
+
+
+def objects(r):
+    """The BTHome objects of a reading (only its valid values)."""
+    out = []
+    if r.temp_x100 is not None:
+        out.append((bthome.TEMPERATURE, r.temp_x100))
+        out.append((bthome.HUMIDITY, r.rh_x100))
+    if r.pm25_x10 is not None:
+        out.append((bthome.PM25, (r.pm25_x10 + 5) // 10))
+        out.append((bthome.PM10, (r.pm10_x10 + 5) // 10))
+    return out
+
+
+class Beacon:
+    """Sends the latest reading on the board's advertiser."""
+
+    def __init__(self, board, ble):
+        self.advertiser = board.advertiser()
+        self.interval_ms = ble.interval_s * 1000
+        self.mac = board.mac()
+        self.cipher = None
+        self.counters = None
+        if ble.key is not None:
+            self.cipher = aes.ecb(ble.key)
+            self.counters = CounterStore(board.state_dir + "/bthome_counter")
+        self.log = board.log
+
+    def send(self, reading, packet_id):
+        """One advertisement; False once BLE had to be switched off."""
+        try:
+            counter = self.counters.take() if self.counters is not None else 0
+        except OSError as exc:
+            # Without a stored counter a reboot would reuse nonces: stop encrypted adverts.
+            self.log("ble off: cannot store the encryption counter: {}".format(exc))
+            self.advertiser = None
+            return False
+        data = bthome.encode(
+            objects(reading), packet_id=packet_id, cipher=self.cipher, mac=self.mac, counter=counter
+        )
+        self.advertiser.advertise(data, self.interval_ms)
+        return True
