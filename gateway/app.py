@@ -16,9 +16,12 @@ from gateway.config import GatewayConfig
 from gateway.config_devices import POLLED_TYPES
 from gateway.forwarder import Forwarder, health_topic
 from gateway.outbox import Outbox
+from gateway.progress_probes import gateway_probes
 from gateway.scheduler import DevicePoller
+from gateway.sd_notify import Notifier
 from gateway.state_file import StateFileWriter, state_path
 from gateway.status import HealthReporter
+from gateway.watchdog import Watchdog, heartbeat_path
 
 if TYPE_CHECKING:
     from drivers.ble_common import BleBackends
@@ -64,11 +67,14 @@ async def run_gateway(
     stop: asyncio.Event,
     started: asyncio.Future[Gateway] | None = None,
     ble: BleBackends | None = None,
+    notifier: Notifier | None = None,
 ) -> None:
     """Run until ``stop`` is set; then stop polling, commit what is pending, and close.
 
     ``ble`` injects bleak backends (the BLE simulator's, in tests); None: the platform's.
+    ``notifier`` talks to systemd (gateway/sd_notify.py); None: the one the environment names.
     """
+    notifier = notifier or Notifier.from_environ()
     clock = SystemClock()
     async with pipeline(config) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
@@ -108,6 +114,24 @@ async def run_gateway(
                 state_path(config.outbox.path), gateway.health.snapshot, forwarder.stats
             )
             tasks.append(tg.create_task(state_file.run(), name="status:state-file"))
+            # systemd's watchdog and the container health check: only while loops progress.
+            watchdog = Watchdog(
+                notifier,
+                gateway_probes(
+                    config,
+                    outbox,
+                    forwarder,
+                    [
+                        (f"poll:{d.kind}:{d.name}", p, d.interval)
+                        for d, p in zip(polled, gateway.pollers.values(), strict=True)
+                    ],
+                    gateway.sources,
+                ),
+                heartbeat=heartbeat_path(config.outbox.path),
+                tasks=lambda: tasks,
+                describe=lambda: _status_line(gateway),
+            )
+            tasks.append(tg.create_task(watchdog.run(), name="status:watchdog"))
             log.info(
                 "gateway %s running: %d device(s), broker %s:%d",
                 config.gateway_id,
@@ -115,11 +139,22 @@ async def run_gateway(
                 config.mqtt.host,
                 config.mqtt.port,
             )
+            notifier.ready(_status_line(gateway))
             if started is not None:
                 started.set_result(gateway)
             await stop.wait()
             log.info("stopping: pending readings are committed before exit")
+            notifier.stopping("stopping: committing pending readings")
             for task in tasks:
                 task.cancel()
     # Pollers stop first; leaving pipeline() then stops the forwarder and the commit loop, and
     # the outbox commits whatever the pollers handed over before they stopped.
+
+
+def _status_line(gateway: Gateway) -> str:
+    """One line for ``systemctl status``."""
+    outbox = gateway.outbox
+    return (
+        f"{len(gateway.config.devices)} device(s); broker {gateway.forwarder.stats.state}; "
+        f"{outbox.last_seq - outbox.acked_seq} reading(s) to forward"
+    )

@@ -125,6 +125,7 @@ def _register_subcommands() -> None:
         cli_run,
         config_cli,
         doctor_cli,
+        healthcheck_cli,
         init_cli,
         read_cli,
         tail_cli,
@@ -143,7 +144,7 @@ def _register_subcommands() -> None:
     register_scan(app)
     creds_cli.register(app)
     fleet_cli.register(app)
-    for module in (doctor_cli, read_cli, tail_cli):
+    for module in (doctor_cli, read_cli, tail_cli, healthcheck_cli):
         module.register(app)
 
 

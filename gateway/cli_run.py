@@ -16,15 +16,12 @@ from gateway.cli_common import load_or_exit
 from gateway.config import GatewayConfig
 from gateway.errors import StreetgateError, UnsafeKeyFile
 from gateway.exit_codes import ExitCode
+from gateway.journal_log import log_handler
 
 
 def setup_logging(level: str) -> None:
-    """Log lines to stderr (journald adds its own timestamps under systemd)."""
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Log lines to stderr; under systemd with priority prefixes and without timestamps."""
+    logging.basicConfig(level=level.upper(), handlers=[log_handler(sys.stderr)])
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
@@ -41,8 +38,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def run(
-        config: Annotated[Path, typer.Option("--config", "-c", help="Gateway config file (TOML).")],
-        log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+        config: Annotated[
+            Path,
+            typer.Option(
+                "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
+            ),
+        ],
+        log_level: Annotated[
+            str, typer.Option(envvar="STREETGATE_LOG_LEVEL", help="debug, info, warning or error.")
+        ] = "info",
     ) -> None:
         """Run the gateway: poll devices, buffer readings, forward them to the broker."""
         cfg = load_or_exit(config)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from pydantic import (
 
 from gateway.config_devices import DeviceConfig, ModbusTcpDevice, device_names
 from gateway.config_types import NAME_PATTERN, Bytes, BytesOrZero, Frozen, Seconds
+from gateway.env_overlay import overlay
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.validation import issues_from_validation_error
 
@@ -124,8 +127,12 @@ def parse_config(data: dict[str, Any], source: str, base_dir: Path | None = None
     return _resolve_paths(config, base_dir) if base_dir is not None else config
 
 
-def load_config(path: Path) -> GatewayConfig:
-    """Read and validate a config file. Raises :class:`ConfigError` naming every problem."""
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read and validate a config file with the ``STREETGATE_*`` variables of ``environ``
+    (None: the process's) laid over it (gateway/env_overlay.py).
+
+    Raises :class:`ConfigError` naming every problem (a variable's by the variable's name).
+    """
     source = str(path)
     try:
         text = path.read_text("utf-8")
@@ -135,7 +142,14 @@ def load_config(path: Path) -> GatewayConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [ConfigIssue("", f"not valid TOML: {exc}")]) from exc
-    return parse_config(data, source, path.parent.resolve())
+    env = overlay(data, os.environ if environ is None else environ, GatewayConfig)
+    try:
+        config = parse_config(env.data, source, path.parent.resolve())
+    except ConfigError as exc:
+        raise env.error(source, exc.issues) from exc
+    if env.issues:
+        raise env.error(source)
+    return config
 
 
 def _resolve_paths(config: GatewayConfig, base_dir: Path) -> GatewayConfig:

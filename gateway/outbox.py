@@ -120,6 +120,8 @@ class Outbox:
         self._sent = 0  # highest sequence number handed to the broker (acked or not)
         self._ack_written = 0
         self._commits = 0
+        self._flushes = 0  # commit attempts finished (committed or refused for a full disk)
+        self._flushing = False
         self._closing = False
         self.disk_full = False
         self.quarantined: Path | None = None  # where a damaged outbox found at start went
@@ -240,6 +242,18 @@ class Outbox:
             purged=purged,
         )
 
+    @property
+    def backpressure(self) -> bool:
+        """Whether producers wait in ``put_many`` now (the queue for the next commit is full)."""
+        return len(self._pending) >= self._config.queue_size
+
+    def progress(self) -> int | None:
+        """For the watchdog: None while no reading waits and no commit runs, else a count that
+        grows with every finished commit attempt (a full disk counts: it is retried, not stuck)."""
+        if not (self._pending or self._flushing):
+            return None
+        return self._flushes
+
     # -- event-loop side of a commit ------------------------------------------------------
 
     async def _flush(self) -> None:
@@ -250,9 +264,11 @@ class Outbox:
         ack = self._acked if self._acked > self._ack_written else 0
         if not batch and not ack:
             return
+        self._flushing = True
         try:
             first, dropped_now = await self._in_db(self._write, batch, ack)
         except OutboxFull:
+            self._flushes += 1
             # Nothing committed; keep the batch (in memory, bounded by queue_size) and retry
             # after a pause: acknowledged readings being deleted will free space.
             self._pending[:0] = batch
@@ -266,6 +282,9 @@ class Outbox:
             self.disk_full = True
             await asyncio.sleep(DISK_FULL_RETRY)
             return
+        finally:
+            self._flushing = False
+        self._flushes += 1
         if self.disk_full:
             log.warning("outbox %s: writing again after the disk was full", self._config.path)
             self.disk_full = False

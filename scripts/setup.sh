@@ -25,6 +25,7 @@ if [[ ",$extras," == *,dev,* ]]; then
     command -v openssl >/dev/null || need_apt+=(openssl)  # TLS tests make certificates
     # the fault suite jumps the gateway's wall clock with libfaketime
     ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
+    command -v systemd-analyze >/dev/null || need_apt+=(systemd)  # verifies deploy/systemd's unit
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     need_apt+=(python3-venv)
