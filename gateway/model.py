@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Quality(StrEnum):
@@ -19,18 +20,20 @@ class Quality(StrEnum):
     CLOCK_UNSYNCED = "clock_unsynced"
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One metric value as a driver decoded it, before it is stamped and stored."""
+class Sample(NamedTuple):
+    """One metric value as a driver decoded it, before it is stamped and stored.
+
+    A named tuple rather than a frozen dataclass, like :class:`Reading`: made for every value
+    of every poll, and a frozen dataclass's ``__init__`` costs three times as much."""
 
     metric: str
     value: float
     unit: str
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """A stamped sample on its way to the outbox.
+class Reading(NamedTuple):
+    """A stamped sample on its way to the outbox (immutable; a named tuple for speed: at
+    BLE rates the gateway makes ~175,000 a second).
 
     ``ts_ms`` is wall-clock UTC in milliseconds since the epoch. The gateway-wide sequence
     number is assigned by the outbox when the reading is committed, so it is not part of
