@@ -1,0 +1,211 @@
+"""Put a verified firmware bundle and node.json on a MicroPython board through mpremote.
+
+Uses mpremote's transport (the same code as the ``mpremote`` command, pinned to 1.29.0) on one
+connection: interrupt the running program, enter the raw REPL without a soft reset (the unix
+port exits on one), check the board is MicroPython, write each file, read back its SHA-256 on
+the board, then reset and wait until the board prints something again. mpremote's and pyserial's
+exceptions are translated here into :class:`~gateway.errors.BoardError` subclasses.
+
+Paths on the board are relative to its working directory: ``/`` on a real board (the deploy
+changes there first), the board directory on the unix port (the virtual board).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import serial  # type: ignore[import-untyped]
+from mpremote.transport import TransportError, TransportExecError  # type: ignore[import-untyped]
+from mpremote.transport_serial import SerialTransport  # type: ignore[import-untyped]
+
+from firmware.bundle import sha256_hex
+from gateway.errors import (
+    BoardDidNotReturn,
+    BoardError,
+    BoardNotFound,
+    CopyMismatch,
+    NotMicroPython,
+)
+
+__all__ = ["BAUDRATE", "DeployResult", "Progress", "deploy", "open_console"]
+
+BAUDRATE = 115200
+CHUNK = 256  # bytes per raw-REPL write, mpremote's own default
+#: ``progress(path, bytes of this file written so far, size of this file)``
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DeployResult:
+    """What a deploy did: files copied (path -> SHA-256) and the board's first words after it."""
+
+    port: str
+    platform: str
+    files: dict[str, str]
+    boot_output: str
+
+
+def open_console(port: str, timeout: float = 0.2) -> Any:
+    """Open ``port`` (a device path or a pyserial URL) for reading the console."""
+    try:
+        return serial.serial_for_url(port, baudrate=BAUDRATE, timeout=timeout)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise BoardNotFound(port, f"cannot open the port: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _transport(port: str, timeout: float) -> Iterator[Any]:
+    quiet = io.StringIO()  # mpremote prints raw bytes on stdout when it gives up
+    try:
+        with contextlib.redirect_stdout(quiet):
+            transport = SerialTransport(port, baudrate=BAUDRATE, timeout=timeout)
+    except (TransportError, serial.SerialException, OSError, ValueError) as exc:
+        raise BoardNotFound(port, f"cannot open the port: {exc}") from exc
+    try:
+        yield transport
+    finally:
+        with contextlib.suppress(OSError, serial.SerialException):
+            transport.close()
+
+
+def _enter_raw_repl(transport: Any, port: str, timeout: float) -> str:
+    """Interrupt the program, enter the raw REPL, return ``sys.platform`` (MicroPython only)."""
+    quiet = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(quiet):
+            transport.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
+            name = transport.exec("import sys\nprint(sys.implementation.name, sys.platform)")
+    except (TransportError, serial.SerialException, OSError) as exc:
+        heard = quiet.getvalue().strip()[-120:]
+        raise NotMicroPython(
+            port,
+            "no MicroPython raw REPL answered (is it a MicroPython board, is another program"
+            f" using the port?){f'; it sent: {heard}' if heard else ''}",
+        ) from exc
+    answer = bytes(name).decode(errors="replace").strip()
+    implementation, _, platform = answer.partition(" ")
+    if implementation != "micropython":
+        raise NotMicroPython(port, f"the board runs {implementation!r}, not MicroPython")
+    return platform
+
+
+def _run(transport: Any, port: str, code: str, what: str) -> bytes:
+    try:
+        return bytes(transport.exec(code))
+    except TransportExecError as exc:
+        last = exc.error_output.strip().splitlines()[-1:] or ["(no message)"]
+        raise BoardError(port, f"{what} failed on the board: {last[0]}") from exc
+    except (TransportError, serial.SerialException, OSError) as exc:
+        raise BoardError(port, f"{what}: the board stopped answering ({exc})") from exc
+
+
+def _make_dirs(transport: Any, port: str, path: str, made: set[str]) -> None:
+    parts = path.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        directory = "/".join(parts[:depth])
+        if directory in made:
+            continue
+        _run(
+            transport,
+            port,
+            f"import os\ntry:\n os.mkdir({directory!r})\nexcept OSError as e:\n"
+            f" if e.errno != 17:\n  raise",
+            f"making directory {directory}",
+        )
+        made.add(directory)
+
+
+def _write(transport: Any, port: str, path: str, data: bytes, progress: Progress) -> None:
+    _run(transport, port, f"f=open({path!r},'wb')\nw=f.write", f"opening {path}")
+    progress(path, 0, len(data))
+    for start in range(0, len(data), CHUNK):
+        chunk = data[start : start + CHUNK]
+        _run(transport, port, f"w({chunk!r})", f"writing {path}")
+        progress(path, start + len(chunk), len(data))
+    _run(transport, port, "f.close()\ndel f, w", f"closing {path}")
+
+
+def _board_sha256(transport: Any, port: str, path: str) -> str:
+    code = (
+        "import hashlib\nh=hashlib.sha256()\nb=bytearray(256)\n"
+        f"with open({path!r},'rb') as f:\n while True:\n  n=f.readinto(b)\n  if not n:\n   break\n"
+        "  h.update(b[:n])\nprint(h.digest().hex())\ndel h, b"
+    )
+    return _run(transport, port, code, f"hashing {path}").decode().strip()
+
+
+def _wait_for_boot(transport: Any, port: str, timeout: float) -> str:
+    """After the reset command: the board's first output, reopening the port if it went away.
+
+    A raw-REPL end marker (0x04) means the board answered instead of resetting.
+    """
+    deadline = time.monotonic() + timeout
+    console = transport.serial
+    heard = bytearray()
+    while time.monotonic() < deadline:
+        try:
+            if console is None:
+                console = serial.serial_for_url(port, baudrate=BAUDRATE, timeout=0.2)
+            console.timeout = 0.2
+            heard += console.read(512)
+        except (serial.SerialException, OSError):
+            # A native-USB board drops off the bus while it resets: wait for it to come back.
+            with contextlib.suppress(serial.SerialException, OSError):
+                if console is not None and console is not transport.serial:
+                    console.close()
+            console = None
+            time.sleep(0.2)
+            continue
+        if b"\x04" in heard:
+            text = heard.replace(b"\x04", b"\n").decode(errors="replace").strip()
+            raise BoardDidNotReturn(port, f"the board did not reset; it answered: {text[-200:]}")
+        if heard.strip():
+            # Let the first line finish, for the report.
+            with contextlib.suppress(serial.SerialException, OSError):
+                heard += console.read(256)
+            if console is not transport.serial:
+                console.close()
+            return bytes(heard).decode(errors="replace").strip()
+    raise BoardDidNotReturn(
+        port, f"the board printed nothing within {timeout:g} s of its reset (did not come back)"
+    )
+
+
+def deploy(
+    port: str,
+    files: Mapping[str, bytes],
+    *,
+    progress: Progress | None = None,
+    timeout: float = 5.0,
+    boot_timeout: float = 10.0,
+) -> DeployResult:
+    """Copy ``files`` (board path -> bytes) to the board at ``port``, verify each, reset.
+
+    ``timeout`` bounds the wait for the raw REPL; ``boot_timeout`` the wait for the board's
+    first output after the reset.
+    """
+    report = progress or (lambda _path, _done, _size: None)
+    copied: dict[str, str] = {}
+    with _transport(port, timeout) as transport:
+        platform = _enter_raw_repl(transport, port, timeout)
+        if platform != "linux":  # a real board: files live at the root of its filesystem
+            _run(transport, port, "import os\nos.chdir('/')", "changing to /")
+        made: set[str] = set()
+        for path, data in files.items():
+            _make_dirs(transport, port, path, made)
+            _write(transport, port, path, data, report)
+            expected, actual = sha256_hex(data), _board_sha256(transport, port, path)
+            if actual != expected:
+                raise CopyMismatch(port, path, expected, actual)
+            copied[path] = actual
+        try:
+            transport.exec_raw_no_follow("import machine\nmachine.reset()")
+        except (TransportError, serial.SerialException, OSError) as exc:
+            raise BoardError(port, f"sending the reset failed: {exc}") from exc
+        boot_output = _wait_for_boot(transport, port, boot_timeout)
+    return DeployResult(port, platform, copied, boot_output)

