@@ -164,7 +164,8 @@ class VirtualBoard:
         self._support = tempfile.TemporaryDirectory(prefix="streetgate-board-")
         support = Path(self._support.name)
         (support / "machine.py").write_text(_MACHINE_PY)
-        (support / "_sgboot.py").write_text(_BOOT_PY.format(faults=sorted(self.faults)))
+        faults = sorted(fault.value for fault in self.faults)
+        (support / "_sgboot.py").write_text(_BOOT_PY.format(faults=faults))
         self._server = await asyncio.start_server(self._on_client, self._host, self._port)
         host, port = self._server.sockets[0].getsockname()[:2]
         self.url = f"socket://{host}:{port}"
@@ -223,7 +224,6 @@ class VirtualBoard:
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
         os.set_blocking(master, False)
         loop = asyncio.get_running_loop()
-        self._send(f"\r\nstreetgate virtual board: boot {self.boots + 1} ({self.last_reset})\r\n")
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -242,10 +242,12 @@ class VirtualBoard:
         finally:
             os.close(slave)
         self._master = master
-        loop.add_reader(master, self._on_output, master)
         async with self._booted:
             self.boots += 1
             self._booted.notify_all()
+        # The banner goes out before anything the interpreter prints: both run on this loop.
+        self._send(f"\r\nstreetgate virtual board: boot {self.boots} ({self.last_reset})\r\n")
+        loop.add_reader(master, self._on_output, master)
         try:
             return await process.wait()
         finally:

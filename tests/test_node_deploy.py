@@ -1,0 +1,306 @@
+"""`streetgate node deploy|monitor` with the real mpremote against a virtual board: MicroPython's
+unix port on a pty behind a TCP socket (simulator/board.py), its filesystem a temp directory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from firmware.release import DEFAULT_SOURCE, collect_files, make_key_pair
+from gateway.cli import _register_subcommands, app
+from gateway.exit_codes import ExitCode
+from simulator.board import BoardFault, VirtualBoard, find_micropython
+from tests.sim_thread import in_thread
+
+_register_subcommands()
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "node_firmware"
+
+try:
+    find_micropython()
+except FileNotFoundError:  # pragma: no cover - the unix port has x86_64 Linux wheels only
+    pytest.skip("MicroPython's unix port is not installed", allow_module_level=True)
+
+
+def node(*args: str) -> Result:
+    return CliRunner().invoke(app, ["node", *args])
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(bundle of the fixture firmware, its public key, the private key)."""
+    keys = tmp_path_factory.mktemp("keys")
+    pair = make_key_pair(keys / "release.key")
+    bundle = keys / "node-fixture.tar"
+    result = node(
+        "release",
+        str(FIXTURE),
+        "--version",
+        "0.1.0",
+        "--key",
+        str(pair.private_file),
+        "--out",
+        str(bundle),
+    )
+    assert result.exit_code == ExitCode.OK, result.output
+    return bundle, pair.public_file, pair.private_file
+
+
+@contextlib.contextmanager
+def board_at(root: Path, *faults: BoardFault) -> Iterator[VirtualBoard]:
+    with in_thread(lambda: VirtualBoard(root, faults=frozenset(faults))) as board:
+        yield board
+
+
+def deploy(board_url: str, bundle: Path, key: Path, *extra: str) -> Result:
+    return node(
+        "deploy",
+        "--port",
+        board_url,
+        "--bundle",
+        str(bundle),
+        "--release-key",
+        str(key),
+        "--node-id",
+        "pole-17-aq",
+        "--timeout",
+        "5",
+        "--boot-timeout",
+        "5",
+        *extra,
+    )
+
+
+def board_files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_deploy_copies_verifies_resets_and_the_node_runs(release, tmp_path: Path) -> None:
+    bundle, public, _ = release
+    with board_at(tmp_path / "flash") as board:
+        result = deploy(board.url, bundle, public, "--ble", "--ble-key", "generate", "--json")
+        assert result.exit_code == ExitCode.OK, result.output
+        report = json.loads(result.stdout)
+        on_board = board_files(board.root)
+        expected = collect_files(FIXTURE)
+        assert set(on_board) == set(expected) | {"node.json"}
+        for path, data in expected.items():
+            assert on_board[path] == data, path
+            assert report["files"][path] == hashlib.sha256(data).hexdigest()
+        node_json = json.loads(on_board["node.json"])
+        assert node_json == report["node"]
+        assert node_json["node_id"] == "pole-17-aq"
+        assert len(node_json["ble"]["key"]) == 32
+        assert report["version"] == "0.1.0"
+        assert board.boots == 2
+        assert board.last_reset == "machine.reset"
+        assert "boot 2 (machine.reset)" in report["boot_output"]
+
+        # The node's main.py runs after the reset: it read node.json and ticks.
+        watched = node("monitor", "--port", board.url, "--seconds", "1.5")
+        assert watched.exit_code == ExitCode.OK, watched.output
+        assert "tick " in watched.stdout
+        assert "\r" not in watched.stdout
+
+
+def test_deploying_again_replaces_the_files_and_the_config(release, tmp_path: Path) -> None:
+    bundle, public, _ = release
+    with board_at(tmp_path / "flash") as board:
+        assert deploy(board.url, bundle, public).exit_code == ExitCode.OK
+        (board.root / "sgnode" / "app.py").write_text("broken = (\n")  # a damaged file
+        again = deploy(board.url, bundle, public, "--node-id", "pole-18", "--unit-id", "7")
+        assert again.exit_code == ExitCode.OK, again.output
+        assert "deployed 0.1.0" in again.stdout
+        assert (board.root / "sgnode" / "app.py").read_bytes() == (
+            FIXTURE / "sgnode" / "app.py"
+        ).read_bytes()
+        config = json.loads((board.root / "node.json").read_text())
+        assert (config["node_id"], config["modbus"]["unit_id"]) == ("pole-18", 7)
+        assert board.boots == 3
+
+
+@pytest.mark.skipif(
+    not (DEFAULT_SOURCE / "main.py").exists(), reason="firmware/node is not on this branch yet"
+)
+def test_the_real_node_firmware_deploys(release, tmp_path: Path) -> None:
+    _, public, private = release
+    bundle = tmp_path / "node.tar"
+    made = node("release", "--version", "0.0.0-test", "--key", str(private), "--out", str(bundle))
+    assert made.exit_code == ExitCode.OK, made.output
+    with board_at(tmp_path / "flash") as board:
+        result = deploy(board.url, bundle, public)
+        assert result.exit_code == ExitCode.OK, result.output
+        on_board = board_files(board.root)
+        for path, data in collect_files(DEFAULT_SOURCE).items():
+            assert on_board[path] == data, path
+
+
+def test_a_bundle_signed_with_another_key_is_refused_before_the_board_is_touched(
+    release, tmp_path: Path
+) -> None:
+    bundle, _, _ = release
+    other = make_key_pair(tmp_path / "other.key")
+    with board_at(tmp_path / "flash") as board:
+        result = deploy(board.url, bundle, other.public_file)
+        assert result.exit_code == ExitCode.DECLINED
+        assert "signature does not verify" in result.stderr
+        assert board_files(board.root) == {}
+        assert board.boots == 1
+
+
+def test_a_damaged_bundle_is_refused(release, tmp_path: Path) -> None:
+    bundle, public, _ = release
+    damaged = tmp_path / "damaged.tar"
+    data = bundle.read_bytes()
+    marker = b"FIXTURE_VERSION"
+    damaged.write_bytes(data.replace(marker, marker.lower(), 1))
+    result = deploy("socket://127.0.0.1:9", damaged, public)
+    assert result.exit_code == ExitCode.DAMAGED
+    assert "sgnode/app.py" in result.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("port", ["/dev/ttyNOSUCHBOARD", "socket://127.0.0.1:{closed}"])
+def test_a_missing_port_is_unreachable(release, port: str) -> None:
+    bundle, public, _ = release
+    port = port.format(closed=_closed_port())
+    result = deploy(port, bundle, public)
+    assert result.exit_code == ExitCode.UNREACHABLE
+    assert f"{port}: cannot open the port" in result.stderr
+    watched = node("monitor", "--port", port, "--seconds", "0.1")
+    assert watched.exit_code == ExitCode.UNREACHABLE
+
+
+class Modem:
+    """Something else on a serial line: answers every line with OK, like an AT modem."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Modem:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"socket://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(256):
+                writer.write(b"\r\nOK\r\n")
+        writer.close()
+
+
+def test_something_that_is_not_micropython_is_named(release) -> None:
+    bundle, public, _ = release
+    with in_thread(Modem) as modem:
+        result = node(
+            "deploy",
+            "--port",
+            modem.url,
+            "--bundle",
+            str(bundle),
+            "--release-key",
+            str(public),
+            "--node-id",
+            "n1",
+            "--timeout",
+            "1",
+        )
+    assert result.exit_code == ExitCode.FAILURE
+    assert "no MicroPython raw REPL answered" in result.stderr
+    assert "OK" in result.stderr  # what it heard
+    assert result.stdout == ""
+
+
+def test_a_copy_that_arrives_damaged_is_caught_by_its_hash(release, tmp_path: Path) -> None:
+    bundle, public, _ = release
+    with board_at(tmp_path / "flash", BoardFault.CORRUPT_WRITES) as board:
+        result = deploy(board.url, bundle, public)
+        assert result.exit_code == ExitCode.DAMAGED
+        assert "main.py on the board has SHA-256" in result.stderr
+        assert board.boots == 1  # not reset into a damaged firmware
+
+
+def test_a_board_that_does_not_come_back_is_reported(release, tmp_path: Path) -> None:
+    bundle, public, _ = release
+    with board_at(tmp_path / "flash", BoardFault.NO_REBOOT) as board:
+        result = node(
+            "deploy",
+            "--port",
+            board.url,
+            "--bundle",
+            str(bundle),
+            "--release-key",
+            str(public),
+            "--node-id",
+            "n1",
+            "--boot-timeout",
+            "1",
+        )
+        assert result.exit_code == ExitCode.UNREACHABLE
+        assert "did not come back" in result.stderr
+        assert board_files(board.root)["node.json"]  # the copy itself went through
+
+
+def test_the_release_key_can_come_from_the_environment(release, tmp_path: Path) -> None:
+    bundle, public, _ = release
+    with board_at(tmp_path / "flash") as board:
+        result = CliRunner().invoke(
+            app,
+            ["node", "deploy", "-p", board.url, "-b", str(bundle), "--node-id", "n1"],
+            env={"STREETGATE_RELEASE_KEY": str(public)},
+        )
+        assert result.exit_code == ExitCode.OK, result.output
+        assert "\x1b[" not in result.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_the_board_can_be_driven_by_the_mpremote_command(tmp_path: Path) -> None:
+    mpremote = shutil.which("mpremote")
+    assert mpremote is not None
+    with board_at(tmp_path / "flash") as board:
+        import subprocess  # noqa: PLC0415
+
+        done = subprocess.run(
+            [
+                mpremote,
+                "connect",
+                board.url,
+                "resume",
+                "exec",
+                "print(sum(range(10)))",
+                "+",
+                "fs",
+                "cp",
+                str(FIXTURE / "main.py"),
+                ":copied.py",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "45" in done.stdout
+        assert (board.root / "copied.py").read_bytes() == (FIXTURE / "main.py").read_bytes()
