@@ -3,8 +3,10 @@
 Uses mpremote's transport (the same code as the ``mpremote`` command, pinned to 1.29.0) on one
 connection: interrupt the running program, enter the raw REPL without a soft reset (the unix
 port exits on one), check the board is MicroPython, write each file, read back its SHA-256 on
-the board, then reset and wait until the board prints something again. mpremote's and pyserial's
-exceptions are translated here into :class:`~gateway.errors.BoardError` subclasses.
+the board, then reset and wait until the board prints something again. Files are copied as
+``<path>.new`` and verified; only when all are good are they moved over the old ones, so a
+failed copy leaves the old firmware whole. mpremote's and pyserial's exceptions are translated
+here into :class:`~gateway.errors.BoardError` subclasses.
 
 Paths on the board are relative to its working directory: ``/`` on a real board (the deploy
 changes there first), the board directory on the unix port (the virtual board).
@@ -36,6 +38,7 @@ __all__ = ["BAUDRATE", "DeployResult", "Progress", "deploy", "open_console"]
 
 BAUDRATE = 115200
 CHUNK = 256  # bytes per raw-REPL write, mpremote's own default
+STAGED = ".new"  # a file is copied and checked under this suffix, then moved into place
 #: ``progress(path, bytes of this file written so far, size of this file)``
 Progress = Callable[[str, int, int], None]
 
@@ -139,6 +142,24 @@ def _board_sha256(transport: Any, port: str, path: str) -> str:
     return _run(transport, port, code, f"hashing {path}").decode().strip()
 
 
+def _discard(transport: Any, staged: list[str]) -> None:
+    """Best effort: remove the staged copies of a deploy that failed (the old files stay)."""
+    names = [path + STAGED for path in staged]
+    code = f"import os\nfor n in {names!r}:\n try:\n  os.remove(n)\n except OSError:\n  pass"
+    with contextlib.suppress(TransportError, serial.SerialException, OSError):
+        transport.exec(code)
+
+
+def _commit(transport: Any, port: str, staged: list[str]) -> None:
+    """Move every verified copy over its file, in one command (the old firmware stays whole
+    until every new file is on the board and checked)."""
+    code = (
+        f"import os\nfor n in {staged!r}:\n try:\n  os.remove(n)\n except OSError:\n  pass\n"
+        f" os.rename(n + {STAGED!r}, n)"
+    )
+    _run(transport, port, code, "moving the new files into place")
+
+
 def _wait_for_boot(transport: Any, port: str, timeout: float) -> str:
     """After the reset command: the board's first output, reopening the port if it went away.
 
@@ -196,13 +217,21 @@ def deploy(
         if platform != "linux":  # a real board: files live at the root of its filesystem
             _run(transport, port, "import os\nos.chdir('/')", "changing to /")
         made: set[str] = set()
-        for path, data in files.items():
-            _make_dirs(transport, port, path, made)
-            _write(transport, port, path, data, report)
-            expected, actual = sha256_hex(data), _board_sha256(transport, port, path)
-            if actual != expected:
-                raise CopyMismatch(port, path, expected, actual)
-            copied[path] = actual
+        staged: list[str] = []
+        try:
+            for path, data in files.items():
+                _make_dirs(transport, port, path, made)
+                staged.append(path)
+                _write(transport, port, path + STAGED, data, report)
+                expected = sha256_hex(data)
+                actual = _board_sha256(transport, port, path + STAGED)
+                if actual != expected:
+                    raise CopyMismatch(port, path, expected, actual)
+                copied[path] = actual
+        except BoardError:
+            _discard(transport, staged)
+            raise
+        _commit(transport, port, staged)
         try:
             transport.exec_raw_no_follow("import machine\nmachine.reset()")
         except (TransportError, serial.SerialException, OSError) as exc:

@@ -236,11 +236,17 @@ def test_something_that_is_not_micropython_is_named(release) -> None:
 
 def test_a_copy_that_arrives_damaged_is_caught_by_its_hash(release, tmp_path: Path) -> None:
     bundle, public, _ = release
-    with board_at(tmp_path / "flash", BoardFault.CORRUPT_WRITES) as board:
+    old = {"main.py": b"print('old firmware')\n", "node.json": b"{}\n"}
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    for path, data in old.items():
+        (flash / path).write_bytes(data)
+    with board_at(flash, BoardFault.CORRUPT_WRITES) as board:
         result = deploy(board.url, bundle, public)
         assert result.exit_code == ExitCode.DAMAGED
         assert "main.py on the board has SHA-256" in result.stderr
         assert board.boots == 1  # not reset into a damaged firmware
+        assert board_files(flash) == old  # the old firmware is whole, no copies left behind
 
 
 def test_a_board_that_does_not_come_back_is_reported(release, tmp_path: Path) -> None:
