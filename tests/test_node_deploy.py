@@ -19,6 +19,7 @@ from firmware.release import DEFAULT_SOURCE, collect_files, make_key_pair
 from gateway.cli import _register_subcommands, app
 from gateway.exit_codes import ExitCode
 from simulator.board import BoardFault, VirtualBoard, find_micropython
+from tests.readme_examples import readme_commands
 from tests.sim_thread import in_thread
 
 _register_subcommands()
@@ -310,3 +311,24 @@ def test_the_board_can_be_driven_by_the_mpremote_command(tmp_path: Path) -> None
         assert done.returncode == 0, done.stderr
         assert "45" in done.stdout
         assert (board.root / "copied.py").read_bytes() == (FIXTURE / "main.py").read_bytes()
+
+
+def test_the_readme_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "Sensor nodes: release and deploy" as written, except that the board is a virtual one
+    (this machine has no USB), the monitor stops after a second, and the release is made from
+    the fixture firmware while firmware/node is not on the branch."""
+    commands = readme_commands("Sensor nodes: release and deploy")
+    assert [c[2] for c in commands] == ["list", "keygen", "release", "config", "deploy", "monitor"]
+    monkeypatch.chdir(tmp_path)
+    with board_at(tmp_path / "flash") as board:
+        for command in commands:
+            assert command[:2] == ["streetgate", "node"]
+            args = [board.url if arg == "/dev/ttyACM0" else arg for arg in command[1:]]
+            if command[2] == "monitor":
+                args += ["--seconds", "1"]
+            if command[2] == "release" and not (DEFAULT_SOURCE / "main.py").exists():
+                args.append(str(FIXTURE))
+            result = node(*args[1:])
+            assert result.exit_code == ExitCode.OK, (command, result.output)
+        assert json.loads((board.root / "node.json").read_text())["modbus"]["unit_id"] == 3
+        assert board.boots == 2
