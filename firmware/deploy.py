@@ -124,7 +124,9 @@ def _make_dirs(transport: Any, port: str, path: str, made: set[str]) -> None:
 
 
 def _write(transport: Any, port: str, path: str, data: bytes, progress: Progress) -> None:
-    _run(transport, port, f"f=open({path!r},'wb')\nw=f.write", f"opening {path}")
+    """Write ``data`` to ``path`` + STAGED on the board; progress is reported for ``path``."""
+    staged = path + STAGED
+    _run(transport, port, f"f=open({staged!r},'wb')\nw=f.write", f"opening {staged}")
     progress(path, 0, len(data))
     for start in range(0, len(data), CHUNK):
         chunk = data[start : start + CHUNK]
@@ -222,7 +224,7 @@ def deploy(
             for path, data in files.items():
                 _make_dirs(transport, port, path, made)
                 staged.append(path)
-                _write(transport, port, path + STAGED, data, report)
+                _write(transport, port, path, data, report)
                 expected = sha256_hex(data)
                 actual = _board_sha256(transport, port, path + STAGED)
                 if actual != expected:

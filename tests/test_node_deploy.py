@@ -7,14 +7,15 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import shutil
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from firmware.deploy import deploy as deploy_files
 from firmware.release import DEFAULT_SOURCE, collect_files, make_key_pair
 from gateway.cli import _register_subcommands, app
 from gateway.exit_codes import ExitCode
@@ -284,14 +285,14 @@ def test_the_release_key_can_come_from_the_environment(release, tmp_path: Path) 
 
 
 def test_the_board_can_be_driven_by_the_mpremote_command(tmp_path: Path) -> None:
-    mpremote = shutil.which("mpremote")
-    assert mpremote is not None
     with board_at(tmp_path / "flash") as board:
         import subprocess  # noqa: PLC0415
 
         done = subprocess.run(
             [
-                mpremote,
+                sys.executable,
+                "-m",
+                "mpremote",
                 "connect",
                 board.url,
                 "resume",
@@ -332,3 +333,20 @@ def test_the_readme_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             assert result.exit_code == ExitCode.OK, (command, result.output)
         assert json.loads((board.root / "node.json").read_text())["modbus"]["unit_id"] == 3
         assert board.boots == 2
+
+
+def test_progress_is_reported_per_file_up_to_its_size(tmp_path: Path) -> None:
+    files = collect_files(FIXTURE) | {"node.json": b'{"schema": 1}\n', "big.py": b"#" * 700}
+    seen: dict[str, list[int]] = {}
+
+    def progress(path: str, done: int, size: int) -> None:
+        assert size == len(files[path])
+        seen.setdefault(path, []).append(done)
+
+    with board_at(tmp_path / "flash") as board:
+        result = deploy_files(board.url, files, progress=progress, boot_timeout=5)
+    assert list(seen) == list(files)
+    assert seen["big.py"] == [0, 256, 512, 700]
+    assert all(done[-1] == len(files[path]) for path, done in seen.items())
+    assert result.platform == "linux"
+    assert result.files == {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
