@@ -38,6 +38,7 @@ __all__ = ["BAUDRATE", "DeployResult", "Progress", "deploy", "open_console"]
 
 BAUDRATE = 115200
 CHUNK = 256  # bytes per raw-REPL write, mpremote's own default
+WATCHDOG_MS = 8000  # the longest an RP2040 allows (8388 ms); every command feeds it
 STAGED = ".new"  # a file is copied and checked under this suffix, then moved into place
 #: ``progress(path, bytes of this file written so far, size of this file)``
 Progress = Callable[[str, int, int], None]
@@ -97,9 +98,31 @@ def _enter_raw_repl(transport: Any, port: str, timeout: float) -> str:
     return platform
 
 
-def _run(transport: Any, port: str, code: str, what: str) -> bytes:
+def _take_watchdog(transport: Any, port: str) -> None:
+    """Define ``_sgfeed()`` on the board: feeds its watchdog, which the deploy now owns.
+
+    A firmware's watchdog keeps running after Ctrl-C stops the program that fed it, and would
+    reset the board in the middle of the copy. ``WDT(timeout=...)`` gives a handle on it (and
+    starts one if none ran: then an aborted deploy resets the board into its old firmware, which
+    the staged copy keeps whole). Ports without ``machine.WDT`` get a no-op.
+    """
+    code = (
+        "def _sgfeed():\n pass\n"
+        "try:\n import machine\n"
+        f" _sgfeed = machine.WDT(timeout={WATCHDOG_MS}).feed\n"
+        "except (ImportError, AttributeError, ValueError, OSError):\n pass\n"
+        "_sgfeed()"
+    )
     try:
-        return bytes(transport.exec(code))
+        transport.exec(code)
+    except (TransportError, serial.SerialException, OSError) as exc:
+        raise BoardError(port, f"taking over the watchdog failed: {exc}") from exc
+
+
+def _run(transport: Any, port: str, code: str, what: str) -> bytes:
+    """Run ``code`` in the board's raw REPL (feeding its watchdog first); stdout as bytes."""
+    try:
+        return bytes(transport.exec("_sgfeed()\n" + code))
     except TransportExecError as exc:
         last = exc.error_output.strip().splitlines()[-1:] or ["(no message)"]
         raise BoardError(port, f"{what} failed on the board: {last[0]}") from exc
@@ -216,6 +239,7 @@ def deploy(
     copied: dict[str, str] = {}
     with _transport(port, timeout) as transport:
         platform = _enter_raw_repl(transport, port, timeout)
+        _take_watchdog(transport, port)
         if platform != "linux":  # a real board: files live at the root of its filesystem
             _run(transport, port, "import os\nos.chdir('/')", "changing to /")
         made: set[str] = set()

@@ -5,8 +5,9 @@ which mpremote and pyserial open like a USB serial port. The board's flash files
 directory ``root`` (the process's working directory). Each boot prints a banner line, then runs
 ``main.py`` if there is one and falls into the REPL when it ends or is interrupted (Ctrl-C),
 like a real board. A reset is a new process: ``machine.reset()`` kills the interpreter the way
-a watchdog pulls the reset line (no raw-REPL reply), and the unix port's own exit on Ctrl-D
-(soft reset in the raw REPL) is booted again too, so use mpremote's ``resume``.
+the reset line would (no raw-REPL reply), and the unix port's own exit on Ctrl-D (soft reset in
+the raw REPL) is booted again too, so use mpremote's ``resume``. ``machine.WDT`` is a watchdog
+that resets the board when it goes unfed, and keeps running in the REPL, as on hardware.
 
 Console output while no client is connected is dropped, as on a UART with nothing attached.
 One client at a time: a new connection replaces the old one.
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import termios
 import tty
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -59,12 +61,45 @@ finally:
 def reset():
     import os
     os.system("kill -KILL $PPID")
+
+
+# One watchdog per board, as in hardware: every WDT() is a handle on it, a later one may change
+# the timeout. A thread ends the interpreter (SIGTERM: "watchdog") when it goes unfed.
+_wdt = [0, 0]  # timeout_ms, last feed (ticks_ms); timeout 0: not started
+
+
+def _watch():
+    import os
+    import time
+
+    while time.ticks_diff(time.ticks_ms(), _wdt[1]) <= _wdt[0]:
+        time.sleep_ms(20)
+    os.system("kill -TERM $PPID")
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        import time
+
+        started = _wdt[0] > 0
+        _wdt[0] = timeout
+        _wdt[1] = time.ticks_ms()
+        if not started:
+            import _thread
+
+            _thread.start_new_thread(_watch, ())
+
+    def feed(self):
+        import time
+
+        _wdt[1] = time.ticks_ms()
 """
 
 _BOOT_PY = """\
 import os
 import sys
 
+print({marker!r}, end="")
 sys.path[0] = ""
 FAULTS = {faults!r}
 if "corrupt-writes" in FAULTS:
@@ -107,6 +142,21 @@ else:
     del _f
     exec(_code, _main)
 """
+
+
+# The boot script prints this first: from then on the interpreter handles Ctrl-C itself.
+_UP_MARKER = b"\x00streetgate-board-up\x00"
+
+
+@dataclass(slots=True)
+class _Boot:
+    """One run of the interpreter: its pty, and whether it is up yet (or gone)."""
+
+    master: int
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # up, or gone before that
+    up: bool = False
+    alive: bool = True
+    early: bytearray = field(default_factory=bytearray)  # output before the marker
 
 
 class BoardFault(StrEnum):
@@ -155,7 +205,7 @@ class VirtualBoard:
         self._tasks: asyncio.TaskGroup | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._client: asyncio.StreamWriter | None = None
-        self._master = -1
+        self._boot: _Boot | None = None
         self._booted = asyncio.Condition()
 
     async def __aenter__(self) -> Self:
@@ -165,7 +215,8 @@ class VirtualBoard:
         support = Path(self._support.name)
         (support / "machine.py").write_text(_MACHINE_PY)
         faults = sorted(fault.value for fault in self.faults)
-        (support / "_sgboot.py").write_text(_BOOT_PY.format(faults=faults))
+        boot_py = _BOOT_PY.format(faults=faults, marker=_UP_MARKER.decode())
+        (support / "_sgboot.py").write_text(boot_py)
         self._server = await asyncio.start_server(self._on_client, self._host, self._port)
         host, port = self._server.sockets[0].getsockname()[:2]
         self.url = f"socket://{host}:{port}"
@@ -208,6 +259,8 @@ class VirtualBoard:
             returncode = await self._boot_once(micropython, boot_script, env)
             if returncode == -9:
                 self.last_reset = "machine.reset"
+            elif returncode == -15:
+                self.last_reset = "watchdog"
             elif returncode == 0:
                 self.last_reset = "soft reset"
             else:
@@ -241,13 +294,13 @@ class VirtualBoard:
             )
         finally:
             os.close(slave)
-        self._master = master
+        boot = self._boot = _Boot(master)
         async with self._booted:
             self.boots += 1
             self._booted.notify_all()
         # The banner goes out before anything the interpreter prints: both run on this loop.
         self._send(f"\r\nstreetgate virtual board: boot {self.boots} ({self.last_reset})\r\n")
-        loop.add_reader(master, self._on_output, master)
+        loop.add_reader(master, self._on_output, boot)
         try:
             return await process.wait()
         finally:
@@ -255,23 +308,35 @@ class VirtualBoard:
                 process.kill()
                 await process.wait()
             loop.remove_reader(master)
-            self._master = -1
+            boot.alive = False
+            boot.settled.set()
+            self._send(bytes(boot.early))  # whatever it said if it died before it was up
+            self._boot = None
             os.close(master)
 
-    def _on_output(self, master: int) -> None:
+    def _on_output(self, boot: _Boot) -> None:
         try:
-            data = os.read(master, 4096)
+            data = os.read(boot.master, 4096)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:  # EIO: the interpreter is gone; _boot_once cleans up
-            asyncio.get_running_loop().remove_reader(master)
+            asyncio.get_running_loop().remove_reader(boot.master)
             return
-        self._send(data)
+        if boot.up:
+            self._send(data)
+            return
+        boot.early += data
+        at = boot.early.find(_UP_MARKER)
+        if at >= 0:
+            self._send(bytes(boot.early[:at] + boot.early[at + len(_UP_MARKER) :]))
+            boot.early.clear()
+            boot.up = True
+            boot.settled.set()
 
     def _send(self, data: bytes | str) -> None:
         if isinstance(data, str):
             data = data.encode()
-        if self._client is not None and not self._client.is_closing():
+        if data and self._client is not None and not self._client.is_closing():
             self._client.write(data)
 
     # -- the console ----------------------------------------------------------------------
@@ -291,14 +356,38 @@ class VirtualBoard:
             writer.close()
 
     async def _to_board(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view and self._master >= 0:
+        """Hand the client's bytes to the interpreter when it can take them.
+
+        The unix port flushes unread terminal input whenever it switches between running code
+        and reading the REPL, where a board's UART keeps it. So bytes wait here until the
+        interpreter is up, and while code runs only a Ctrl-C goes through (the terminal turns
+        it into KeyboardInterrupt); the rest follows once the REPL reads again (``ISIG`` off:
+        the REPL's raw terminal mode). Bytes for a board that resets are lost, as on a UART.
+        """
+        pending = bytes(data)
+        while pending:
+            boot = self._boot
+            if boot is None:
+                return
+            await boot.settled.wait()
+            if not boot.alive:
+                return
             try:
-                view = view[os.write(self._master, view) :]
+                running_code = termios.tcgetattr(boot.master)[3] & termios.ISIG
+                if running_code:
+                    interrupt = pending.find(b"\x03")
+                    if interrupt < 0:
+                        await asyncio.sleep(0.005)  # no event says when the REPL reads again
+                        continue
+                    written = os.write(boot.master, pending[: interrupt + 1])
+                else:
+                    written = os.write(boot.master, pending)
             except BlockingIOError:
                 await asyncio.sleep(0.005)  # the pty is full: the interpreter is busy
-            except OSError:
+                continue
+            except (OSError, termios.error):
                 return  # the interpreter died; the bytes are lost as on a resetting board
+            pending = pending[written:]
 
 
 async def _serve(root: Path, port: int) -> None:

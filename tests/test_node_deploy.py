@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import shutil
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,7 +159,7 @@ def test_a_bundle_signed_with_another_key_is_refused_before_the_board_is_touched
     other = make_key_pair(tmp_path / "other.key")
     with board_at(tmp_path / "flash") as board:
         result = deploy(board.url, bundle, other.public_file)
-        assert result.exit_code == ExitCode.DECLINED
+        assert result.exit_code == ExitCode.DECLINED, result.output
         assert "signature does not verify" in result.stderr
         assert board_files(board.root) == {}
         assert board.boots == 1
@@ -170,7 +172,7 @@ def test_a_damaged_bundle_is_refused(release, tmp_path: Path) -> None:
     marker = b"FIXTURE_VERSION"
     damaged.write_bytes(data.replace(marker, marker.lower(), 1))
     result = deploy("socket://127.0.0.1:9", damaged, public)
-    assert result.exit_code == ExitCode.DAMAGED
+    assert result.exit_code == ExitCode.DAMAGED, result.output
     assert "sgnode/app.py" in result.stderr
 
 
@@ -185,7 +187,7 @@ def test_a_missing_port_is_unreachable(release, port: str) -> None:
     bundle, public, _ = release
     port = port.format(closed=_closed_port())
     result = deploy(port, bundle, public)
-    assert result.exit_code == ExitCode.UNREACHABLE
+    assert result.exit_code == ExitCode.UNREACHABLE, result.output
     assert f"{port}: cannot open the port" in result.stderr
     watched = node("monitor", "--port", port, "--seconds", "0.1")
     assert watched.exit_code == ExitCode.UNREACHABLE
@@ -230,7 +232,7 @@ def test_something_that_is_not_micropython_is_named(release) -> None:
             "--timeout",
             "1",
         )
-    assert result.exit_code == ExitCode.FAILURE
+    assert result.exit_code == ExitCode.FAILURE, result.output
     assert "no MicroPython raw REPL answered" in result.stderr
     assert "OK" in result.stderr  # what it heard
     assert result.stdout == ""
@@ -245,7 +247,7 @@ def test_a_copy_that_arrives_damaged_is_caught_by_its_hash(release, tmp_path: Pa
         (flash / path).write_bytes(data)
     with board_at(flash, BoardFault.CORRUPT_WRITES) as board:
         result = deploy(board.url, bundle, public)
-        assert result.exit_code == ExitCode.DAMAGED
+        assert result.exit_code == ExitCode.DAMAGED, result.output
         assert "main.py on the board has SHA-256" in result.stderr
         assert board.boots == 1  # not reset into a damaged firmware
         assert board_files(flash) == old  # the old firmware is whole, no copies left behind
@@ -267,7 +269,7 @@ def test_a_board_that_does_not_come_back_is_reported(release, tmp_path: Path) ->
             "--boot-timeout",
             "1",
         )
-        assert result.exit_code == ExitCode.UNREACHABLE
+        assert result.exit_code == ExitCode.UNREACHABLE, result.output
         assert "did not come back" in result.stderr
         assert board_files(board.root)["node.json"]  # the copy itself went through
 
@@ -350,3 +352,50 @@ def test_progress_is_reported_per_file_up_to_its_size(tmp_path: Path) -> None:
     assert all(done[-1] == len(files[path]) for path, done in seen.items())
     assert result.platform == "linux"
     assert result.files == {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
+
+
+WATCHED_MAIN = """\
+import machine
+import time
+
+wdt = machine.WDT(timeout=1000)
+print("watchdog armed")
+while True:
+    wdt.feed()
+    time.sleep(0.1)
+"""
+
+
+def _wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.02)
+
+
+def test_the_virtual_boards_watchdog_resets_an_unfed_board(tmp_path: Path) -> None:
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text("import machine\nmachine.WDT(timeout=200)\nprint('armed')\n")
+    with board_at(flash) as board:  # main.py ends: the REPL does not feed the watchdog
+        _wait_until(lambda: board.boots >= 2)
+        assert board.last_reset == "watchdog"
+
+
+def test_deploy_feeds_the_watchdog_the_firmware_started(release, tmp_path: Path) -> None:
+    """The copy takes longer than the firmware's 1 s watchdog; the deploy keeps it fed, so the
+    only reset is its own."""
+    _, public, private = release
+    source = tmp_path / "fw"
+    shutil.copytree(FIXTURE, source)
+    (source / "sgnode" / "table.py").write_text(f"DATA = {'x' * 12_000!r}\n")
+    bundle = tmp_path / "slow.tar"
+    made = node("release", str(source), "--version", "2", "--key", str(private), "-o", str(bundle))
+    assert made.exit_code == ExitCode.OK, made.output
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text(WATCHED_MAIN)
+    with board_at(flash) as board:
+        result = deploy(board.url, bundle, public)
+        assert result.exit_code == ExitCode.OK, result.output
+        assert (board.boots, board.last_reset) == (2, "machine.reset")
