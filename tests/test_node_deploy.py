@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import platform
 import shutil
 import socket
 import sys
@@ -29,10 +30,21 @@ _register_subcommands()
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "node_firmware"
 
-try:
-    find_micropython()
-except FileNotFoundError:  # pragma: no cover - the unix port has x86_64 Linux wheels only
-    pytest.skip("MicroPython's unix port is not installed", allow_module_level=True)
+
+def require_micropython() -> None:
+    """Skip where the unix port has no wheel (it has x86_64 Linux ones only); where it has one,
+    as in CI, the dev extra installs it and its absence is an error, not a skip."""
+    try:
+        find_micropython()
+    except FileNotFoundError:
+        if platform.machine() == "x86_64" and sys.platform == "linux":
+            raise
+        pytest.skip(
+            "MicroPython's unix port has no wheel for this machine", allow_module_level=True
+        )
+
+
+require_micropython()
 
 
 def node(*args: str) -> Result:

@@ -5,20 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 from firmware.release import load_private_key, make_key_pair, write_bundle
-from simulator.board import VirtualBoard, find_micropython
+from simulator.board import VirtualBoard
 from tests.sim_thread import in_thread
+from tests.test_node_deploy import require_micropython
 from tests.tmux import Tmux
 
 STREETGATE = [sys.executable, "-m", "gateway"]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "node_firmware"
 
-try:
-    find_micropython()
-except FileNotFoundError:  # pragma: no cover - the unix port has x86_64 Linux wheels only
-    pytest.skip("MicroPython's unix port is not installed", allow_module_level=True)
+require_micropython()
 
 
 def test_deploy_shows_a_progress_bar_on_a_terminal_then_the_result(tmp_path: Path) -> None:
