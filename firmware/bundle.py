@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [
+    "BOARD_MANIFEST_PATH",
     "NODE_CONFIG_PATH",
     "FileEntry",
     "Manifest",
@@ -41,6 +42,8 @@ __all__ = [
 
 SCHEMA = 1
 NODE_CONFIG_PATH = "node.json"
+#: Where a deploy leaves the release's manifest on the board (what the next deploy replaces).
+BOARD_MANIFEST_PATH = "manifest.json"
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$")
@@ -92,7 +95,7 @@ def check_path(path: str) -> str:
             f"file path {path!r}: expected a relative path of names made of letters, digits,"
             " '_', '.', '-' (no leading '.', no '..', no absolute path)"
         )
-    if path in (NODE_CONFIG_PATH, "manifest.json", "manifest.sig"):
+    if path in (NODE_CONFIG_PATH, BOARD_MANIFEST_PATH, "manifest.sig"):
         raise ManifestError(f"file path {path!r} is reserved (the node writes or reads it itself)")
     return path
 

@@ -25,7 +25,7 @@ import serial  # type: ignore[import-untyped]
 from mpremote.transport import TransportError, TransportExecError  # type: ignore[import-untyped]
 from mpremote.transport_serial import SerialTransport  # type: ignore[import-untyped]
 
-from firmware.bundle import sha256_hex
+from firmware.bundle import BOARD_MANIFEST_PATH, ManifestError, parse_manifest, sha256_hex
 from gateway.errors import (
     BoardDidNotReturn,
     BoardError,
@@ -46,12 +46,14 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class DeployResult:
-    """What a deploy did: files copied (path -> SHA-256) and the board's first words after it."""
+    """What a deploy did: files copied (path -> SHA-256), files removed, the board's first
+    words after its reset."""
 
     port: str
     platform: str
     files: dict[str, str]
     boot_output: str
+    removed: tuple[str, ...] = ()  # files of the previous release that this one does not have
 
 
 def open_console(port: str, timeout: float = 0.2) -> Any:
@@ -185,6 +187,27 @@ def _commit(transport: Any, port: str, staged: list[str]) -> None:
     _run(transport, port, code, "moving the new files into place")
 
 
+def _previous_release(transport: Any, port: str) -> frozenset[str]:
+    """The files the board's last deploy put there, from its manifest.json (none if absent or
+    not a manifest: then nothing is removed)."""
+    code = (
+        f"try:\n with open({BOARD_MANIFEST_PATH!r}) as f:\n  print(f.read())\n"
+        "except OSError:\n pass"
+    )
+    data = _run(transport, port, code, f"reading {BOARD_MANIFEST_PATH}")
+    if not data.strip():
+        return frozenset()
+    try:
+        return frozenset(parse_manifest(data).files)
+    except ManifestError:
+        return frozenset()
+
+
+def _remove(transport: Any, port: str, paths: list[str]) -> None:
+    code = f"import os\nfor n in {paths!r}:\n try:\n  os.remove(n)\n except OSError:\n  pass"
+    _run(transport, port, code, "removing the previous release's files")
+
+
 def _wait_for_boot(transport: Any, port: str, timeout: float) -> str:
     """After the reset command: the board's first output, reopening the port if it went away.
 
@@ -226,22 +249,28 @@ def deploy(
     port: str,
     files: Mapping[str, bytes],
     *,
+    manifest: bytes | None = None,
     progress: Progress | None = None,
     timeout: float = 5.0,
     boot_timeout: float = 10.0,
 ) -> DeployResult:
     """Copy ``files`` (board path -> bytes) to the board at ``port``, verify each, reset.
 
+    With the release's ``manifest``, it goes on the board too (``manifest.json``, last), and
+    the files the previous release's manifest lists that this one does not are removed.
     ``timeout`` bounds the wait for the raw REPL; ``boot_timeout`` the wait for the board's
     first output after the reset.
     """
     report = progress or (lambda _path, _done, _size: None)
     copied: dict[str, str] = {}
+    if manifest is not None:
+        files = {**files, BOARD_MANIFEST_PATH: manifest}
     with _transport(port, timeout) as transport:
         platform = _enter_raw_repl(transport, port, timeout)
         _take_watchdog(transport, port)
         if platform != "linux":  # a real board: files live at the root of its filesystem
             _run(transport, port, "import os\nos.chdir('/')", "changing to /")
+        previous = _previous_release(transport, port) if manifest is not None else frozenset()
         made: set[str] = set()
         staged: list[str] = []
         try:
@@ -258,9 +287,12 @@ def deploy(
             _discard(transport, staged)
             raise
         _commit(transport, port, staged)
+        removed = sorted(previous - set(files))
+        if removed:
+            _remove(transport, port, removed)
         try:
             transport.exec_raw_no_follow("import machine\nmachine.reset()")
         except (TransportError, serial.SerialException, OSError) as exc:
             raise BoardError(port, f"sending the reset failed: {exc}") from exc
         boot_output = _wait_for_boot(transport, port, boot_timeout)
-    return DeployResult(port, platform, copied, boot_output)
+    return DeployResult(port, platform, copied, boot_output, tuple(removed))

@@ -311,7 +311,12 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
         files[NODE_CONFIG_PATH] = node_json(settings)
         with _Bar(sum(len(data) for data in files.values())) as bar:
             result = deploy_files(
-                port, files, progress=bar, timeout=timeout, boot_timeout=boot_timeout
+                port,
+                files,
+                manifest=verified.manifest_data,
+                progress=bar,
+                timeout=timeout,
+                boot_timeout=boot_timeout,
             )
     except (NodeToolError, ConfigError) as exc:
         raise _fail(exc) from exc
@@ -323,6 +328,7 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
             "key_id": verified.manifest.key_id,
             "node": settings.model_dump(by_alias=True),
             "files": result.files,
+            "removed": list(result.removed),
             "boot_output": result.boot_output,
         }
         typer.echo(json.dumps(document))
@@ -333,6 +339,8 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
         )
         if settings.ble.key is not None:
             typer.echo(f"ble key: {settings.ble.key}")
+    if result.removed:
+        _err(f"removed {len(result.removed)} file(s) of the previous release: {result.removed}")
     _err(f"board after reset: {first_line}")
     if ble_key == "generate":
         _err("the BLE key is the node's BTHome key: put it in the gateway's bthome device config")

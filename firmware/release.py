@@ -65,6 +65,7 @@ class VerifiedBundle:
 
     path: Path
     manifest: Manifest
+    manifest_data: bytes  # the exact signed bytes
     files: dict[str, bytes]
 
 
@@ -224,4 +225,4 @@ def open_bundle(path: Path, release_key: Ed25519PublicKey) -> VerifiedBundle:
         check_files(manifest, files)
     except ManifestError as exc:
         raise BundleError(path, str(exc)) from exc
-    return VerifiedBundle(path, manifest, files)
+    return VerifiedBundle(path, manifest, manifest_data, files)

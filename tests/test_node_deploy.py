@@ -47,8 +47,8 @@ def require_micropython() -> None:
 require_micropython()
 
 
-def node(*args: str) -> Result:
-    return CliRunner().invoke(app, ["node", *args])
+def node(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, ["node", *map(str, args)])
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,8 @@ def test_deploy_copies_verifies_resets_and_the_node_runs(release, tmp_path: Path
         report = json.loads(result.stdout)
         on_board = board_files(board.root)
         expected = collect_files(FIXTURE)
-        assert set(on_board) == set(expected) | {"node.json"}
+        assert set(on_board) == set(expected) | {"node.json", "manifest.json"}
+        assert json.loads(on_board["manifest.json"])["version"] == "0.1.0"
         for path, data in expected.items():
             assert on_board[path] == data, path
             assert report["files"][path] == hashlib.sha256(data).hexdigest()
@@ -411,3 +412,28 @@ def test_deploy_feeds_the_watchdog_the_firmware_started(release, tmp_path: Path)
         result = deploy(board.url, bundle, public)
         assert result.exit_code == ExitCode.OK, result.output
         assert (board.boots, board.last_reset) == (2, "machine.reset")
+
+
+def test_files_the_new_release_dropped_are_removed_and_others_kept(release, tmp_path: Path) -> None:
+    _, public, private = release
+    old_source = tmp_path / "v1"
+    shutil.copytree(FIXTURE, old_source)
+    (old_source / "sgnode" / "retired.py").write_text("GONE = True\n")
+    v1, v2 = tmp_path / "v1.tar", tmp_path / "v2.tar"
+    for source, out, version in ((old_source, v1, "1"), (FIXTURE, v2, "2")):
+        made = node(
+            "release", str(source), "--version", version, "--key", str(private), "-o", str(out)
+        )
+        assert made.exit_code == ExitCode.OK, made.output
+    with board_at(tmp_path / "flash") as board:
+        assert deploy(board.url, v1, public).exit_code == ExitCode.OK
+        assert (board.root / "sgnode" / "retired.py").exists()
+        (board.root / "notes.txt").write_text("the technician's own file\n")
+        result = deploy(board.url, v2, public, "--json")
+        assert result.exit_code == ExitCode.OK, result.output
+        assert json.loads(result.stdout)["removed"] == ["sgnode/retired.py"]
+        assert set(board_files(board.root)) == set(collect_files(FIXTURE)) | {
+            "node.json",
+            "manifest.json",
+            "notes.txt",
+        }
