@@ -90,8 +90,9 @@ def _enter_raw_repl(transport: Any, port: str, timeout: float) -> str:
         heard = quiet.getvalue().strip()[-120:]
         raise NotMicroPython(
             port,
-            "no MicroPython raw REPL answered (is it a MicroPython board, is another program"
-            f" using the port?){f'; it sent: {heard}' if heard else ''}",
+            "no MicroPython raw REPL answered (is it a MicroPython board? is another program"
+            " using the port? does its program ignore Ctrl-C?)"
+            f"{f'; it sent: {heard}' if heard else ''}",
         ) from exc
     answer = bytes(name).decode(errors="replace").strip()
     implementation, _, platform = answer.partition(" ")

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-from firmware.boards import node_boards
+from firmware.boards import NodeBoard, node_boards
 from firmware.bundle import NODE_CONFIG_PATH
 from firmware.deploy import deploy as deploy_files
 from firmware.deploy import open_console
@@ -47,7 +47,7 @@ from gateway.errors import (
 )
 from gateway.exit_codes import ExitCode
 
-__all__ = ["exit_code_for", "register"]
+__all__ = ["exit_code_for", "format_boards", "register"]
 
 node_app = typer.Typer(
     name="node",
@@ -93,6 +93,17 @@ def _fail(exc: NodeToolError | ConfigError) -> typer.Exit:
 # -- list -------------------------------------------------------------------------------------
 
 
+def format_boards(boards: list[NodeBoard]) -> str:
+    """The text form of ``node list``: one line per board."""
+    lines = []
+    for board in boards:
+        serial = f"  serial {board.serial_number}" if board.serial_number else ""
+        lines.append(
+            f"{board.device}  usb {board.usb_id}  {board.kind.value}: {board.chip}{serial}"
+        )
+    return "\n".join(lines)
+
+
 @node_app.command("list")
 def list_boards(as_json: JsonOption = False) -> None:
     """Attached boards that look like MicroPython devices, by USB VID:PID."""
@@ -101,9 +112,8 @@ def list_boards(as_json: JsonOption = False) -> None:
     boards = node_boards(comports)
     if as_json:
         typer.echo(json.dumps([board.as_dict() for board in boards]))
-    for board in boards if not as_json else []:
-        serial = f"  serial {board.serial_number}" if board.serial_number else ""
-        typer.echo(f"{board.device}  usb {board.usb_id}  {board.kind.value}: {board.chip}{serial}")
+    elif boards:
+        typer.echo(format_boards(boards))
     if not boards:
         _err("no MicroPython boards found (USB VID:PID of Espressif, RP2 or a USB-UART bridge)")
 

@@ -10,6 +10,7 @@ from serial.tools.list_ports_common import ListPortInfo  # type: ignore[import-u
 from typer.testing import CliRunner
 
 from firmware.boards import BoardKind, identify, node_boards
+from firmware.node_cli import format_boards
 from firmware.node_config import node_config, node_json
 from gateway.cli import _register_subcommands, app
 from gateway.errors import ConfigError
@@ -145,6 +146,11 @@ def test_boards_are_told_apart_by_usb_identity() -> None:
         "MicroPython pyboard / generic MicroPython USB",
     )
     assert identify(None, None) is None
+    assert format_boards([boards["/dev/ttyACM1"], boards["/dev/ttyUSB0"]]).splitlines() == [
+        "/dev/ttyACM1  usb 2e8a:0005  MicroPython native: Raspberry Pi RP2040/RP2350"
+        "  serial E6614104",
+        "/dev/ttyUSB0  usb 10c4:ea60  USB-UART bridge: Silicon Labs CP210x  serial 0001",
+    ]
 
 
 def test_node_list_prints_a_json_list() -> None:
