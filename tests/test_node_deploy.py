@@ -336,6 +336,7 @@ def test_the_readme_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     commands = readme_commands("Sensor nodes: release and deploy")
     assert [c[2] for c in commands] == ["list", "keygen", "release", "config", "deploy", "monitor"]
     monkeypatch.chdir(tmp_path)
+    outputs: dict[str, str] = {}
     with board_at(tmp_path / "flash") as board:
         for command in commands:
             assert command[:2] == ["streetgate", "node"]
@@ -346,7 +347,10 @@ def test_the_readme_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 args.append(str(FIXTURE))
             result = node(*args[1:])
             assert result.exit_code == ExitCode.OK, (command, result.output)
-        assert json.loads((board.root / "node.json").read_text())["modbus"]["unit_id"] == 3
+            outputs[command[2]] = result.stdout
+        written = json.loads((board.root / "node.json").read_text())
+        assert written["modbus"]["unit_id"] == 3
+        assert f"ble key: {written['ble']['key']}\n" in outputs["deploy"]  # for the gateway
         assert board.boots == 2
 
 
