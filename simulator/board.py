@@ -207,6 +207,8 @@ class VirtualBoard:
         self._client: asyncio.StreamWriter | None = None
         self._boot: _Boot | None = None
         self._booted = asyncio.Condition()
+        self._failed: str | None = None  # why it cannot boot
+        self._first_up = asyncio.Event()  # the first boot came up (or failed)
 
     async def __aenter__(self) -> Self:
         micropython = self._micropython or find_micropython()
@@ -223,7 +225,10 @@ class VirtualBoard:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._run_task = self._tasks.create_task(self._run(micropython, support), name="board:run")
-        await self.wait_boots(1)
+        await self._first_up.wait()
+        if self._failed is not None:
+            await self.__aexit__(None, None, None)
+            raise RuntimeError(f"the virtual board cannot boot: {self._failed}")
         return self
 
     async def __aexit__(
@@ -246,9 +251,17 @@ class VirtualBoard:
             self._support.cleanup()
 
     async def wait_boots(self, count: int) -> None:
-        """Return once the board has booted ``count`` times in all (its main.py started)."""
+        """Return once the board has booted ``count`` times in all (its interpreter started)."""
         async with self._booted:
-            await self._booted.wait_for(lambda: self.boots >= count)
+            await self._booted.wait_for(lambda: self.boots >= count or self._failed is not None)
+        if self._failed is not None:
+            raise RuntimeError(f"the virtual board cannot boot: {self._failed}")
+
+    async def _fail(self, reason: str) -> None:
+        async with self._booted:
+            self._failed = reason
+            self._booted.notify_all()
+        self._first_up.set()
 
     # -- the interpreter ------------------------------------------------------------------
 
@@ -256,7 +269,14 @@ class VirtualBoard:
         env = dict(os.environ, MICROPYPATH=f"{support}:.frozen", HOME=str(self.root))
         boot_script = str(support / "_sgboot.py")
         while True:
-            returncode = await self._boot_once(micropython, boot_script, env)
+            try:
+                returncode, came_up = await self._boot_once(micropython, boot_script, env)
+            except OSError as exc:
+                await self._fail(str(exc))
+                return
+            if not came_up:  # it would only fail the same way again: stop, and say why
+                await self._fail(f"{micropython} ended (status {returncode}) before it ran")
+                return
             if returncode == -9:
                 self.last_reset = "machine.reset"
             elif returncode == -15:
@@ -269,7 +289,10 @@ class VirtualBoard:
                 self._send(b"\r\n")
                 await asyncio.Event().wait()  # dead until the test ends
 
-    async def _boot_once(self, micropython: str, boot_script: str, env: dict[str, str]) -> int:
+    async def _boot_once(
+        self, micropython: str, boot_script: str, env: dict[str, str]
+    ) -> tuple[int, bool]:
+        """Run the interpreter until it ends: its exit status, and whether it came up."""
         master, slave = os.openpty()
         tty.setraw(slave)
         attrs = termios.tcgetattr(slave)
@@ -302,7 +325,7 @@ class VirtualBoard:
         self._send(f"\r\nstreetgate virtual board: boot {self.boots} ({self.last_reset})\r\n")
         loop.add_reader(master, self._on_output, boot)
         try:
-            return await process.wait()
+            return await process.wait(), boot.up
         finally:
             if process.returncode is None:
                 process.kill()
@@ -332,6 +355,7 @@ class VirtualBoard:
             boot.early.clear()
             boot.up = True
             boot.settled.set()
+            self._first_up.set()
 
     def _send(self, data: bytes | str) -> None:
         if isinstance(data, str):

@@ -441,3 +441,16 @@ def test_files_the_new_release_dropped_are_removed_and_others_kept(release, tmp_
             "manifest.json",
             "notes.txt",
         }
+
+
+def test_a_board_that_cannot_boot_says_so(tmp_path: Path) -> None:
+    broken = tmp_path / "micropython"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+
+    async def boot() -> None:
+        async with VirtualBoard(tmp_path / "flash", micropython=str(broken)):
+            pass
+
+    with pytest.raises(RuntimeError, match=r"cannot boot: .*micropython ended \(status 3\)"):
+        asyncio.run(boot())
