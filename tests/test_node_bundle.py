@@ -35,10 +35,11 @@ from firmware.release import (
 from gateway.cli import _register_subcommands, app
 from gateway.errors import BundleError, ReleaseKeyError, SignatureInvalid, UnsafeReleaseKey
 from gateway.exit_codes import ExitCode
+from tests.node_firmware import firmware_dir
 
 _register_subcommands()
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "node_firmware"
+FIXTURE = firmware_dir()
 
 
 def node(*args: str):

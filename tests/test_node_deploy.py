@@ -23,12 +23,13 @@ from firmware.release import DEFAULT_SOURCE, collect_files, make_key_pair
 from gateway.cli import _register_subcommands, app
 from gateway.exit_codes import ExitCode
 from simulator.board import BoardFault, VirtualBoard, find_micropython
+from tests.node_firmware import firmware_dir
 from tests.readme_examples import readme_commands
 from tests.sim_thread import in_thread
 
 _register_subcommands()
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "node_firmware"
+FIXTURE = firmware_dir()
 
 
 def require_micropython() -> None:

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from firmware.release import load_private_key, make_key_pair, write_bundle
 from simulator.board import VirtualBoard
+from tests.node_firmware import firmware_dir
 from tests.sim_thread import in_thread
 from tests.test_node_deploy import require_micropython
 from tests.tmux import Tmux
 
 STREETGATE = [sys.executable, "-m", "gateway"]
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "node_firmware"
+FIXTURE = firmware_dir()
 
 require_micropython()
 

@@ -24,9 +24,10 @@ from pathlib import Path
 from firmware.deploy import deploy
 from firmware.release import DEFAULT_SOURCE, collect_files
 from simulator.board import VirtualBoard
+from tests.node_firmware import firmware_dir
 from tests.sim_thread import in_thread
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "node_firmware"
+FIXTURE = firmware_dir()
 
 
 def release_files() -> tuple[str, dict[str, bytes]]:
