@@ -9,7 +9,8 @@ the reset line would (no raw-REPL reply), and the unix port's own exit on Ctrl-D
 the raw REPL) is booted again too, so use mpremote's ``resume``. ``machine.WDT`` is a watchdog
 that resets the board when it goes unfed, and keeps running in the REPL, as on hardware.
 
-Console output while no client is connected is dropped, as on a UART with nothing attached.
+Console output while no client is connected is dropped, as on a UART with nothing attached,
+and so is output past 64 KiB that a connected client has not read yet.
 One client at a time: a new connection replaces the old one.
 
 Faults (``BoardFault``) for tests: ``CORRUPT_WRITES`` flips a bit in every file write (a bad
@@ -143,6 +144,8 @@ else:
     exec(_code, _main)
 """
 
+
+_CLIENT_BUFFER = 64 * 1024  # bytes of console output held for a slow client, then dropped
 
 # The boot script prints this first: from then on the interpreter handles Ctrl-C itself.
 _UP_MARKER = b"\x00streetgate-board-up\x00"
@@ -360,8 +363,12 @@ class VirtualBoard:
     def _send(self, data: bytes | str) -> None:
         if isinstance(data, str):
             data = data.encode()
-        if data and self._client is not None and not self._client.is_closing():
-            self._client.write(data)
+        client = self._client
+        if not data or client is None or client.is_closing():
+            return
+        # A client that does not read loses output past this, as a UART's FIFO overflows.
+        if client.transport.get_write_buffer_size() < _CLIENT_BUFFER:
+            client.write(data)
 
     # -- the console ----------------------------------------------------------------------
 
