@@ -120,6 +120,7 @@ def validate(
 
 
 def _register_subcommands() -> None:
+    from firmware import node_cli  # noqa: PLC0415
     from gateway import (  # noqa: PLC0415 - keeps `validate` light
         buffer_cli,
         cli_run,
@@ -144,6 +145,7 @@ def _register_subcommands() -> None:
     register_scan(app)
     creds_cli.register(app)
     fleet_cli.register(app)
+    node_cli.register(app)
     for module in (doctor_cli, read_cli, tail_cli, healthcheck_cli):
         module.register(app)
 

@@ -31,6 +31,7 @@ PREFIX = "STREETGATE_"
 COMMAND_VARIABLES = {
     "STREETGATE_CONFIG": "the config file (`streetgate run`, `streetgate healthcheck`)",
     "STREETGATE_LOG_LEVEL": "`streetgate run --log-level`",
+    "STREETGATE_RELEASE_KEY": "the sensor-node release public key (`streetgate node deploy`)",
 }
 
 #: Config keys that no variable sets: lists of tables.

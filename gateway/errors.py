@@ -15,8 +15,18 @@ Exception tree::
     ├── FrameError             (also a ValueError) bytes are not a valid frame; raised by the
     │   └── ChecksumError          pure decoders, which know no device
     ├── StoreError             the SQLite outbox failed
-    └── ForwardError           the MQTT uplink failed
-        └── UnsafeKeyFile          the TLS private key is readable by others (carries .path)
+    ├── ForwardError           the MQTT uplink failed
+    │   └── UnsafeKeyFile          the TLS private key is readable by others (carries .path)
+    └── NodeToolError          ``streetgate node``: a firmware bundle, release key or board problem
+        ├── BundleError            a bundle is unreadable or malformed (carries .path)
+        │   └── SignatureInvalid       its manifest signature does not verify
+        ├── ReleaseKeyError        a release key file is missing, unsafe or not Ed25519 (.path)
+        │   └── UnsafeReleaseKey       the private key is readable by others
+        └── BoardError             a board could not be deployed to (carries .port)
+            ├── BoardNotFound          the port does not exist or cannot be opened
+            ├── NotMicroPython         the port answers, but not as a MicroPython raw REPL
+            ├── CopyMismatch           a copied file's SHA-256 on the board is not the bundle's
+            └── BoardDidNotReturn      the board said nothing (or failed) after its reset
 
 Third-party exceptions (pymodbus, aiomqtt, sqlite3) are translated into these at the
 module that talks to the library; code elsewhere never catches library exceptions.
@@ -149,3 +159,63 @@ class UnsafeKeyFile(ForwardError):
             f"{key} = {path}: the private key is readable by others (mode {mode:04o});"
             f" fix it with: chmod 600 {path}"
         )
+
+
+class NodeToolError(StreetgateError):
+    """``streetgate node``: a firmware bundle, release key or board could not be used."""
+
+
+class BundleError(NodeToolError):
+    """A firmware bundle is unreadable or malformed."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class SignatureInvalid(BundleError):
+    """The bundle's manifest signature does not verify against the release key."""
+
+
+class ReleaseKeyError(NodeToolError):
+    """A release key file is missing, readable by others, or not an Ed25519 key."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(f"release key {path}: {message}")
+
+
+class UnsafeReleaseKey(ReleaseKeyError):
+    """The release private key can be read by others: it is not used."""
+
+
+class BoardError(NodeToolError):
+    """A board could not be deployed to or read."""
+
+    def __init__(self, port: str, message: str) -> None:
+        self.port = port
+        super().__init__(f"{port}: {message}")
+
+
+class BoardNotFound(BoardError):
+    """The port does not exist, or cannot be opened."""
+
+
+class NotMicroPython(BoardError):
+    """Something answers on the port, but not a MicroPython raw REPL."""
+
+
+class CopyMismatch(BoardError):
+    """A file's SHA-256 on the board differs from the bundle's after the copy."""
+
+    def __init__(self, port: str, path: str, expected: str, actual: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            port, f"{path} on the board has SHA-256 {actual}, expected {expected} (copy damaged)"
+        )
+
+
+class BoardDidNotReturn(BoardError):
+    """After the reset the board printed nothing in time, or answered instead of resetting."""

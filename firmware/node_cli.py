@@ -1,0 +1,395 @@
+"""``streetgate node list|keygen|release|config|deploy|monitor``: our MicroPython sensor nodes.
+
+Results go to stdout (``--json`` for data), diagnostics and the progress bar to stderr (the
+bar only on a terminal). Exit codes (gateway/exit_codes.py): 0 done; 1 not a MicroPython board,
+or the board failed a command; 3 invalid node settings; 4 port missing or cannot be opened, or
+the board did not come back after its reset; 5 a private key readable by others; 6 a file does
+not exist; 7 a bundle is damaged, or a file's SHA-256 on the board differs after the copy;
+8 refused: a bundle whose signature does not verify, or replacing a key without ``--force``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+from firmware.boards import NodeBoard, node_boards
+from firmware.bundle import NODE_CONFIG_PATH
+from firmware.deploy import deploy as deploy_files
+from firmware.deploy import open_console
+from firmware.node_config import NodeConfig, generate_ble_key, node_config, node_json
+from firmware.release import (
+    DEFAULT_SOURCE,
+    load_private_key,
+    load_public_key,
+    make_key_pair,
+    open_bundle,
+    write_bundle,
+)
+from gateway.errors import (
+    BoardDidNotReturn,
+    BoardError,
+    BoardNotFound,
+    BundleError,
+    ConfigError,
+    CopyMismatch,
+    NodeToolError,
+    ReleaseKeyError,
+    SignatureInvalid,
+    UnsafeReleaseKey,
+)
+from gateway.exit_codes import ExitCode
+
+__all__ = ["exit_code_for", "format_boards", "register"]
+
+node_app = typer.Typer(
+    name="node",
+    help="Our MicroPython sensor nodes: find boards, sign releases, deploy, watch the console.",
+    no_args_is_help=True,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+PortOption = Annotated[
+    str,
+    typer.Option(
+        "--port", "-p", help="The board's port: /dev/ttyACM0, or a pyserial URL (socket://...)."
+    ),
+]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def exit_code_for(exc: NodeToolError | ConfigError) -> ExitCode:  # noqa: PLR0911 - one per kind
+    """The exit status for an error of ``streetgate node``."""
+    if isinstance(exc, ConfigError):
+        return ExitCode.CONFIG
+    if isinstance(exc, SignatureInvalid):
+        return ExitCode.DECLINED
+    if isinstance(exc, UnsafeReleaseKey):
+        return ExitCode.PERMISSION
+    if isinstance(exc, BundleError | ReleaseKeyError):
+        return ExitCode.DAMAGED if exc.path.exists() else ExitCode.NOT_FOUND
+    if isinstance(exc, BoardNotFound | BoardDidNotReturn):
+        return ExitCode.UNREACHABLE
+    if isinstance(exc, CopyMismatch):
+        return ExitCode.DAMAGED
+    return ExitCode.FAILURE
+
+
+def _fail(exc: NodeToolError | ConfigError) -> typer.Exit:
+    _err(f"streetgate node: {exc}")
+    return typer.Exit(exit_code_for(exc))
+
+
+# -- list -------------------------------------------------------------------------------------
+
+
+def format_boards(boards: list[NodeBoard]) -> str:
+    """The text form of ``node list``: one line per board."""
+    lines = []
+    for board in boards:
+        serial = f"  serial {board.serial_number}" if board.serial_number else ""
+        lines.append(
+            f"{board.device}  usb {board.usb_id}  {board.kind.value}: {board.chip}{serial}"
+        )
+    return "\n".join(lines)
+
+
+@node_app.command("list")
+def list_boards(as_json: JsonOption = False) -> None:
+    """Attached boards that look like MicroPython devices, by USB VID:PID."""
+    from serial.tools.list_ports import comports  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    boards = node_boards(comports)
+    if as_json:
+        typer.echo(json.dumps([board.as_dict() for board in boards]))
+    elif boards:
+        typer.echo(format_boards(boards))
+    if not boards:
+        _err("no MicroPython boards found (USB VID:PID of Espressif, RP2 or a USB-UART bridge)")
+
+
+# -- keys and releases -----------------------------------------------------------------------
+
+
+@node_app.command()
+def keygen(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Private key file; the public key is OUT.pub.")
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the Ed25519 release key pair: OUT (mode 0600, for signing) and OUT.pub."""
+    try:
+        pair = make_key_pair(out, force=force)
+    except FileExistsError:
+        _err(f"streetgate node: {out} exists; not replacing a release key without --force")
+        raise typer.Exit(ExitCode.DECLINED) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "private_key": str(pair.private_file),
+                    "public_key": str(pair.public_file),
+                    "key_id": pair.key_id,
+                }
+            )
+        )
+    else:
+        typer.echo(str(pair.public_file))
+    _err(
+        f"release key {pair.key_id}: private {pair.private_file} (mode 0600, keep it off"
+        f" gateways), public {pair.public_file} (give it to whoever deploys)"
+    )
+
+
+@node_app.command()
+def release(
+    version: Annotated[str, typer.Option("--version", help="The release's version, e.g. 1.2.0.")],
+    key: Annotated[Path, typer.Option("--key", help="The release private key (node keygen).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle to write (.tar).")],
+    source: Annotated[
+        Path, typer.Argument(help="Directory of device files (main.py, packages).")
+    ] = DEFAULT_SOURCE,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign the firmware files in SOURCE into a bundle: manifest (SHA-256 of each file) + sig."""
+    try:
+        private_key = load_private_key(key)
+        manifest = write_bundle(source, version, private_key, out)
+    except NodeToolError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        files = {path: entry.sha256 for path, entry in manifest.files.items()}
+        document = {"bundle": str(out), "version": manifest.version, "key_id": manifest.key_id}
+        typer.echo(json.dumps(document | {"files": files}))
+    else:
+        typer.echo(str(out))
+    _err(
+        f"release {manifest.version}: {len(manifest.files)} files, {manifest.total_size} bytes,"
+        f" signed with key {manifest.key_id}"
+    )
+
+
+# -- node.json --------------------------------------------------------------------------------
+
+NodeIdOption = Annotated[
+    str, typer.Option("--node-id", help="The node's name: 1-32 of a-z, 0-9, '-'.")
+]
+IntervalOption = Annotated[
+    int, typer.Option("--sample-interval", help="Seconds between measurements.")
+]
+ModbusOption = Annotated[
+    bool, typer.Option("--modbus/--no-modbus", help="Answer as a Modbus RTU unit.")
+]
+UnitOption = Annotated[int, typer.Option("--unit-id", help="Modbus unit id (1-247).")]
+BaudOption = Annotated[int, typer.Option("--baudrate", help="Modbus RTU baud rate.")]
+BleOption = Annotated[bool, typer.Option("--ble/--no-ble", help="Send BTHome advertisements.")]
+BleIntervalOption = Annotated[
+    int, typer.Option("--ble-interval", help="Seconds between BLE advertisements.")
+]
+BleKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ble-key",
+        help="BTHome AES key (32 hex digits), or 'generate' for a new one (printed).",
+    ),
+]
+
+
+def _node_settings(  # noqa: PLR0917 - the node options, as the commands take them
+    node_id: str,
+    sample_interval: int,
+    modbus: bool,
+    unit_id: int,
+    baudrate: int,
+    ble: bool,
+    ble_interval: int,
+    ble_key: str | None,
+) -> NodeConfig:
+    key = generate_ble_key() if ble_key == "generate" else ble_key
+    data: dict[str, Any] = {
+        "schema": 1,
+        "node_id": node_id,
+        "sample_interval_s": sample_interval,
+        "modbus": {"enabled": modbus, "unit_id": unit_id, "baudrate": baudrate},
+        "ble": {"enabled": ble, "interval_s": ble_interval, "key": key},
+    }
+    try:
+        return node_config(data, "node settings (command-line options)")
+    except ConfigError as exc:
+        raise _fail(exc) from exc
+
+
+@node_app.command("config")
+def show_config(  # noqa: PLR0917 - one parameter per CLI option
+    node_id: NodeIdOption,
+    sample_interval: IntervalOption = 10,
+    modbus: ModbusOption = True,
+    unit_id: UnitOption = 1,
+    baudrate: BaudOption = 9600,
+    ble: BleOption = False,
+    ble_interval: BleIntervalOption = 5,
+    ble_key: BleKeyOption = None,
+) -> None:
+    """Print the node.json that `node deploy` would write with the same options."""
+    settings = _node_settings(
+        node_id, sample_interval, modbus, unit_id, baudrate, ble, ble_interval, ble_key
+    )
+    typer.echo(node_json(settings).decode(), nl=False)
+
+
+# -- deploy -----------------------------------------------------------------------------------
+
+
+class _Bar:
+    """The copy's progress bar on stderr (nothing when stderr is not a terminal)."""
+
+    def __init__(self, total: int) -> None:
+        console = Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            console=console,
+            disable=not console.is_terminal,
+            transient=True,
+        )
+        self._task = self._progress.add_task("copying", total=total)
+        self._done: dict[str, int] = {}
+
+    def __enter__(self) -> _Bar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, path: str, done: int, _size: int) -> None:
+        self._done[path] = done
+        self._progress.update(self._task, completed=sum(self._done.values()), description=path)
+
+
+@node_app.command("deploy")
+def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
+    port: PortOption,
+    bundle: Annotated[Path, typer.Option("--bundle", "-b", help="Signed bundle (node release).")],
+    release_key: Annotated[
+        Path,
+        typer.Option(
+            "--release-key",
+            envvar="STREETGATE_RELEASE_KEY",
+            help="The release public key bundles must be signed with.",
+        ),
+    ],
+    node_id: NodeIdOption,
+    sample_interval: IntervalOption = 10,
+    modbus: ModbusOption = True,
+    unit_id: UnitOption = 1,
+    baudrate: BaudOption = 9600,
+    ble: BleOption = False,
+    ble_interval: BleIntervalOption = 5,
+    ble_key: BleKeyOption = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the board's raw REPL.")
+    ] = 5.0,
+    boot_timeout: Annotated[
+        float, typer.Option("--boot-timeout", help="Seconds to wait for output after reset.")
+    ] = 10.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy a signed firmware bundle and a node.json to a board, verify each file, reset it.
+
+    The bundle's signature is checked against the release key before the board is touched.
+    """
+    settings = _node_settings(
+        node_id, sample_interval, modbus, unit_id, baudrate, ble, ble_interval, ble_key
+    )
+    try:
+        verified = open_bundle(bundle, load_public_key(release_key))
+        files = dict(verified.files)
+        files[NODE_CONFIG_PATH] = node_json(settings)
+        with _Bar(sum(len(data) for data in files.values())) as bar:
+            result = deploy_files(
+                port,
+                files,
+                manifest=verified.manifest_data,
+                progress=bar,
+                timeout=timeout,
+                boot_timeout=boot_timeout,
+            )
+    except (NodeToolError, ConfigError) as exc:
+        raise _fail(exc) from exc
+    first_line = result.boot_output.strip().splitlines()[0] if result.boot_output else ""
+    if as_json:
+        document = {
+            "port": port,
+            "version": verified.manifest.version,
+            "key_id": verified.manifest.key_id,
+            "node": settings.model_dump(by_alias=True),
+            "files": result.files,
+            "removed": list(result.removed),
+            "boot_output": result.boot_output,
+        }
+        typer.echo(json.dumps(document))
+    else:
+        typer.echo(
+            f"deployed {verified.manifest.version} to {port} as {settings.node_id}:"
+            f" {len(result.files)} files verified by SHA-256, board reset and back"
+        )
+        if settings.ble.key is not None:
+            typer.echo(f"ble key: {settings.ble.key}")
+    if result.removed:
+        _err(f"removed {len(result.removed)} file(s) of the previous release: {result.removed}")
+    _err(f"board after reset: {first_line}")
+    if ble_key == "generate":
+        _err("the BLE key is the node's BTHome key: put it in the gateway's bthome device config")
+
+
+# -- monitor ----------------------------------------------------------------------------------
+
+
+@node_app.command()
+def monitor(
+    port: PortOption,
+    seconds: Annotated[
+        float | None, typer.Option("--seconds", help="Stop after this long (default: Ctrl-C).")
+    ] = None,
+) -> None:
+    """Print the node's console output as it comes, until Ctrl-C (or --seconds)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        console = open_console(port)
+    except BoardError as exc:
+        raise _fail(exc) from exc
+    _err(f"console of {port} (Ctrl-C to stop)")
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            data = console.read(4096)
+            if data:
+                typer.echo(decoder.decode(data).replace("\r\n", "\n"), nl=False)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        _err(f"streetgate node: {port}: the port went away ({exc})")
+        raise typer.Exit(ExitCode.UNREACHABLE) from exc
+    finally:
+        console.close()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``node`` to the CLI (once)."""
+    if any(group.name == "node" for group in app.registered_groups):
+        return
+    app.add_typer(node_app)
