@@ -26,6 +26,7 @@ if [[ ",$extras," == *,dev,* ]]; then
     # the fault suite jumps the gateway's wall clock with libfaketime
     ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
     command -v systemd-analyze >/dev/null || need_apt+=(systemd)  # verifies deploy/systemd's unit
+    command -v tmux >/dev/null || need_apt+=(tmux)  # terminal tests drive the CLI in a real terminal
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     need_apt+=(python3-venv)
