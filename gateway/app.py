@@ -23,6 +23,7 @@ from gateway.status import HealthReporter
 
 if TYPE_CHECKING:
     from drivers.ble_common import BleBackends
+    from gateway.commands import CommandServer
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,9 @@ class Gateway:
 
 
 @asynccontextmanager
-async def pipeline(config: GatewayConfig) -> AsyncIterator[tuple[Outbox, Forwarder]]:
+async def pipeline(
+    config: GatewayConfig, commands: CommandServer | None = None
+) -> AsyncIterator[tuple[Outbox, Forwarder]]:
     """The store-and-forward half: an open outbox with its commit loop and the forwarder.
 
     On exit both tasks are cancelled and the outbox commits what is still pending.
@@ -48,6 +51,8 @@ async def pipeline(config: GatewayConfig) -> AsyncIterator[tuple[Outbox, Forward
     async with Outbox(config.outbox) as outbox:
         # Reading TLS and password files is disk I/O: keep it off the event loop.
         forwarder = await asyncio.to_thread(Forwarder, config, outbox)
+        if commands is not None:
+            commands.attach(forwarder)  # subscribes before the first connection
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(forwarder.run(), name="forward:mqtt"),
@@ -65,13 +70,15 @@ async def run_gateway(
     stop: asyncio.Event,
     started: asyncio.Future[Gateway] | None = None,
     ble: BleBackends | None = None,
+    commands: CommandServer | None = None,
 ) -> None:
     """Run until ``stop`` is set; then stop polling, commit what is pending, and close.
 
     ``ble`` injects bleak backends (the BLE simulator's, in tests); None: the platform's.
+    ``commands``: take remote commands (gateway/commands.py); None: no command topic.
     """
     clock = SystemClock()
-    async with pipeline(config) as (outbox, forwarder):
+    async with pipeline(config, commands) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
         polled = [d for d in config.devices if isinstance(d, POLLED_TYPES)]
         spread = random.Random()
@@ -108,6 +115,8 @@ async def run_gateway(
                 state_path(config.outbox.path), gateway.health.snapshot, forwarder.stats
             )
             tasks.append(tg.create_task(state_file.run(), name="status:state-file"))
+            if commands is not None:
+                tasks.append(tg.create_task(commands.run(gateway), name="mgmt:commands"))
             log.info(
                 "gateway %s running: %d device(s), broker %s:%d",
                 config.gateway_id,
