@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
+
 from gateway.app import Gateway
 from gateway.config_change import (
     ChangeState,
@@ -353,3 +355,61 @@ def test_replies_are_json_with_the_documented_keys(tmp_path: Path, mosquitto: Mo
             assert json.dumps(error)  # plain JSON types only
 
     asyncio.run(scenario())
+
+
+#: The ACL documented in docs/mqtt.md: a gateway (user name = gateway id) publishes its own
+#: topics and reads its own command topic; only the platform user may publish commands.
+ACL = """\
+pattern write streetgate/%u/readings
+pattern write streetgate/%u/status
+pattern write streetgate/%u/health
+pattern write streetgate/%u/reply
+pattern read streetgate/%u/cmd
+
+user platform
+topic readwrite streetgate/#
+"""
+
+
+def test_only_the_platform_can_command_a_gateway(tmp_path: Path) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text(ACL, "utf-8")
+    broker = Mosquitto(tmp_path, listener_options=f"acl_file {acl}\n")
+    broker.start()
+    try:
+        config_path = tmp_path / "gateway.toml"
+        write_config(config_path, broker, [])
+        document = tomllib.loads(config_path.read_text("utf-8"))
+        document["mqtt"]["username"] = GW
+        config_path.write_text(dumps(document), "utf-8")
+
+        async def scenario() -> None:
+            gateways: list[Gateway] = []
+            ready = asyncio.Event()
+
+            def started(gateway: Gateway) -> None:
+                gateways.append(gateway)
+                ready.set()
+
+            supervisor = Supervisor(config_path, on_started=started)
+            async with asyncio.TaskGroup() as tg:
+                task = tg.create_task(supervisor.run(), name="test:supervisor")
+                await ready.wait()
+                await gateways[0].forwarder.connected.wait()
+                async with (
+                    platform(broker.host, broker.port, GW, username="platform") as plat,
+                    aiomqtt.Client(broker.host, broker.port, username="intruder") as intruder,
+                ):
+                    # The broker acknowledges the intruder's publish (QoS 1) and drops it.
+                    evil = json.dumps({"id": "evil", "command": "restart"}).encode()
+                    await intruder.publish(plat.cmd_topic, evil, qos=1)
+                    # Anything delivered before the platform's ping is answered before it.
+                    assert (await plat.call("ping"))["status"] == "ok"
+                    assert plat.replies["evil"] == []
+                supervisor.shutdown()
+                await task
+            assert len(gateways) == 1  # never restarted
+
+        asyncio.run(scenario())
+    finally:
+        broker.stop()
