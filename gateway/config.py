@@ -26,6 +26,7 @@ __all__ = [
     "ModbusTcpDevice",
     "MqttConfig",
     "OutboxConfig",
+    "PayloadFormat",
     "Synchronous",
     "TlsConfig",
     "load_config",
@@ -48,6 +49,13 @@ class TlsConfig(Frozen):
         return self
 
 
+class PayloadFormat(StrEnum):
+    """How readings messages are encoded (docs/mqtt.md)."""
+
+    STREETGATE = "streetgate"  # streetgate's own JSON envelope
+    SENML = "senml"  # a SenML pack, RFC 8428 (gateway/senml.py)
+
+
 class MqttConfig(Frozen):
     """Where readings go."""
 
@@ -64,6 +72,7 @@ class MqttConfig(Frozen):
     reconnect_min: Seconds = 0.5
     reconnect_max: Seconds = 5.0  # the longest a returning broker waits for this gateway
     health_interval: Seconds = 60.0  # health is also published at once when it changes
+    payload_format: PayloadFormat = PayloadFormat.STREETGATE
 
 
 class Synchronous(StrEnum):

@@ -25,10 +25,11 @@ import aiomqtt
 
 from gateway import __version__
 from gateway.backoff import next_delay
-from gateway.config import GatewayConfig, MqttConfig
+from gateway.config import GatewayConfig, MqttConfig, PayloadFormat
 from gateway.errors import ForwardError, UnsafeKeyFile
 from gateway.key_files import unsafe_mode
 from gateway.outbox import Outbox
+from gateway.senml import build_pack
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,8 @@ class Forwarder:
         self.connected = asyncio.Event()
         self._live_client: aiomqtt.Client | None = None
         self._subscriptions: dict[str, MessageHandler] = {}
+        senml = config.mqtt.payload_format is PayloadFormat.SENML
+        self._encode = build_pack if senml else build_message
 
     def subscribe(self, topic: str, handler: MessageHandler) -> None:
         """Deliver messages on ``topic`` (QoS 1) to ``handler``; call before ``run()`` starts.
@@ -306,7 +309,7 @@ class Forwarder:
                         # would spin on it forever.
                         cursor = max(cursor, upto)
                         break
-                    payload = build_message(
+                    payload = self._encode(
                         self._config.gateway_id, historical=historical, rows=rows
                     )
                     last = rows[-1][0]
