@@ -16,6 +16,7 @@ from gateway.clock import SystemClock
 from gateway.config import GatewayConfig
 from gateway.config_devices import POLLED_TYPES
 from gateway.forwarder import Forwarder, health_topic
+from gateway.metrics import MetricsServer
 from gateway.outbox import Outbox
 from gateway.scheduler import DevicePoller
 from gateway.state_file import StateFileWriter, state_path
@@ -38,6 +39,7 @@ class Gateway:
     pollers: dict[str, DevicePoller] = field(default_factory=dict)
     sources: list[Source] = field(default_factory=list)
     health: HealthReporter | None = None
+    metrics: MetricsServer | None = None
 
 
 @asynccontextmanager
@@ -117,6 +119,9 @@ async def run_gateway(
             tasks.append(tg.create_task(state_file.run(), name="status:state-file"))
             if commands is not None:
                 tasks.append(tg.create_task(commands.run(gateway), name="mgmt:commands"))
+            if config.metrics is not None:
+                gateway.metrics = MetricsServer(config.metrics, gateway.health.snapshot)
+                tasks.append(tg.create_task(gateway.metrics.run(), name="status:metrics"))
             log.info(
                 "gateway %s running: %d device(s), broker %s:%d",
                 config.gateway_id,

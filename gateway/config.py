@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from gateway.config_devices import DeviceConfig, ModbusTcpDevice, device_names
+from gateway.config_metrics import MetricsConfig
 from gateway.config_types import NAME_PATTERN, Bytes, BytesOrZero, Frozen, Seconds
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.validation import issues_from_validation_error
@@ -112,6 +113,7 @@ class GatewayConfig(Frozen):
     mqtt: MqttConfig
     outbox: OutboxConfig
     devices: tuple[DeviceConfig, ...] = ()
+    metrics: MetricsConfig | None = None  # the local OpenMetrics endpoint; off when absent
 
     # A field validator, so the issue is located at "devices" (a model validator has no key path).
     @field_validator("devices")
