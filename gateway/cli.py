@@ -143,6 +143,7 @@ def _register_subcommands() -> None:
         doctor_cli,
         init_cli,
         read_cli,
+        status_cli,
         tail_cli,
     )
     from gateway.scan_cli import register as register_scan  # noqa: PLC0415
@@ -159,7 +160,7 @@ def _register_subcommands() -> None:
     register_scan(app)
     creds_cli.register(app)
     fleet_cli.register(app)
-    for module in (doctor_cli, read_cli, tail_cli):
+    for module in (doctor_cli, read_cli, tail_cli, status_cli):
         module.register(app)
 
 
