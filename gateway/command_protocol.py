@@ -98,6 +98,8 @@ def parse_command(payload: bytes, gateway_id: str, *, retained: bool = False) ->
         raise CommandRejected(ErrorCode.BAD_PAYLOAD, f"payload is not UTF-8: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise CommandRejected(ErrorCode.BAD_PAYLOAD, f"payload is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise CommandRejected(ErrorCode.BAD_PAYLOAD, "payload is nested too deeply") from exc
     if not isinstance(data, dict):
         raise CommandRejected(
             ErrorCode.BAD_REQUEST, f"expected a JSON object, got {type(data).__name__}"

@@ -116,8 +116,19 @@ class CommandServer:
 
     # -- intake (runs in the forwarder's receive task: never blocks, never raises) ---------
 
+    @property
+    def waiting(self) -> int:
+        """Commands queued and not started yet."""
+        return self._queue.qsize()
+
     async def offer(self, payload: bytes, retained: bool) -> None:
         """Reject a bad payload at once, queue a good one (or refuse it with ``busy``)."""
+        try:
+            await self._offer(payload, retained=retained)
+        except Exception:  # the boundary: no payload may stop the forwarder's receive task
+            log.exception("command payload could not be handled")
+
+    async def _offer(self, payload: bytes, *, retained: bool) -> None:
         try:
             command = parse_command(payload, self._gateway_id, retained=retained)
         except CommandRejected as exc:

@@ -26,6 +26,7 @@ from gateway.toml_out import dumps
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.mosquitto import Mosquitto, free_port
 from tests.platform_client import platform
+from tests.waiting import until
 
 GW = "cmd-gw"
 
@@ -300,7 +301,9 @@ def test_config_set_to_an_unreachable_broker_is_rolled_back(
             assert running.gateways[1].config.mqtt.port == nowhere
             assert running.gateways[2].config.mqtt.port == mosquitto.port
             assert running.config_path.read_text("utf-8") == original
-            assert not marker_path(running.config_path).exists()
+            # The marker goes once the report is out (it is kept until then, so a report
+            # lost to a crash is made after the next start).
+            await until(lambda: not marker_path(running.config_path).exists())
             assert (await plat.call("ping"))["status"] == "ok"
 
     asyncio.run(scenario())
@@ -331,6 +334,7 @@ def test_a_change_still_on_trial_at_start_is_rolled_back(
                 outcome = await plat.reply("crashed-change")
                 assert outcome["status"] == "rolled_back"
                 assert "stopped or crashed" in outcome["error"]["message"]
+                await until(lambda: not marker_path(config_path).exists())
                 supervisor.shutdown()
                 await task
             assert [g.config.mqtt.port for g in gateways] == [mosquitto.port]
@@ -413,3 +417,47 @@ def test_only_the_platform_can_command_a_gateway(tmp_path: Path) -> None:
         asyncio.run(scenario())
     finally:
         broker.stop()
+
+
+def test_a_full_command_queue_refuses_with_busy(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The worker is not started, so the queue fills deterministically; then it drains."""
+    from gateway.app import pipeline  # noqa: PLC0415
+    from gateway.commands import COMMAND_QUEUE, CommandServer  # noqa: PLC0415
+    from gateway.config import parse_config  # noqa: PLC0415
+
+    config = parse_config(
+        {
+            "gateway_id": GW,
+            "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
+            "outbox": {"path": str(tmp_path / "outbox.db")},
+        },
+        "test",
+    )
+
+    async def scenario() -> None:
+        commands = CommandServer(config)
+        async with (
+            pipeline(config, commands) as (outbox, forwarder),
+            platform(mosquitto.host, mosquitto.port, GW) as plat,
+        ):
+            await forwarder.connected.wait()
+            for n in range(COMMAND_QUEUE + 1):
+                await plat.send({"id": f"q{n}", "command": "ping"})
+            # Deeply nested JSON is refused like any bad payload; nothing else happens.
+            await plat.send(b"[" * 100_000 + b"]" * 100_000)
+            busy = await plat.reply(f"q{COMMAND_QUEUE}")
+            assert busy["status"] == "error"
+            assert busy["error"]["code"] == "busy"
+            nested = await plat.reply(None)
+            assert nested["error"]["code"] == "bad_payload"
+            assert commands.waiting == COMMAND_QUEUE
+            assert all(not plat.replies[f"q{n}"] for n in range(COMMAND_QUEUE))
+            async with asyncio.TaskGroup() as tg:
+                worker = tg.create_task(
+                    commands.run(Gateway(config, outbox, forwarder)), name="mgmt:commands"
+                )
+                for n in range(COMMAND_QUEUE):
+                    assert (await plat.reply(f"q{n}"))["status"] == "ok"
+                worker.cancel()
+
+    asyncio.run(scenario())
