@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli import _register_subcommands, app
 from gateway.exit_codes import ExitCode
 from tests.mosquitto import Mosquitto
 from tests.platform_client import platform
+from tests.readme_examples import readme_commands
 from tests.test_buffer_live import gateway_process
 
 _register_subcommands()
@@ -38,7 +40,7 @@ def wait_running(
 
 
 def test_status_of_a_running_gateway_and_after_it_stops(
-    tmp_path: Path, mosquitto: Mosquitto
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "gw.toml"
     config.write_text(
@@ -71,6 +73,14 @@ def test_status_of_a_running_gateway_and_after_it_stops(
         assert result.exit_code == 0
         assert f"running (pid {proc.pid})" in result.stdout
         assert "connected since" in result.stdout
+        # The README's examples, as written (they name gw.toml in the current directory).
+        monkeypatch.chdir(tmp_path)
+        examples = readme_commands("Remote management and monitoring")
+        assert [args[:2] for args in examples] == [["streetgate", "status"]] * 2
+        for args in examples:
+            result = CliRunner().invoke(app, args[1:])
+            assert result.exit_code == 0, result.output
+            assert "status-gw" in result.stdout
 
         # A remote restart happens in the same process: same PID, a new connection.
         async def restart() -> dict[str, Any]:
