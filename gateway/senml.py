@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["build_pack"]
 
 
+@lru_cache(maxsize=256)  # the readings of one poll share their time
 def _unix_ms(iso: str) -> int:
     stamp = datetime.fromisoformat(iso)
     return round(stamp.timestamp() * 1000)

@@ -2,8 +2,8 @@
 
 ``streetgate run`` runs :meth:`Supervisor.run`. A ``restart`` or ``config-set`` command stops
 the running gateway (pending readings are committed, as at any stop) and the loop loads the
-config file again and starts a new one, in the same process: systemd (``Type=notify``) and
-anything else watching the PID see no restart.
+config file again and starts a new one, in the same process: systemd and anything else
+watching the PID see no restart.
 
 A config change on trial (gateway/config_change.py) is confirmed when the forwarder reaches the
 broker before the change's deadline: the marker is removed and the platform gets ``applied``.
