@@ -125,6 +125,12 @@ def _tls_problem(key: str, path: Path, exc: Exception) -> str:
     return f"{key} = {path}: cannot load it as a PEM CA certificate file: {reason}"
 
 
+def _refused(code: object) -> bool:
+    """Whether a SUBACK return code (an int, or paho's ReasonCode) says the broker refused."""
+    value = getattr(code, "value", code)
+    return isinstance(value, int) and value >= 0x80  # 0x80 and up: MQTT failure codes
+
+
 @dataclass
 class ForwarderStats:
     """Counters the status shows."""
@@ -233,7 +239,10 @@ class Forwarder:
             self.stats.connected_since = time.time()
             await client.publish(self._status_topic, status_message("online"), qos=1, retain=True)
             for topic in self._subscriptions:
-                await client.subscribe(topic, qos=1)
+                granted = await client.subscribe(topic, qos=1)
+                if any(_refused(code) for code in granted):
+                    # Readings matter more than commands: carry on without this topic.
+                    log.warning("the broker refused the subscription to %s (check its ACL)", topic)
             self._live_client = client
             self.connected.set()
             log.info("connected to MQTT broker %s:%d", self._mqtt.host, self._mqtt.port)

@@ -461,3 +461,16 @@ def test_a_full_command_queue_refuses_with_busy(tmp_path: Path, mosquitto: Mosqu
                 worker.cancel()
 
     asyncio.run(scenario())
+
+
+def test_a_refused_subscription_is_recognised_in_either_form() -> None:
+    """MQTT 3.1.1 SUBACK codes are ints, paho gives ReasonCodes; 0x80 and up is a refusal."""
+    from paho.mqtt.packettypes import PacketTypes  # noqa: PLC0415
+    from paho.mqtt.reasoncodes import ReasonCode  # noqa: PLC0415
+
+    from gateway.forwarder import _refused  # noqa: PLC0415
+
+    assert _refused(0x80)
+    assert not _refused(1)
+    assert _refused(ReasonCode(PacketTypes.SUBACK, identifier=0x87))  # not authorised (v5)
+    assert not _refused(ReasonCode(PacketTypes.SUBACK, identifier=1))  # granted QoS 1
