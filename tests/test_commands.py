@@ -474,3 +474,32 @@ def test_a_refused_subscription_is_recognised_in_either_form() -> None:
     assert not _refused(1)
     assert _refused(ReasonCode(PacketTypes.SUBACK, identifier=0x87))  # not authorised (v5)
     assert not _refused(ReasonCode(PacketTypes.SUBACK, identifier=1))  # granted QoS 1
+
+
+def test_a_config_that_fails_to_start_is_rolled_back(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Valid as a document, but the gateway cannot start with it (a CA file that is not there)."""
+
+    async def scenario() -> None:
+        async with (
+            supervised(tmp_path, mosquitto, []) as running,
+            platform(mosquitto.host, mosquitto.port, GW) as plat,
+        ):
+            original = running.config_path.read_text("utf-8")
+            await plat.send(
+                {
+                    "id": "tls-typo",
+                    "command": "config-set",
+                    "args": {"patch": {"mqtt": {"tls": {"ca_file": "no-such-ca.pem"}}}},
+                }
+            )
+            assert (await plat.reply("tls-typo"))["status"] == "accepted"
+            outcome = await plat.reply("tls-typo", nth=2)
+            assert outcome["status"] == "rolled_back"
+            message = outcome["error"]["message"]
+            assert message.startswith("the gateway failed to run with the new config")
+            assert "mqtt.tls.ca_file" in message
+            assert running.config_path.read_text("utf-8") == original
+            await until(lambda: not marker_path(running.config_path).exists())
+            assert len(running.gateways) == 2  # the new config never got as far as starting
+
+    asyncio.run(scenario())
