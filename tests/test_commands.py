@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,12 @@ from tests.platform_client import platform
 from tests.waiting import until
 
 GW = "cmd-gw"
+
+
+async def bounded(scenario: Coroutine[Any, Any, None], seconds: float = 60) -> None:
+    """Run a scenario; a hang fails it with a traceback of where it waited (not a bare timeout)."""
+    async with asyncio.timeout(seconds):
+        await scenario
 
 
 @dataclass
@@ -171,7 +177,7 @@ def test_every_command_round_trips(tmp_path: Path, mosquitto: Mosquitto) -> None
             assert (await plat.call("ping"))["status"] == "ok"
             assert len(running.gateways) == 3
 
-    asyncio.run(scenario())
+    asyncio.run(bounded(scenario()))
 
 
 def test_bad_commands_get_clear_replies(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -270,7 +276,7 @@ def test_bad_commands_get_clear_replies(tmp_path: Path, mosquitto: Mosquitto) ->
             await plat.client.publish(plat.cmd_topic, b"", qos=1, retain=True)  # clear it
             await running.next_start(2)
 
-    asyncio.run(scenario())
+    asyncio.run(bounded(scenario()))
 
 
 def test_config_set_to_an_unreachable_broker_is_rolled_back(
@@ -306,7 +312,7 @@ def test_config_set_to_an_unreachable_broker_is_rolled_back(
             await until(lambda: not marker_path(running.config_path).exists())
             assert (await plat.call("ping"))["status"] == "ok"
 
-    asyncio.run(scenario())
+    asyncio.run(bounded(scenario()))
 
 
 def test_a_change_still_on_trial_at_start_is_rolled_back(
@@ -341,7 +347,7 @@ def test_a_change_still_on_trial_at_start_is_rolled_back(
             assert config_path.read_text("utf-8") == good
             assert not marker_path(config_path).exists()
 
-    asyncio.run(scenario())
+    asyncio.run(bounded(scenario()))
 
 
 def test_replies_are_json_with_the_documented_keys(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -358,7 +364,7 @@ def test_replies_are_json_with_the_documented_keys(tmp_path: Path, mosquitto: Mo
             assert set(error["error"]) == {"code", "message"}
             assert json.dumps(error)  # plain JSON types only
 
-    asyncio.run(scenario())
+    asyncio.run(bounded(scenario()))
 
 
 #: The ACL documented in docs/mqtt.md: a gateway (user name = gateway id) publishes its own
@@ -414,7 +420,7 @@ def test_only_the_platform_can_command_a_gateway(tmp_path: Path) -> None:
                 await task
             assert len(gateways) == 1  # never restarted
 
-        asyncio.run(scenario())
+        asyncio.run(bounded(scenario()))
     finally:
         broker.stop()
 
@@ -460,7 +466,7 @@ def test_a_full_command_queue_refuses_with_busy(tmp_path: Path, mosquitto: Mosqu
                     assert (await plat.reply(f"q{n}"))["status"] == "ok"
                 worker.cancel()
 
-    asyncio.run(scenario())
+    asyncio.run(bounded(scenario()))
 
 
 def test_a_refused_subscription_is_recognised_in_either_form() -> None:
@@ -502,4 +508,4 @@ def test_a_config_that_fails_to_start_is_rolled_back(tmp_path: Path, mosquitto: 
             await until(lambda: not marker_path(running.config_path).exists())
             assert len(running.gateways) == 2  # the new config never got as far as starting
 
-    asyncio.run(scenario())
+    asyncio.run(bounded(scenario()))
