@@ -29,7 +29,7 @@ def setup_logging(level: str) -> None:
 
 async def _serve(config_path: Path) -> None:
     # The supervisor restarts the gateway in-process (restart, config-set commands).
-    supervisor = Supervisor(config_path)
+    supervisor = Supervisor(config_path.absolute())  # config-get reports where it is
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, supervisor.shutdown)

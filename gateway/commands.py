@@ -264,8 +264,8 @@ class CommandServer:
             if gateway.health is not None and name in gateway.health.devices():
                 raise CommandRejected(
                     ErrorCode.UNSUPPORTED,
-                    f"device {name!r} reports on its own schedule (BLE advertisements, a "
-                    "Modbus RTU bus); read-now polls Modbus TCP and serial devices",
+                    f"device {name!r} is read on a shared schedule (BLE advertisements, a "
+                    "Modbus RTU bus); read-now polls devices that have their own poll task",
                 )
             known = ", ".join(sorted(gateway.pollers)) or "none"
             raise CommandRejected(
