@@ -29,7 +29,7 @@ def setup_logging(level: str) -> None:
 
 async def _serve(config_path: Path) -> None:
     # The supervisor restarts the gateway in-process (restart, config-set commands).
-    supervisor = Supervisor(config_path.absolute())  # config-get reports where it is
+    supervisor = Supervisor(config_path)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, supervisor.shutdown)
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             load_or_exit(config)  # with a remote change pending, the supervisor settles it first
         setup_logging(log_level)
         try:
-            asyncio.run(_serve(config))
+            asyncio.run(_serve(config.absolute()))  # config-get reports where it is
         except Exception as exc:
             error = find_error(exc)
             if error is None:
