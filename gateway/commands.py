@@ -139,6 +139,13 @@ class CommandServer:
         if remembered is not None:
             await self._publish(remembered)
             return
+        if command.command not in self._handlers:
+            known = ", ".join(sorted(self._handlers))
+            unknown = CommandRejected(
+                ErrorCode.UNKNOWN_COMMAND, f"unknown command {command.command!r}; known: {known}"
+            )
+            await self._publish(self._error(command.id, command.command, unknown))
+            return
         if command.id in self._running:
             busy = CommandRejected(
                 ErrorCode.BUSY, f"command id {command.id!r} is already queued or running"
@@ -168,31 +175,25 @@ class CommandServer:
                 self._running.discard(command.id)
 
     async def _handle(self, command: Command) -> None:
-        handler = self._handlers.get(command.command)
+        handler = self._handlers[command.command]  # unknown commands never get queued
         outcome: Outcome | None = None
-        if handler is None:
-            known = ", ".join(sorted(self._handlers))
-            rejected = CommandRejected(
-                ErrorCode.UNKNOWN_COMMAND, f"unknown command {command.command!r}; known: {known}"
+        try:
+            outcome = await handler(command)
+            payload = reply_payload(
+                self._gateway_id,
+                command.id,
+                command.command,
+                outcome.status,
+                result=outcome.result,
             )
-            payload = self._error(command.id, command.command, rejected)
-        else:
-            try:
-                outcome = await handler(command)
-            except CommandRejected as exc:
-                payload = self._error(command.id, command.command, exc)
-            except Exception as exc:  # the boundary: a bug in one command must not stop others
-                log.exception("command %s (%s) failed", command.command, command.id)
-                internal = CommandRejected(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-                payload = self._error(command.id, command.command, internal)
-            else:
-                payload = reply_payload(
-                    self._gateway_id,
-                    command.id,
-                    command.command,
-                    outcome.status,
-                    result=outcome.result,
-                )
+        except CommandRejected as exc:
+            outcome = None
+            payload = self._error(command.id, command.command, exc)
+        except Exception as exc:  # the boundary: a bug in one command must not stop others
+            log.exception("command %s (%s) failed", command.command, command.id)
+            outcome = None
+            internal = CommandRejected(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            payload = self._error(command.id, command.command, internal)
         self._remember(command.id, payload)
         self.handled += 1
         await self._publish(payload)
