@@ -24,6 +24,8 @@ __all__ = ["format_status", "register"]
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     if seconds < 120:
         return f"{seconds:.0f}s"
     if seconds < 7200:
@@ -58,7 +60,9 @@ def format_status(view: GatewayView, state: dict[str, Any] | None) -> str:
             f"purged {box.get('purged', 0)}",
         ),
     ]
-    for name, dev in state.get("devices", {}).items():
+    devices = state.get("devices", {})
+    rows.append(("devices", str(len(devices)) if devices else "none configured"))
+    for name, dev in devices.items():
         errors = ", ".join(f"{k} {v}" for k, v in sorted(dev.get("errors", {}).items()))
         rows.append(
             (
