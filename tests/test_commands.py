@@ -509,3 +509,24 @@ def test_a_config_that_fails_to_start_is_rolled_back(tmp_path: Path, mosquitto: 
             assert len(running.gateways) == 2  # the new config never got as far as starting
 
     asyncio.run(bounded(scenario()))
+
+
+def test_commands_work_again_after_the_broker_restarts(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The session is clean: the broker forgets the subscription, the gateway makes it again."""
+
+    async def scenario() -> None:
+        async with supervised(tmp_path, mosquitto, []) as running:
+            async with platform(mosquitto.host, mosquitto.port, GW) as plat:
+                assert (await plat.call("ping"))["status"] == "ok"
+            forwarder = running.gateways[0].forwarder
+            await asyncio.to_thread(mosquitto.stop)
+            await asyncio.to_thread(mosquitto.start)
+            await until(lambda: forwarder.stats.connects >= 2, timeout=20)
+            await forwarder.connected.wait()
+            async with platform(mosquitto.host, mosquitto.port, GW) as plat:
+                assert (await plat.call("ping"))["status"] == "ok"
+            assert len(running.gateways) == 1  # the same gateway, reconnected
+
+    asyncio.run(bounded(scenario()))
