@@ -302,12 +302,10 @@ class CommandServer:
     async def _config_get(self, command: Command) -> Outcome:
         _no_args(command)
         path = self._control.config_path if self._control is not None else None
+        # A profile file may be read to tell it from a shipped one: off the event loop.
+        config = await asyncio.to_thread(effective_config, self._config, redact=True)
         return Outcome(
-            ReplyStatus.OK,
-            {
-                "path": None if path is None else str(path),
-                "config": effective_config(self._config, redact=True),
-            },
+            ReplyStatus.OK, {"path": None if path is None else str(path), "config": config}
         )
 
     async def _config_set(self, command: Command) -> Outcome:
