@@ -33,6 +33,7 @@ __all__ = [
     "read_marker",
     "roll_back",
     "stage_change",
+    "start_trial",
     "write_marker",
 ]
 
