@@ -143,7 +143,7 @@ ensure_file() {  # source target owner group mode
 }
 
 ensure_dir "$OPT" 0 0 0755
-ensure_dir "$ETC" 0 "$gid" 0750
+ensure_dir "$ETC" 0 "$gid" 0770   # group-writable: a remote config-set replaces the file
 ensure_dir "$ETC/tls" "$uid" "$gid" 0700   # TLS key files: the service user's, mode 0600
 ensure_dir "$STATE" "$uid" "$gid" 0750     # systemd's StateDirectory= keeps it so
 # System folders: created when missing (a bare tree), never re-owned (Debian's own modes).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -15,6 +15,7 @@ from gateway.clock import SystemClock
 from gateway.config import GatewayConfig
 from gateway.config_devices import POLLED_TYPES
 from gateway.forwarder import Forwarder, health_topic
+from gateway.metrics import MetricsServer
 from gateway.outbox import Outbox
 from gateway.progress_probes import gateway_probes
 from gateway.scheduler import DevicePoller
@@ -25,6 +26,7 @@ from gateway.watchdog import Watchdog, heartbeat_path
 
 if TYPE_CHECKING:
     from drivers.ble_common import BleBackends
+    from gateway.commands import CommandServer
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,13 @@ class Gateway:
     pollers: dict[str, DevicePoller] = field(default_factory=dict)
     sources: list[Source] = field(default_factory=list)
     health: HealthReporter | None = None
+    metrics: MetricsServer | None = None
 
 
 @asynccontextmanager
-async def pipeline(config: GatewayConfig) -> AsyncIterator[tuple[Outbox, Forwarder]]:
+async def pipeline(
+    config: GatewayConfig, commands: CommandServer | None = None
+) -> AsyncIterator[tuple[Outbox, Forwarder]]:
     """The store-and-forward half: an open outbox with its commit loop and the forwarder.
 
     On exit both tasks are cancelled and the outbox commits what is still pending.
@@ -50,6 +55,8 @@ async def pipeline(config: GatewayConfig) -> AsyncIterator[tuple[Outbox, Forward
     async with Outbox(config.outbox) as outbox:
         # Reading TLS and password files is disk I/O: keep it off the event loop.
         forwarder = await asyncio.to_thread(Forwarder, config, outbox)
+        if commands is not None:
+            commands.attach(forwarder)  # subscribes before the first connection
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(forwarder.run(), name="forward:mqtt"),
@@ -67,16 +74,21 @@ async def run_gateway(
     stop: asyncio.Event,
     started: asyncio.Future[Gateway] | None = None,
     ble: BleBackends | None = None,
+    *,
     notifier: Notifier | None = None,
+    commands: CommandServer | None = None,
+    will_restart: Callable[[], bool] = lambda: False,
 ) -> None:
     """Run until ``stop`` is set; then stop polling, commit what is pending, and close.
 
     ``ble`` injects bleak backends (the BLE simulator's, in tests); None: the platform's.
     ``notifier`` talks to systemd (gateway/sd_notify.py); None: the one the environment names.
+    ``commands``: take remote commands (gateway/commands.py); None: no command topic.
+    ``will_restart``: whether a stop is a restart (systemd hears RELOADING, not STOPPING).
     """
     notifier = notifier or Notifier.from_environ()
     clock = SystemClock()
-    async with pipeline(config) as (outbox, forwarder):
+    async with pipeline(config, commands) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
         polled = [d for d in config.devices if isinstance(d, POLLED_TYPES)]
         for device in polled:
@@ -132,6 +144,11 @@ async def run_gateway(
                 describe=lambda: _status_line(gateway),
             )
             tasks.append(tg.create_task(watchdog.run(), name="status:watchdog"))
+            if commands is not None:
+                tasks.append(tg.create_task(commands.run(gateway), name="mgmt:commands"))
+            if config.metrics is not None:
+                gateway.metrics = MetricsServer(config.metrics, gateway.health.snapshot)
+                tasks.append(tg.create_task(gateway.metrics.run(), name="status:metrics"))
             log.info(
                 "gateway %s running: %d device(s), broker %s:%d",
                 config.gateway_id,
@@ -144,7 +161,10 @@ async def run_gateway(
                 started.set_result(gateway)
             await stop.wait()
             log.info("stopping: pending readings are committed before exit")
-            notifier.stopping("stopping: committing pending readings")
+            if will_restart():
+                notifier.reloading("restarting: committing pending readings")
+            else:
+                notifier.stopping("stopping: committing pending readings")
             for task in tasks:
                 task.cancel()
     # Pollers stop first; leaving pipeline() then stops the forwarder and the commit loop, and

@@ -129,6 +129,7 @@ def _register_subcommands() -> None:
         healthcheck_cli,
         init_cli,
         read_cli,
+        status_cli,
         tail_cli,
     )
     from gateway.scan_cli import register as register_scan  # noqa: PLC0415
@@ -146,7 +147,7 @@ def _register_subcommands() -> None:
     creds_cli.register(app)
     fleet_cli.register(app)
     node_cli.register(app)
-    for module in (doctor_cli, read_cli, tail_cli, healthcheck_cli):
+    for module in (doctor_cli, read_cli, tail_cli, healthcheck_cli, status_cli):
         module.register(app)
 
 

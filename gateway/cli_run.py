@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
-from gateway.app import run_gateway
 from gateway.cli_common import load_or_exit
-from gateway.config import GatewayConfig
-from gateway.errors import StreetgateError, UnsafeKeyFile
+from gateway.config_change import read_marker
+from gateway.errors import ConfigError, StreetgateError, UnsafeKeyFile
 from gateway.exit_codes import ExitCode
 from gateway.journal_log import log_handler
+from gateway.supervisor import Supervisor
 
 
 def setup_logging(level: str) -> None:
@@ -25,12 +25,13 @@ def setup_logging(level: str) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
-async def _serve(config: GatewayConfig) -> None:
-    stop = asyncio.Event()
+async def _serve(config_path: Path) -> None:
+    # The supervisor restarts the gateway in-process (restart, config-set commands).
+    supervisor = Supervisor(config_path)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await run_gateway(config, stop)
+        loop.add_signal_handler(sig, supervisor.shutdown)
+    await supervisor.run()
 
 
 def register(app: typer.Typer) -> None:
@@ -49,16 +50,19 @@ def register(app: typer.Typer) -> None:
         ] = "info",
     ) -> None:
         """Run the gateway: poll devices, buffer readings, forward them to the broker."""
-        cfg = load_or_exit(config)
+        if read_marker(config) is None:
+            load_or_exit(config)  # with a remote change pending, the supervisor settles it first
         setup_logging(log_level)
         try:
-            asyncio.run(_serve(cfg))
+            asyncio.run(_serve(config.absolute()))  # config-get reports where it is
         except Exception as exc:
             error = find_error(exc)
             if error is None:
                 raise
             typer.echo(f"streetgate: {error}", err=True)
             code = ExitCode.PERMISSION if isinstance(error, UnsafeKeyFile) else ExitCode.FAILURE
+            if isinstance(error, ConfigError):
+                code = ExitCode.CONFIG
             raise typer.Exit(code) from exc
 
 

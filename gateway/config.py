@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from gateway.config_devices import DeviceConfig, ModbusTcpDevice, device_names
+from gateway.config_metrics import MetricsConfig
 from gateway.config_types import NAME_PATTERN, Bytes, BytesOrZero, Frozen, Seconds
 from gateway.env_overlay import overlay
 from gateway.errors import ConfigError, ConfigIssue
@@ -29,6 +30,7 @@ __all__ = [
     "ModbusTcpDevice",
     "MqttConfig",
     "OutboxConfig",
+    "PayloadFormat",
     "Synchronous",
     "TlsConfig",
     "load_config",
@@ -51,6 +53,13 @@ class TlsConfig(Frozen):
         return self
 
 
+class PayloadFormat(StrEnum):
+    """How readings messages are encoded (docs/mqtt.md)."""
+
+    STREETGATE = "streetgate"  # streetgate's own JSON envelope
+    SENML = "senml"  # a SenML pack, RFC 8428 (gateway/senml.py)
+
+
 class MqttConfig(Frozen):
     """Where readings go."""
 
@@ -67,6 +76,7 @@ class MqttConfig(Frozen):
     reconnect_min: Seconds = 0.5
     reconnect_max: Seconds = 5.0  # the longest a returning broker waits for this gateway
     health_interval: Seconds = 60.0  # health is also published at once when it changes
+    payload_format: PayloadFormat = PayloadFormat.STREETGATE
 
 
 class Synchronous(StrEnum):
@@ -106,6 +116,7 @@ class GatewayConfig(Frozen):
     mqtt: MqttConfig
     outbox: OutboxConfig
     devices: tuple[DeviceConfig, ...] = ()
+    metrics: MetricsConfig | None = None  # the local OpenMetrics endpoint; off when absent
 
     # A field validator, so the issue is located at "devices" (a model validator has no key path).
     @field_validator("devices")

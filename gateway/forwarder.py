@@ -16,6 +16,7 @@ import random
 import ssl
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -24,10 +25,11 @@ import aiomqtt
 
 from gateway import __version__
 from gateway.backoff import next_delay
-from gateway.config import GatewayConfig, MqttConfig
+from gateway.config import GatewayConfig, MqttConfig, PayloadFormat
 from gateway.errors import ForwardError, UnsafeKeyFile
 from gateway.key_files import unsafe_mode
 from gateway.outbox import Outbox
+from gateway.senml import build_pack
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,20 @@ def build_message(gateway_id: str, *, historical: bool, rows: list[tuple[int, st
         f'"first_seq":{rows[0][0]},"last_seq":{rows[-1][0]},"count":{len(rows)},"readings":['
     )
     return (head + ",".join(body for _, body in rows) + "]}").encode()
+
+
+def command_topic(config: GatewayConfig) -> str:
+    """Topic the gateway takes commands on (see docs/mqtt.md, "Commands")."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/cmd"
+
+
+def reply_topic(config: GatewayConfig) -> str:
+    """Topic the gateway answers commands on."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/reply"
+
+
+#: Called with the payload and retain flag of each message that arrives on a subscribed topic.
+MessageHandler = Callable[[bytes, bool], Awaitable[None]]
 
 
 def status_message(state: str, **extra: object) -> bytes:
@@ -109,6 +125,12 @@ def _tls_problem(key: str, path: Path, exc: Exception) -> str:
     return f"{key} = {path}: cannot load it as a PEM CA certificate file: {reason}"
 
 
+def _refused(code: object) -> bool:
+    """Whether a SUBACK return code (an int, or paho's ReasonCode) says the broker refused."""
+    value = getattr(code, "value", code)
+    return isinstance(value, int) and value >= 0x80  # 0x80 and up: MQTT failure codes
+
+
 @dataclass
 class ForwarderStats:
     """Counters the status shows."""
@@ -139,6 +161,17 @@ class Forwarder:
         self.stats = ForwarderStats()
         self.connected = asyncio.Event()
         self._live_client: aiomqtt.Client | None = None
+        self._subscriptions: dict[str, MessageHandler] = {}
+        senml = config.mqtt.payload_format is PayloadFormat.SENML
+        self._encode = build_pack if senml else build_message
+
+    def subscribe(self, topic: str, handler: MessageHandler) -> None:
+        """Deliver messages on ``topic`` (QoS 1) to ``handler``; call before ``run()`` starts.
+
+        The session is clean, so the broker forgets subscriptions with the connection: they
+        are made again on every connection, before the backlog drain starts.
+        """
+        self._subscriptions[topic] = handler
 
     def _read_password(self) -> str | None:
         if self._mqtt.password_file is None:
@@ -205,16 +238,33 @@ class Forwarder:
             self.stats.connects += 1
             self.stats.connected_since = time.time()
             await client.publish(self._status_topic, status_message("online"), qos=1, retain=True)
+            for topic in self._subscriptions:
+                granted = await client.subscribe(topic, qos=1)
+                if any(_refused(code) for code in granted):
+                    # Readings matter more than commands: carry on without this topic.
+                    log.warning("the broker refused the subscription to %s (check its ACL)", topic)
             self._live_client = client
             self.connected.set()
             log.info("connected to MQTT broker %s:%d", self._mqtt.host, self._mqtt.port)
             try:
-                await self._drain(client)
+                if self._subscriptions:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._receive(client), name="forward:receive")
+                        await self._drain(client)
+                else:
+                    await self._drain(client)
             except asyncio.CancelledError:
                 await self._say_goodbye(client)
                 raise
             finally:
                 self._live_client = None
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        """Hand each incoming message to its topic's handler, one at a time, in order."""
+        async for message in client.messages:
+            handler = self._subscriptions.get(message.topic.value)
+            if handler is not None and isinstance(message.payload, bytes):
+                await handler(message.payload, message.retain)
 
     async def publish_retained(self, topic: str, payload: bytes) -> bool:
         """Publish a retained QoS 1 message on the live connection; False when there is none.
@@ -222,12 +272,16 @@ class Forwarder:
         For state that only matters while fresh (health): nothing is buffered; a failure here
         is noticed and handled by the connection's own drain loop.
         """
+        return await self.publish_live(topic, payload, retain=True)
+
+    async def publish_live(self, topic: str, payload: bytes, *, retain: bool) -> bool:
+        """Publish a QoS 1 message on the live connection; False when there is none."""
         client = self._live_client
         if client is None:
             return False
         try:
             async with asyncio.timeout(self._mqtt.publish_timeout):
-                await client.publish(topic, payload, qos=1, retain=True)
+                await client.publish(topic, payload, qos=1, retain=retain)
         except (aiomqtt.MqttError, TimeoutError):
             return False
         return True
@@ -264,7 +318,7 @@ class Forwarder:
                         # would spin on it forever.
                         cursor = max(cursor, upto)
                         break
-                    payload = build_message(
+                    payload = self._encode(
                         self._config.gateway_id, historical=historical, rows=rows
                     )
                     last = rows[-1][0]

@@ -60,6 +60,45 @@ class DevicePoller:
         self._clock = clock
         self._rng = rng or random.Random()
         self.status = DeviceStatus(driver.name)
+        # Callers of read_now() waiting for the next poll; the poll loop resolves them.
+        self._wake = asyncio.Event()
+        self._waiters: list[asyncio.Future[list[Reading]]] = []
+
+    async def read_now(self) -> list[Reading]:
+        """Poll at once (out of schedule, also during backoff) and return that poll's readings.
+
+        The poll is made by the poll task itself, so the driver is never used by two tasks at
+        once; its readings also go to the outbox like any other. Raises the poll's DeviceError.
+        """
+        waiter: asyncio.Future[list[Reading]] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        try:
+            return await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep up to ``delay`` seconds; a read_now() request ends it early."""
+        if not self._waiters:
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+        self._wake.clear()
+
+    def _settle(self, readings: list[Reading] | None, error: DeviceError | None) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(list(readings or []))
 
     async def run(self) -> None:
         """Poll forever (until cancelled)."""
@@ -69,13 +108,14 @@ class DevicePoller:
                     await self._poll_loop()
             except DeviceError as exc:
                 self._failed(exc)
+                self._settle(None, exc)
             delay = next_delay(
                 self.status.consecutive_failures - 1,
                 self._rng,
                 self._interval,
                 max(self._interval, BACKOFF_CAP),
             )
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     async def poll_once(self) -> list[Reading]:
         """One poll, outside the schedule (for ``streetgate read`` and tests)."""
@@ -89,9 +129,10 @@ class DevicePoller:
         while True:
             delay = slot - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             readings = await self.poll_once()
             self._succeeded()
+            self._settle(readings, None)
             await self._sink(readings)
             following = next_slot(start, self._interval, time.monotonic())
             skipped = round((following - slot) / self._interval) - 1

@@ -4,8 +4,9 @@ Under a ``Type=notify`` unit systemd passes the path of a Unix datagram socket i
 ``NOTIFY_SOCKET`` (a leading ``@`` means a name in the abstract namespace) and, with
 ``WatchdogSec=``, the watchdog period in ``WATCHDOG_USEC`` (and ``WATCHDOG_PID``, the process it
 is meant for). Messages are newline-separated ``KEY=VALUE`` assignments: ``READY=1``,
-``STATUS=...``, ``WATCHDOG=1``, ``STOPPING=1`` (see sd_notify(3)). Outside systemd every call
-is a no-op, so the gateway runs the same way from a terminal, in a container or in tests.
+``STATUS=...``, ``WATCHDOG=1``, ``RELOADING=1``, ``STOPPING=1`` (see sd_notify(3)). Outside
+systemd every call is a no-op, so the gateway runs the same way from a terminal, in a
+container or in tests.
 
 The socket is non-blocking: a notification systemd cannot take at once (its queue full) is
 dropped and reported as False, never a reason to hold up the event loop.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -107,6 +109,12 @@ class Notifier:
     def ping(self) -> bool:
         """Keep the watchdog from firing (``WATCHDOG=1``)."""
         return self.notify(WATCHDOG="1")
+
+    def reloading(self, status: str = "restarting") -> bool:
+        """The service restarts in-process (``RELOADING=1``); ``READY=1`` follows when it is up
+        again. ``MONOTONIC_USEC`` is what systemd 253 and later ask to go with it."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.notify(RELOADING="1", MONOTONIC_USEC=str(usec), STATUS=_one_line(status))
 
     def stopping(self, status: str = "stopping") -> bool:
         """The service is shutting down (``STOPPING=1``)."""

@@ -40,6 +40,8 @@ def test_the_unit_asks_for_what_the_issue_lists() -> None:
     assert service["StateDirectory"] == "streetgate"
     assert service["UMask"] in {"0077", "0027"}
     assert service["ProtectSystem"] == "strict"
+    # a remote config-set writes the config's folder (and nothing else outside the state dir)
+    assert service["ReadWritePaths"].split() == ["/etc/streetgate"]
     assert service["ProtectHome"] == "yes"
     assert service["NoNewPrivileges"] == "yes"
     assert service["CapabilityBoundingSet"] == ""
@@ -164,6 +166,8 @@ def test_install_into_a_fresh_root_then_again_changes_nothing(root: Path, wheel:
         assert "streetgate" in account(root, "group", group)[3].split(",")
     assert account(root, "group", "dialout")[3].split(",") == ["pi", "streetgate"]
 
+    etc = (root / "etc/streetgate").stat()
+    assert (etc.st_uid, etc.st_gid, stat.S_IMODE(etc.st_mode)) == (0, gid, 0o770)
     config = (root / "etc/streetgate/config.toml").stat()
     assert (config.st_uid, config.st_gid, stat.S_IMODE(config.st_mode)) == (0, gid, 0o640)
     state = (root / "var/lib/streetgate").stat()
