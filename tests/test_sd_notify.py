@@ -17,6 +17,7 @@ from gateway.watchdog import heartbeat_path
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.mosquitto import Mosquitto
 from tests.notify_listener import NotifyListener
+from tests.platform_client import platform
 from tests.test_end_to_end import write_config
 
 
@@ -117,6 +118,16 @@ def test_the_gateway_says_ready_pings_while_running_and_says_stopping(
                 assert beat["stalled"] == []
                 assert beat["interval_s"] == 0.2
                 assert await healthcheck(config) == (0, "healthy")
+                # A remote restart happens in-process: systemd hears RELOADING, then READY
+                # again, and never STOPPING (it would take that for the end of the service).
+                async with platform("127.0.0.1", mosquitto.port, "e2e-gw") as me:
+                    assert (await me.call("restart"))["status"] == "accepted"
+                    reloading = await listener.until("RELOADING", 20)
+                    assert int(reloading["MONOTONIC_USEC"]) > 0
+                    again = await listener.until("READY", 20)
+                    assert "1 device(s)" in again["STATUS"]
+                assert not any("STOPPING" in m for m in listener.messages)
+                assert proc.returncode is None
                 proc.send_signal(signal.SIGTERM)
                 stopping = await listener.until("STOPPING")
                 assert stopping["STOPPING"] == "1"
