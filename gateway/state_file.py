@@ -161,6 +161,13 @@ class StateFileWriter:
 
 def read_state(path: Path) -> dict[str, Any] | None:
     """The state file's content; None when there is none. Raises ValueError if unreadable."""
+    return read_status_file(path, STATE_FORMAT, "a state file")
+
+
+def read_status_file(path: Path, expected_format: int, what: str) -> dict[str, Any] | None:
+    """A JSON status file the gateway writes for local tools (the state file, the watchdog's
+    heartbeat); None when there is none. Raises ValueError if it is unreadable, not JSON, or
+    not of ``expected_format``."""
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
@@ -168,12 +175,12 @@ def read_state(path: Path) -> dict[str, Any] | None:
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        state = json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not JSON: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path}: not a state file of format {STATE_FORMAT}")
-    return state
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        raise ValueError(f"{path}: not {what} of format {expected_format}")
+    return data
 
 
 def pid_alive(pid: int) -> bool:

@@ -197,21 +197,9 @@ class Verdict:
 
 def read_heartbeat(path: Path) -> dict[str, Any] | None:
     """The heartbeat's content; None when there is none. Raises ValueError if unreadable."""
-    import json  # noqa: PLC0415 - only the reading side needs it
+    from gateway.state_file import read_status_file  # noqa: PLC0415 - only readers need it
 
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != HEARTBEAT_FORMAT:
-        raise ValueError(f"{path}: not a heartbeat of format {HEARTBEAT_FORMAT}")
-    return data
+    return read_status_file(path, HEARTBEAT_FORMAT, "a heartbeat")
 
 
 def heartbeat_verdict(

@@ -6,9 +6,10 @@ Kept thin on purpose: it cannot be tested without the hardware, so all logic liv
 
 import select
 import sys
-import time
 
 import machine  # type: ignore[import-not-found]
+
+from sgnode.ticks import Clock
 
 _RESET_CAUSES = (
     ("PWRON_RESET", "power-on"),
@@ -17,19 +18,6 @@ _RESET_CAUSES = (
     ("DEEPSLEEP_RESET", "deep-sleep"),
     ("SOFT_RESET", "soft"),
 )
-
-
-class Clock:
-    """The MCU's millisecond ticks."""
-
-    def ticks_ms(self):
-        """Milliseconds, wrapping."""
-        return time.ticks_ms()
-
-    def sleep_ms(self, ms):
-        """Block for ``ms`` (light enough: the UARTs buffer in hardware/IRQ)."""
-        if ms > 0:
-            time.sleep_ms(ms)
 
 
 class UartPort:

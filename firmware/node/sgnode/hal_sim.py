@@ -11,21 +11,9 @@ import sys
 import time
 
 from sgnode.sim_sensors import SimI2C, SimSds011
+from sgnode.ticks import Clock
 
 DEFAULT_MAC = b"\x02\x53\x47\x00\x00\x01"  # locally administered: "SG" 00 00 01
-
-
-class Clock:
-    """Real time."""
-
-    def ticks_ms(self):
-        """Milliseconds, wrapping."""
-        return time.ticks_ms()
-
-    def sleep_ms(self, ms):
-        """Block for ``ms``."""
-        if ms > 0:
-            time.sleep_ms(ms)
 
 
 class PtyPort:
