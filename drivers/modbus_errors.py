@@ -8,7 +8,6 @@ attempt left open.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from drivers.boundary import ErrorBoundary
+from gateway.cancelling import raise_if_cancelled
 from gateway.errors import (
     DeviceError,
     DeviceTimeout,
@@ -114,9 +114,7 @@ class PymodbusErrors(ErrorBoundary):
         tb: TracebackType | None,
     ) -> None:
         if exc is None:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
+            raise_if_cancelled()
             return
         super().__exit__(exc_type, exc, tb)
 

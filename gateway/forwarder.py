@@ -25,6 +25,7 @@ import aiomqtt
 
 from gateway import __version__
 from gateway.backoff import next_delay
+from gateway.cancelling import raise_if_cancelled
 from gateway.config import GatewayConfig, MqttConfig, PayloadFormat
 from gateway.errors import ForwardError, UnsafeKeyFile
 from gateway.key_files import unsafe_mode
@@ -234,6 +235,9 @@ class Forwarder:
 
     async def _session(self) -> None:
         async with self._client() as client:
+            # aiomqtt waits with wait_for, which on Python 3.11 can swallow a cancel (a stop
+            # while connecting): give it back after each step, or the session would drain on.
+            raise_if_cancelled()
             self.stats.state = ForwarderState.CONNECTED
             self.stats.connects += 1
             self.stats.connected_since = time.time()
@@ -243,6 +247,7 @@ class Forwarder:
                 if any(_refused(code) for code in granted):
                     # Readings matter more than commands: carry on without this topic.
                     log.warning("the broker refused the subscription to %s (check its ACL)", topic)
+            raise_if_cancelled()
             self._live_client = client
             self.connected.set()
             log.info("connected to MQTT broker %s:%d", self._mqtt.host, self._mqtt.port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
 from gateway.app import pipeline
 from gateway.config import GatewayConfig, parse_config
@@ -181,3 +183,31 @@ def test_message_envelope() -> None:
         "count": 2,
         "readings": [{"seq": 7}, {"seq": 8}],
     }
+
+
+def test_a_stop_while_connecting_ends_the_forwarder_even_if_the_client_swallows_it(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Python 3.11 aiomqtt's wait_for can return a finished connect instead of raising the
+    cancel that arrived with it; the gateway then hung at shutdown (a CI run caught it after a
+    remote restart). A connect that swallows the cancel stands in for that race here."""
+    entered = asyncio.Event()
+    real_aenter = aiomqtt.Client.__aenter__
+
+    async def swallowing_aenter(self: aiomqtt.Client) -> aiomqtt.Client:
+        client = await real_aenter(self)
+        entered.set()
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed, as wait_for can
+            await asyncio.sleep(0.5)
+        return client
+
+    monkeypatch.setattr(aiomqtt.Client, "__aenter__", swallowing_aenter)
+
+    async def scenario() -> None:
+        config = make_config(tmp_path, mosquitto.port)
+        async with pipeline(config) as (_, forwarder):
+            await asyncio.wait_for(entered.wait(), 10)
+        # leaving pipeline() cancels the forwarder and waits for it: it must end, not drain on
+        assert forwarder.connected.is_set() is False
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
