@@ -289,6 +289,7 @@ class Forwarder:
                 await client.publish(topic, payload, qos=1, retain=retain)
         except (aiomqtt.MqttError, TimeoutError):
             return False
+        raise_if_cancelled()  # the caller (health, commands) must stop, not wait on forever
         return True
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
