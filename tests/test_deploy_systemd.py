@@ -252,8 +252,10 @@ for d in etc opt var usr/local; do
 done
 mount -t tmpfs tmpfs /run/systemd 2>/dev/null || mount -t tmpfs tmpfs /run
 # The dependencies, for the service user too: this checkout's, without streetgate itself.
-install -d -m 0755 /opt/deps
-for entry in "$SITE"/*; do
+# Bound to /opt/site first: the checkout may sit in a folder only root can enter (mktemp -d).
+install -d -m 0755 /opt/deps /opt/site
+mount --bind "$SITE" /opt/site
+for entry in /opt/site/*; do
     case "${entry##*/}" in
         streetgate*|_editable_impl_streetgate*|__editable__*) ;;
         *) ln -s "$entry" /opt/deps/ ;;
