@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import sqlite3
 import sys
@@ -78,13 +79,18 @@ class Stage:
         self.gateway = None
         return code
 
-    async def kill_repeatedly(self, kills: int, pause: float) -> list[int]:
-        """SIGKILL the gateway ``kills`` times, ``pause`` s after each (re)start, restarting it
-        each time; returns the readings each kill lost: served by the devices, never committed."""
+    async def kill_repeatedly(
+        self, kills: int, pause: float, jitter: float = 0.0, seed: int = 0
+    ) -> list[int]:
+        """SIGKILL the gateway ``kills`` times, ``pause`` s (plus up to ``jitter`` s, seeded)
+        after each (re)start, restarting it each time; returns the readings each kill lost:
+        served by the devices, never committed. The jitter lands kills at every phase of the
+        poll cycle: a fixed pause hits the same phase each time."""
+        rng = random.Random(seed)
         losses: list[int] = []
         lost_so_far = 0
         for _ in range(kills):
-            await asyncio.sleep(pause)
+            await asyncio.sleep(pause + rng.uniform(0, jitter))
             await self.stop_gateway(signal.SIGKILL)
             counts = await asyncio.to_thread(outbox_counts, self.outbox)
             lost = self.served_readings() - counts["last_seq"]
