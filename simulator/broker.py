@@ -70,7 +70,12 @@ class LocalMosquitto:
         binary = mosquitto_binary()
         with self._log.open("ab") as log:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                [binary, "-c", str(self._conf)], stdout=log, stderr=subprocess.STDOUT
+                [binary, "-c", str(self._conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session: Ctrl-C in the terminal reaches the whole foreground group,
+                # and the broker must outlive its clients until stop() (the demo's shutdown).
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

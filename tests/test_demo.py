@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,3 +26,29 @@ def test_demo_prints_readings_of_every_device_and_exits_cleanly(tmp_path: Path) 
     seqs = [int(re.match(r"#(\d+)", line).group(1)) for line in lines]
     assert seqs == list(range(1, len(seqs) + 1))
     assert (tmp_path / "outbox.db").exists()
+
+
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole foreground process group, mosquitto included:
+    the demo must still stop in order (no traceback because its broker vanished first)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("#20 "):
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "Error" not in err
