@@ -67,7 +67,7 @@ class MqttConfig(Frozen):
     port: int = Field(default=1883, ge=1, le=65535)
     keepalive: Seconds = 30.0
     topic_prefix: str = Field(default="streetgate", pattern=r"^[^#+]+$")
-    username: str | None = None
+    username: str | None = Field(default=None, min_length=1)
     password_file: Path | None = None
     tls: TlsConfig | None = None
     readings_per_message: int = Field(default=500, ge=1, le=10_000)

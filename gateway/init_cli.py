@@ -133,6 +133,17 @@ def _key_file(text: str) -> Path:
     return path
 
 
+def _password_file(text: str) -> Path:
+    path = _existing_file(text)
+    mode = unsafe_mode(path)
+    if mode is not None:
+        _err(
+            f"warning: {path} can be read by other users (mode {mode:04o}); it holds the"
+            f" broker password: chmod 600 {path}"
+        )
+    return path
+
+
 def _bthome_key(text: str) -> str:
     key = text.strip()
     try:
@@ -355,6 +366,13 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     key_file: Annotated[
         str | None, typer.Option(help="This gateway's private key (PEM, mode 0600).")
     ] = None,
+    username: Annotated[
+        str | None, typer.Option(help="MQTT user name, if the broker asks for one.")
+    ] = None,
+    password_file: Annotated[
+        str | None,
+        typer.Option(help="File holding the MQTT password on its first line (mode 0600)."),
+    ] = None,
     outbox: Annotated[
         str | None, typer.Option(help=f"Outbox database path (default: {DEFAULT_OUTBOX}).")
     ] = None,
@@ -395,6 +413,14 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         answers["port"] = _from_flag(
             "--broker-port", _field_check(MqttConfig, "port", {"host": "x"}), str(broker_port)
         )
+    if username is not None:
+        answers["username"] = _from_flag(
+            "--username", _field_check(MqttConfig, "username", {"host": "x"}), username
+        )
+    if password_file is not None:
+        if username is None:
+            raise _usage("--password-file needs --username (the password is for a user)")
+        answers["password_file"] = _from_flag("--password-file", _password_file, password_file)
     files: dict[str, Path] = {}
     for flag, value, check in (
         ("--ca-file", ca_file, _existing_file),
@@ -455,6 +481,22 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
             files["--key-file"] = ask("Private key file (PEM)", _key_file)
         if "--key-file" in files and "--cert-file" not in files:
             files["--cert-file"] = ask("Client certificate file (PEM)", _existing_file)
+        if "username" not in answers:
+            user = ask(
+                "MQTT user name (empty for none)",
+                lambda t: _field_check(MqttConfig, "username", {"host": "x"})(t) if t else None,
+                "",
+            )
+            if user is not None:
+                answers["username"] = user
+        if "username" in answers and "password_file" not in answers:
+            secret = ask(
+                "Password file (the password on its first line; empty for none)",
+                lambda t: _password_file(t) if t else None,
+                "",
+            )
+            if secret is not None:
+                answers["password_file"] = secret
         if outbox is None:
             outbox = ask("Outbox database", _field_check(OutboxConfig, "path", {}), DEFAULT_OUTBOX)
         if not devices:
@@ -468,6 +510,10 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         "host": answers["host"],
         "port": answers.get("port", 8883 if tls else 1883),
     }
+    if "username" in answers:
+        mqtt["username"] = answers["username"]
+    if "password_file" in answers:
+        mqtt["password_file"] = str(answers["password_file"])
     if tls:
         mqtt["tls"] = {
             "ca_file": str(files["--ca-file"]),

@@ -61,6 +61,9 @@ def test_the_wizard_writes_a_config_that_loads(
     tmp_path: Path, tls_files: tuple[Path, Path, Path]
 ) -> None:
     ca, cert, key = tls_files
+    password = tmp_path / "mqtt.pass"
+    password.write_text("s3cret\n")
+    password.chmod(0o644)  # others can read it: a warning, not a refusal
     path = tmp_path / "gw.toml"
     answers = lines(
         "pole 42",  # bad: a space; asked again
@@ -72,6 +75,9 @@ def test_the_wizard_writes_a_config_that_loads(
         str(ca),
         str(cert),
         str(key),
+        "gw-pole-42",  # MQTT user name
+        str(tmp_path / "nopass"),  # bad: no such file
+        str(password),
         str(tmp_path / "state" / "outbox.db"),
         "modbus_tcp",
         "meter-1",
@@ -135,6 +141,9 @@ def test_the_wizard_writes_a_config_that_loads(
         cert,
         key,
     )
+    assert (config.mqtt.username, config.mqtt.password_file) == ("gw-pole-42", password)
+    assert f"no such file: {tmp_path / 'nopass'}; try again" in err
+    assert f"{password} can be read by other users (mode 0644)" in err
     assert config.outbox.path == tmp_path / "state" / "outbox.db"
     tcp, bus, door, tag = config.devices
     assert isinstance(tcp, ModbusTcpDevice)
@@ -159,6 +168,7 @@ def test_serial_sensors_and_plain_tcp(tmp_path: Path) -> None:
         "127.0.0.1",
         "n",  # no TLS
         "",  # port 1883
+        "",  # no MQTT user name
         "outbox.db",
         "sds011",
         "air-1",
@@ -175,6 +185,7 @@ def test_serial_sensors_and_plain_tcp(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.mqtt.tls is None
     assert config.mqtt.port == 1883
+    assert (config.mqtt.username, config.mqtt.password_file) == (None, None)
     assert [(d.kind, d.name) for d in config.devices] == [("sds011", "air-1"), ("pms5003", "air-2")]
     assert config.outbox.path == Path.cwd() / "outbox.db"  # relative to where init ran
 
@@ -192,6 +203,8 @@ def test_flags_answer_every_question(tmp_path: Path, tls_files: tuple[Path, Path
         f"--ca-file={ca}",
         f"--cert-file={cert}",
         f"--key-file={key}",
+        "--username=gw-2",
+        f"--password-file={key_file}",  # any readable file; its mode is 0644: a warning
         f"--outbox={tmp_path / 'outbox.db'}",
         "--device=modbus_tcp:name=meter-1,host=192.0.2.10,unit_id=1,profile=sdm120",
         "--device=modbus_rtu:name=bus-1,port=/dev/ttyUSB0,baudrate=9600,unit=m2@2@sdm120",
@@ -205,6 +218,7 @@ def test_flags_answer_every_question(tmp_path: Path, tls_files: tuple[Path, Path
     assert (config.gateway_id, config.mqtt.port) == ("gw-2", 8884)
     assert config.mqtt.tls is not None
     assert config.mqtt.tls.key_file == key
+    assert (config.mqtt.username, config.mqtt.password_file) == ("gw-2", key_file)
     door = config.devices[2]
     assert isinstance(door, BthomeDevice)
     assert door.key is not None
@@ -242,6 +256,8 @@ def test_non_interactive_names_the_missing_answers(
         ("--device=zigbee:name=z", "KIND one of modbus_tcp, modbus_rtu"),
         ("--device=bthome:name=d,mac=A4:C1:38:00:00:01,key=" + KEY, "never given on the command"),
         ("--device=modbus_tcp:name=m,host=h,profile=sdm120,colour=red", "colour: unknown key"),
+        ("--password-file=/etc/hostname", "--password-file needs --username"),
+        ("--username=", "--username ''"),
     ],
 )
 def test_a_bad_flag_is_a_usage_error(tmp_path: Path, flag: str, reason: str) -> None:
@@ -346,6 +362,7 @@ def test_the_wizard_in_a_real_terminal(tmp_path: Path, tls_files: tuple[Path, Pa
         ("CA certificate file (PEM): ", str(ca)),
         ("Client certificate file (PEM; empty for none): ", str(cert)),
         ("Private key file (PEM): ", str(key)),
+        ("MQTT user name (empty for none): ", ""),
         (f"Outbox database [{init_cli.DEFAULT_OUTBOX}]: ", "outbox.db"),
         (
             "Add a device (modbus_tcp/modbus_rtu/sds011/pms5003/bthome/ruuvi/done) [done]: ",
