@@ -22,7 +22,6 @@ if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     need_apt+=(mosquitto)
 fi
 if [[ ",$extras," == *,dev,* ]]; then
-    command -v openssl >/dev/null || need_apt+=(openssl)  # TLS tests make certificates
     # the fault suite jumps the gateway's wall clock with libfaketime
     ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
     command -v systemd-analyze >/dev/null || need_apt+=(systemd)  # verifies deploy/systemd's unit

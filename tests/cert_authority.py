@@ -101,3 +101,17 @@ class CertificateAuthority:
         key_file.write_bytes(_key_pem(key))
         key_file.chmod(0o600)
         return cert_file, key_file
+
+    def client_files(self, directory: Path, cn: str, days: float = 2) -> tuple[Path, Path]:
+        """A client certificate (``CN=cn``) and its key, written to directory."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(_name(cn))
+            .sign(key, hashes.SHA256())
+        )
+        cert_file, key_file = directory / "client.crt", directory / "client.key"
+        cert_file.write_bytes(pem(self.sign(csr, days=days)))
+        key_file.write_bytes(_key_pem(key))
+        key_file.chmod(0o600)
+        return cert_file, key_file
