@@ -122,26 +122,23 @@ def _existing_file(text: str) -> Path:
     return path.resolve()
 
 
-def _key_file(text: str) -> Path:
+def _secret_file(text: str, why: str) -> Path:
+    """An existing file that should be private; a warning saying ``why`` if others can read it."""
     path = _existing_file(text)
     mode = unsafe_mode(path)
     if mode is not None:
         _err(
-            f"warning: {path} can be read by other users (mode {mode:04o});"
-            f" the gateway refuses to start with it: chmod 600 {path}"
+            f"warning: {path} can be read by other users (mode {mode:04o}); {why}: chmod 600 {path}"
         )
     return path
+
+
+def _key_file(text: str) -> Path:
+    return _secret_file(text, "the gateway refuses to start with it")
 
 
 def _password_file(text: str) -> Path:
-    path = _existing_file(text)
-    mode = unsafe_mode(path)
-    if mode is not None:
-        _err(
-            f"warning: {path} can be read by other users (mode {mode:04o}); it holds the"
-            f" broker password: chmod 600 {path}"
-        )
-    return path
+    return _secret_file(text, "it holds the broker password")
 
 
 def _bthome_key(text: str) -> str:
