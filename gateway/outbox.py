@@ -185,7 +185,7 @@ class Outbox:
 
     async def put_many(self, readings: Sequence[Reading]) -> None:
         """Queue readings for the next group commit; waits while the queue is full."""
-        while len(self._pending) >= self._config.queue_size:
+        while self.backpressure:
             self._space.clear()
             await self._space.wait()
         self._pending.extend(readings)
