@@ -4,10 +4,12 @@ inside a private mount namespace."""
 
 from __future__ import annotations
 
-import configparser
+import asyncio
 import hashlib
 import os
+import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -15,17 +17,40 @@ from pathlib import Path
 
 import pytest
 
+from tests.mosquitto import Mosquitto
+from tests.sandbox import allowed_syscalls
+from tests.simcli import SIM
+from tests.subscriber import Subscriber
+
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "deploy" / "systemd" / "streetgate.service"
 INSTALL = REPO / "deploy" / "install.sh"
 VENV_BIN = "/opt/streetgate/venv/bin/streetgate"
 
 
-def unit() -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    parser.optionxform = str  # type: ignore[assignment, method-assign] # keys are case-sensitive
-    parser.read_string(UNIT.read_text())
-    return parser
+def entries() -> dict[str, list[tuple[str, str]]]:
+    """Each section's (key, value) lines in order: systemd allows a key more than once."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for line in UNIT.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), [])
+        else:
+            key, _, value = line.partition("=")
+            current.append((key, value))
+    return sections
+
+
+def unit() -> dict[str, dict[str, str]]:
+    """Section -> key -> value; for a repeated key the last one, as systemd reads most keys."""
+    return {name: dict(lines) for name, lines in entries().items()}
+
+
+def values(key: str) -> list[str]:
+    """Every value of a [Service] key given more than once (DeviceAllow=, SystemCallFilter=)."""
+    return [value for name, value in entries()["Service"] if name == key]
 
 
 def test_the_unit_asks_for_what_the_issue_lists() -> None:
@@ -316,3 +341,134 @@ def test_on_the_running_system_it_checks_the_config_as_the_service_user(
     assert "dialout" in (base / "groups").read_text().split()
     # and the host has no such user
     assert subprocess.run(["id", "streetgate"], capture_output=True, check=False).returncode != 0
+
+
+# -- the sandbox ----------------------------------------------------------------------------
+
+#: `systemd-analyze security` of the unit (lower is better): 3.6 before issue 12's hardening.
+EXPOSURE = 1.9
+
+
+def test_the_sandbox_scores_no_worse_than_achieved() -> None:
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(UNIT)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    found = re.search(r"Overall exposure level for streetgate\.service: (\d+\.\d+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    assert float(found[1]) <= EXPOSURE, result.stdout
+
+
+def test_the_sandbox_leaves_the_gateway_what_it_needs() -> None:
+    service = unit()["Service"]
+    allowed = allowed_syscalls(UNIT)
+    # serial (termios ioctls), sockets, SQLite, asyncio, threads
+    assert {"ioctl", "socket", "connect", "fdatasync", "fcntl", "epoll_wait", "clone3"} <= allowed
+    # gateway/clock.py asks the kernel whether NTP synchronised the clock; ProtectClock= would
+    # refuse that too, so every reading would be flagged clock_unsynced
+    assert {"adjtimex", "clock_adjtime"} <= allowed
+    assert service.get("ProtectClock", "no") == "no"
+    assert not {"settimeofday", "clock_settime", "setuid", "mount", "ptrace", "reboot"} & allowed
+    assert not {"init_module", "swapon", "setrlimit", "sched_setscheduler", "bpf"} & allowed
+    assert service["SystemCallErrorNumber"] == "EPERM"  # an OSError in Python, not SIGSYS
+    # BLE through BlueZ on D-Bus needs AF_UNIX only; no netlink, no Bluetooth sockets
+    assert service["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6"]
+    # serial ports and the standard pseudo devices, nothing else
+    assert service["DevicePolicy"] == "closed"
+    assert values("DeviceAllow") == [
+        "char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw", "char-ttyS rw"
+    ]  # fmt: skip
+    assert service["MemoryDenyWriteExecute"] == "yes"
+    assert service["ProcSubset"] == "pid"
+    # the metrics endpoint caps its connections at 64: far below the descriptor limit
+    assert int(service["LimitNOFILE"]) >= 4096
+    assert service["MemoryMax"] == "256M"
+    assert service["MemoryHigh"] == "192M"
+
+
+PROBE = r"""
+import ctypes, mmap, socket, time
+libc = ctypes.CDLL(None, use_errno=True)
+timex = ctypes.create_string_buffer(512)  # modes = 0: read only
+print("adjtimex-read", libc.adjtimex(timex))
+ctypes.c_uint.from_buffer(timex).value = 1  # ADJ_OFFSET: a change
+print("adjtimex-write", libc.adjtimex(timex), ctypes.get_errno())
+def refused(what, call):
+    try:
+        call()
+    except OSError as exc:
+        print(what, "refused", exc.errno)
+    else:
+        print(what, "allowed")
+refused("clock_settime", lambda: time.clock_settime(time.CLOCK_REALTIME, 0))
+refused("netlink", lambda: socket.socket(16, socket.SOCK_RAW))
+refused("bluetooth", lambda: socket.socket(31, socket.SOCK_RAW, 1))
+refused("wx-memory", lambda: mmap.mmap(-1, 4096, prot=7))
+import ssl, sqlite3
+import cryptography.hazmat.primitives.asymmetric.ed25519 as ed
+import aiomqtt, bleak.backends.bluezdbus.scanner, dbus_fast.aio, pymodbus.client, serial
+import gateway.cli
+ed.Ed25519PrivateKey.generate().sign(b"x")
+ssl.create_default_context()
+print("imports ok", socket.getaddrinfo("localhost", 8883)[0][4][1])
+"""
+
+
+def test_under_the_units_filter_python_works_and_the_clock_stays_unsettable() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.sandbox", str(UNIT), "--", sys.executable, "-c", PROBE],
+        capture_output=True, text=True, check=False, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert lines["adjtimex-read"] != "-1"  # the clock state (0 = synchronised, 5 = not)
+    assert lines["adjtimex-write"] == "-1 1"  # EPERM: no CAP_SYS_TIME
+    assert lines["clock_settime"] == "refused 1"
+    assert lines["netlink"] == "refused 1"
+    assert lines["bluetooth"] == "refused 1"
+    assert lines["wx-memory"] == "refused 13"  # MemoryDenyWriteExecute
+    assert lines["imports"] == "ok 8883"
+
+
+def test_the_gateway_runs_under_the_units_filter(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A serial sensor on a pty, the outbox, MQTT to a real mosquitto: all under the filter."""
+    config = tmp_path / "gw.toml"
+    log = tmp_path / "gateway.log"
+
+    async def scenario() -> None:
+        sub = Subscriber(mosquitto.host, mosquitto.port, "streetgate/sandboxed/readings")
+        listening = asyncio.create_task(sub.run(), name="test:platform")
+        try:
+            await asyncio.wait_for(sub.subscribed.wait(), 10)
+            with log.open("wb") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "tests.sandbox", str(UNIT), "--",
+                    sys.executable, "-m", "gateway", "run", "-c", str(config),
+                    stdout=out, stderr=out, cwd=REPO,
+                )  # fmt: skip
+                try:
+                    await sub.wait_for(6, 40)
+                finally:
+                    if proc.returncode is None:  # it may have ended: the log says why
+                        proc.send_signal(signal.SIGTERM)
+                    code = await asyncio.wait_for(proc.wait(), 20)
+            assert code == 0, log.read_text()
+        finally:
+            listening.cancel()
+        assert {r["device"] for r in sub.delivery.readings} == {"sim-sds011-1"}
+
+    sim = subprocess.Popen(
+        [*SIM, "--serial", "sds011", "--interval", "500ms", "--gateway-id", "sandboxed",
+         "--broker-port", str(mosquitto.port), "--write-config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert sim.stderr is not None
+        for line in sim.stderr:  # one line per device, then "serving"
+            if line.startswith("serving"):
+                break
+        asyncio.run(scenario())
+    finally:
+        sim.terminate()
+        sim.communicate(timeout=10)
+    assert "Operation not permitted" not in log.read_text(), log.read_text()
