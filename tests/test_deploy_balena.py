@@ -80,12 +80,31 @@ def test_compose_gives_host_networking_dbus_and_serial_devices() -> None:
     svc = service()
     assert svc["network_mode"] == "host"
     assert svc["labels"]["io.balena.features.dbus"] == "1"  # a string: balena wants '1'
-    assert svc["privileged"] is True
+    assert "UDEV" not in svc["environment"]
+    assert "UDEV" not in env_of_dockerfile()  # udev needs a privileged container
     address = "unix:path=/host/run/dbus/system_bus_socket"
     assert svc["environment"]["DBUS_SYSTEM_BUS_ADDRESS"] == address
     assert env_of_dockerfile()["DBUS_SYSTEM_BUS_ADDRESS"] == address
     # the engine restarts an unhealthy container only under a restart policy
     assert svc["restart"] in {"always", "on-failure"}
+
+
+def test_the_container_is_not_privileged_and_has_no_capabilities() -> None:
+    svc = service()
+    assert "privileged" not in svc  # every device and capability of the host
+    assert svc["cap_drop"] == ["ALL"]  # BLE over D-Bus, serial by device node: none needed
+    assert "cap_add" not in svc
+    assert "no-new-privileges" in svc["security_opt"]
+    # serial ports only as listed devices: host path, container path, rw; nothing else of /dev
+    assert isinstance(svc["devices"], list)  # none by default: each one listed must exist
+    for device in svc["devices"]:
+        host, inside, mode = device.split(":")
+        assert host.startswith("/dev/")
+        assert inside.startswith("/dev/")
+        assert mode == "rw"
+    assert not any("/dev" in mount for mount in svc["volumes"])
+    assert svc["mem_limit"] == "256m"
+    assert int(svc["pids_limit"]) <= 64
 
 
 def test_the_outbox_lives_on_a_named_volume() -> None:
