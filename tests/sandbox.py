@@ -7,7 +7,8 @@ still work, the way systemd applies them, then execs the command:
 - SystemCallFilter= (expanded by `systemd-analyze syscall-filter`, so the sets are systemd's
   own), SystemCallErrorNumber=, SystemCallArchitectures=native, with libseccomp as systemd does;
 - RestrictAddressFamilies=: socket() only for the listed families;
-- MemoryDenyWriteExecute=: prctl(PR_SET_MDWE), what systemd 253+ uses on kernels that have it;
+- MemoryDenyWriteExecute=: prctl(PR_SET_MDWE), what newer systemd uses where the kernel has
+  it (systemd 252 of Bookworm filters mmap and mprotect with seccomp: much the same rule);
 - NoNewPrivileges= and CapabilityBoundingSet= (empty).
 
 Not applied (systemd's mount namespace and cgroup parts): ProtectSystem=, PrivateTmp=,
