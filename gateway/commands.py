@@ -409,7 +409,7 @@ async def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise CommandRejected(
-            ErrorCode.INVALID_CONFIG, f"cannot read the current config {path} to patch it: {exc}"
+            ErrorCode.INVALID_CONFIG, f"cannot read the current config {path}: {exc}"
         ) from exc
 
 

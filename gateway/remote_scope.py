@@ -236,8 +236,8 @@ def _same(old: Any, new: Any) -> bool:
 
 
 def _devices_refusals(old: Any, new: Any, config_path: Path) -> list[Refusal]:
-    if not isinstance(new, list):
-        return []  # not a list of tables: validation names it
+    if not isinstance(new, list):  # nothing to check entry by entry: refused as it stands
+        return [Refusal("devices", "may be set remotely as an array of device tables only")]
     current = [d for d in old if isinstance(d, Mapping)] if isinstance(old, list) else []
     by_name = {d["name"]: d for d in current if isinstance(d.get("name"), str)}
     known_ports = {d["port"] for d in current if isinstance(d.get("port"), str)}
@@ -246,7 +246,7 @@ def _devices_refusals(old: Any, new: Any, config_path: Path) -> list[Refusal]:
         if not isinstance(device, Mapping):
             continue  # validation names it
         where = f"devices[{index}]"
-        was = by_name.get(device.get("name"), {})
+        was = by_name.get(_name(device), {})
         refusals += _entry_refusals(where, was, device, REMOTE_DEVICE_KEYS)
         port = device.get("port")
         if isinstance(port, str) and port not in known_ports and not _REMOTE_PORT.match(port):
@@ -258,20 +258,23 @@ def _devices_refusals(old: Any, new: Any, config_path: Path) -> list[Refusal]:
             old_units: Any = was.get("units")
             if not isinstance(old_units, list):
                 old_units = []
-            old_by_name = {
-                u["name"]: u for u in old_units if isinstance(u, Mapping) and "name" in u
-            }
+            old_by_name = {_name(u): u for u in old_units if isinstance(u, Mapping)}
             for u_index, unit in enumerate(units):
                 if not isinstance(unit, Mapping):
                     continue
                 u_where = f"{where}.units[{u_index}]"
-                u_was = old_by_name.get(unit.get("name"), {})
+                u_was = old_by_name.get(_name(unit), {})
                 refusals += _entry_refusals(u_where, u_was, unit, REMOTE_UNIT_KEYS)
                 if "profile" in unit:
                     refusals += _profile_refusals(
                         f"{u_where}.profile", unit["profile"], config_path
                     )
     return refusals
+
+
+def _name(entry: Mapping[str, Any]) -> str | None:
+    name = entry.get("name")
+    return name if isinstance(name, str) else None  # anything else: validation names it
 
 
 def _entry_refusals(

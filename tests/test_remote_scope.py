@@ -190,3 +190,10 @@ def test_the_message_names_the_key_and_the_way(config_path: Path) -> None:
     proposed = merge_patch(CURRENT, {"mqtt": {"host": "evil"}})
     (refusal,) = refused_changes(CURRENT, proposed, config_path)
     assert str(refusal) == "mqtt.host is local-only: change it on site (CLI, file or environment)"
+
+
+def test_entries_of_any_shape_are_left_to_validation(config_path: Path) -> None:
+    odd = merge_patch(CURRENT, {"devices": [{"name": ["x"], "kind": "sds011"}, "text", 1]})
+    assert {r.key for r in refused_changes(CURRENT, odd, config_path)} == set()
+    shapeless = merge_patch(CURRENT, {"devices": {"profile": "/dev/zero"}})
+    assert [r.key for r in refused_changes(CURRENT, shapeless, config_path)] == ["devices"]
