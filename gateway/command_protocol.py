@@ -52,6 +52,7 @@ class ErrorCode(StrEnum):
     DEVICE_ERROR = "device_error"  # the device could not be read
     TIMEOUT = "timeout"
     INVALID_CONFIG = "invalid_config"  # config-set: the new config does not validate
+    LOCAL_ONLY = "local_only"  # config-set: a key that may be changed on site only
     WRITE_FAILED = "write_failed"  # config-set: the config file could not be written
     ROLLED_BACK = "rolled_back"  # config-set: see ReplyStatus.ROLLED_BACK
     INTERNAL = "internal"  # a bug: the gateway logged it

@@ -39,6 +39,7 @@ from gateway.config_cli import effective_config
 from gateway.env_overlay import overlay
 from gateway.errors import ConfigError, DeviceError, DeviceTimeout
 from gateway.forwarder import Forwarder, command_topic, reply_topic
+from gateway.remote_scope import refused_changes
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -333,7 +334,10 @@ class CommandServer:
             raise CommandRejected(
                 ErrorCode.BUSY, "an earlier config change is not settled yet; try again later"
             )
-        document = given if has_config else merge_patch(await _read_toml(path), given)
+        current = await _read_toml(path)
+        document = given if has_config else merge_patch(current, given)
+        # Before validation, which reads the profile files a device names.
+        await asyncio.to_thread(_check_scope, current, document, path)
         await asyncio.to_thread(_validate, document, path, self._gateway_id, given)
         try:
             change = await asyncio.to_thread(stage_change, path, document, command.id, confirm)
@@ -405,8 +409,21 @@ async def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise CommandRejected(
-            ErrorCode.INVALID_CONFIG, f"cannot read the current config {path} to patch it: {exc}"
+            ErrorCode.INVALID_CONFIG, f"cannot read the current config {path}: {exc}"
         ) from exc
+
+
+def _check_scope(current: dict[str, Any], document: dict[str, Any], path: Path) -> None:
+    """Refuse a change to a local-only key (gateway/remote_scope.py), naming every such key."""
+    refusals = refused_changes(current, document, path)
+    if refusals:
+        issues = [{"key": r.key, "message": r.message} for r in refusals]
+        log.warning("config-set refused: %s", "; ".join(str(r) for r in refusals))
+        raise CommandRejected(
+            ErrorCode.LOCAL_ONLY,
+            "nothing changed: " + "; ".join(str(r) for r in refusals),
+            details={"issues": issues},
+        )
 
 
 def _validate(

@@ -21,7 +21,9 @@ from gateway.config_change import (
     ChangeState,
     PendingChange,
     marker_path,
+    merge_patch,
     previous_path,
+    stage_change,
     write_marker,
 )
 from gateway.supervisor import Supervisor
@@ -237,16 +239,27 @@ def test_bad_commands_get_clear_replies(tmp_path: Path, mosquitto: Mosquitto) ->
             assert error["code"] == "not_found"
             assert "climate-1" in error["message"]
             error = await error_of(
-                {"id": "c9", "command": "config-set", "args": {"patch": {"mqtt": {"port": 0}}}},
+                {
+                    "id": "c9",
+                    "command": "config-set",
+                    "args": {"patch": {"mqtt": {"readings_per_message": 0}}},
+                },
                 "c9",
             )
             assert error["code"] == "invalid_config"
+            assert [i["key"] for i in error["issues"]] == ["mqtt.readings_per_message"]
+            error = await error_of(
+                {"id": "c9b", "command": "config-set", "args": {"patch": {"mqtt": {"port": 0}}}},
+                "c9b",
+            )
+            assert error["code"] == "local_only"  # checked before validation: nothing is read
             assert [i["key"] for i in error["issues"]] == ["mqtt.port"]
+            assert "mqtt.port is local-only: change it on site" in error["message"]
             error = await error_of(
                 {"id": "c10", "command": "config-set", "args": {"patch": {"gateway_id": "x"}}},
                 "c10",
             )
-            assert error["code"] == "invalid_config"
+            assert error["code"] == "local_only"
             assert error["issues"][0]["key"] == "gateway_id"
             error = await error_of(
                 {"id": "c11", "command": "config-set", "args": {"patch": {}, "config": {}}}, "c11"
@@ -282,7 +295,20 @@ def test_bad_commands_get_clear_replies(tmp_path: Path, mosquitto: Mosquitto) ->
     asyncio.run(bounded(scenario()))
 
 
-def test_config_set_to_an_unreachable_broker_is_rolled_back(
+async def stage_locally(
+    running: Running, patch: dict[str, Any], command_id: str, confirm_timeout: float = 60
+) -> None:
+    """Stage a change as config-set does after its checks, then restart: a change to a key that
+    is local-only (gateway/remote_scope.py) can no longer come over MQTT, but the rollback
+    that guards it is the same."""
+    current = tomllib.loads(running.config_path.read_text("utf-8"))
+    await asyncio.to_thread(
+        stage_change, running.config_path, merge_patch(current, patch), command_id, confirm_timeout
+    )
+    running.supervisor.request_restart(f"test change {command_id}")
+
+
+def test_config_change_to_an_unreachable_broker_is_rolled_back(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     async def scenario() -> None:
@@ -292,15 +318,8 @@ def test_config_set_to_an_unreachable_broker_is_rolled_back(
         ):
             original = running.config_path.read_text("utf-8")
             nowhere = free_port()
-            await plat.send(
-                {
-                    "id": "move-broker",
-                    "command": "config-set",
-                    "args": {"patch": {"mqtt": {"port": nowhere}}, "confirm_timeout": 3},
-                }
-            )
-            assert (await plat.reply("move-broker"))["status"] == "accepted"
-            outcome = await plat.reply("move-broker", nth=2)
+            await stage_locally(running, {"mqtt": {"port": nowhere}}, "move-broker", 3)
+            outcome = await plat.reply("move-broker")
             assert outcome["status"] == "rolled_back", outcome
             assert outcome["error"]["code"] == "rolled_back"
             assert f"127.0.0.1:{nowhere}" in outcome["error"]["message"]
@@ -494,15 +513,10 @@ def test_a_config_that_fails_to_start_is_rolled_back(tmp_path: Path, mosquitto: 
             platform(mosquitto.host, mosquitto.port, GW) as plat,
         ):
             original = running.config_path.read_text("utf-8")
-            await plat.send(
-                {
-                    "id": "tls-typo",
-                    "command": "config-set",
-                    "args": {"patch": {"mqtt": {"tls": {"ca_file": "no-such-ca.pem"}}}},
-                }
+            await stage_locally(
+                running, {"mqtt": {"tls": {"ca_file": "no-such-ca.pem"}}}, "tls-typo"
             )
-            assert (await plat.reply("tls-typo"))["status"] == "accepted"
-            outcome = await plat.reply("tls-typo", nth=2)
+            outcome = await plat.reply("tls-typo")
             assert outcome["status"] == "rolled_back"
             message = outcome["error"]["message"]
             assert message.startswith("the gateway failed to run with the new config")
