@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from drivers.base import Driver, Sink, Source
     from drivers.ble_common import BleBackends
     from gateway.clock import SystemClock
@@ -52,19 +54,30 @@ def build_sources(
     clock: SystemClock,
     *,
     ble: BleBackends | None = None,
+    ble_counters: Path | None = None,
 ) -> list[Source]:
-    """The self-scheduling sources among ``devices`` (buses, BLE scanners)."""
+    """The self-scheduling sources among ``devices`` (buses, BLE scanners).
+
+    ``ble_counters``: the file that keeps the last accepted BTHome encryption counters across
+    restarts (:func:`drivers.ble_counters.counters_path`); None: in memory only.
+    """
     from gateway.config_devices import BthomeDevice, RuuviDevice  # noqa: PLC0415 - see above
 
     sources: list[Source] = []
     # The kinds of gateway.config_devices.PASSIVE_BLE_KINDS, narrowed for the type checker.
     passive_ble = [d for d in devices if isinstance(d, BthomeDevice | RuuviDevice)]
     if passive_ble:  # one scanner hears every passive BLE device
+        from drivers.ble_counters import CounterFile  # noqa: PLC0415
         from drivers.ble_scan import BleScanSource  # noqa: PLC0415
 
         sources.append(
             BleScanSource(
-                passive_ble, sink, clock, ble.scanner if ble else None, ble.adapter if ble else None
+                passive_ble,
+                sink,
+                clock,
+                ble.scanner if ble else None,
+                ble.adapter if ble else None,
+                counters=CounterFile(ble_counters) if ble_counters is not None else None,
             )
         )
     for device in devices:

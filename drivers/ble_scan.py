@@ -29,11 +29,21 @@ device's last *stored* advert and that advert was stored less than ``repeat_wind
 heard at once; and a key that stays the same for longer than the window (a sensor whose
 counter is stuck) is stored again once per window instead of being ignored forever. A device
 that goes stale forgets its last key.
+
+**Replays.** An encrypted BTHome advert whose counter is at or below the last one accepted
+from that device (MAC and key) is dropped before it counts as heard, and counted in the
+device's ``dropped["replay"]``: its MIC is genuine, but it was recorded earlier. The last
+counters persist in a small file beside the outbox (:mod:`drivers.ble_counters`):
+``scan:ble:deliver`` writes it, in a thread, *before* it hands the readings of newly accepted
+adverts to the sink, so a restart never accepts a stored advert again. Writes are debounced:
+at most one per ``counter_interval`` while fewer than ``COUNTER_EARLY_WRITE`` adverts wait (the
+readings wait with them), at once beyond that, and once more at a clean stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -50,6 +60,7 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
 from drivers.base import Sink
 from drivers.ble_common import BleakErrors
+from drivers.ble_counters import CounterFile, counter_id
 from drivers.bthome import INFO_MAC_INCLUDED, SERVICE_UUID, SERVICE_UUID16, BthomeDecoder
 from drivers.ruuvi import MANUFACTURER_ID, decode_ruuvi
 from gateway.backoff import next_delay
@@ -60,13 +71,17 @@ from gateway.health import DeviceStatus, Health, health_after
 from gateway.model import Quality, Reading, Sample
 from gateway.scheduler import stamp
 
-__all__ = ["BleScanSource", "BleScanStats", "Seen", "is_repeat"]
+__all__ = ["COUNTER_EARLY_WRITE", "REPLAY", "BleScanSource", "BleScanStats", "Seen", "is_repeat"]
 
 log = logging.getLogger(__name__)
 
 ScanMode = Literal["active", "passive"]
-#: How a device's payload decodes: its samples and its repeat key.
-_Decode = Callable[[bytes], tuple[list[Sample], int | bytes]]
+#: How a device's payload decodes: its samples, its repeat key, its encryption counter.
+_Decode = Callable[[bytes], tuple[list[Sample], int | bytes, int | None]]
+#: The reason a replayed advert is counted under in ``DeviceStatus.dropped``.
+REPLAY = "replay"
+#: Queued adverts beyond which new counters are written without waiting for the interval.
+COUNTER_EARLY_WRITE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +109,8 @@ class BleScanStats:
     dropped_readings: int  # readings dropped because the queue was full
     repeats: int  # adverts recognised as repeats and not stored
     foreign_adverts: int  # adverts from devices not in the config
+    replays: int = 0  # encrypted adverts dropped: counter at or below the last accepted
+    counter_writes: int = 0  # times the counter file was written
 
 
 class _Device:
@@ -101,6 +118,8 @@ class _Device:
 
     __slots__ = (
         "bthome",
+        "counter",
+        "counter_id",
         "decode",
         "last_heard",
         "name",
@@ -121,6 +140,8 @@ class _Device:
         self.seen: Seen | None = None
         self.payload = b""  # the payload of the last stored advert
         self.repeats = 0
+        self.counter_id: str | None = None  # set for encrypted BTHome devices
+        self.counter = -1  # the last accepted encryption counter (-1: none yet)
 
 
 def _bthome(device: BthomeDevice) -> _Decode:
@@ -129,18 +150,18 @@ def _bthome(device: BthomeDevice) -> _Decode:
         device.mac.upper(), bytes.fromhex(key.get_secret_value()) if key is not None else None
     )
 
-    def decode(data: bytes) -> tuple[list[Sample], int | bytes]:
+    def decode(data: bytes) -> tuple[list[Sample], int | bytes, int | None]:
         advert = decoder.decode(data)
         packet_id = advert.packet_id
-        return advert.samples, bytes(data) if packet_id is None else packet_id
+        return advert.samples, bytes(data) if packet_id is None else packet_id, advert.counter
 
     return decode
 
 
-def _ruuvi(data: bytes) -> tuple[list[Sample], int | bytes]:
+def _ruuvi(data: bytes) -> tuple[list[Sample], int | bytes, int | None]:
     advert = decode_ruuvi(data)
     sequence = advert.sequence
-    return advert.samples, bytes(data) if sequence is None else sequence
+    return advert.samples, bytes(data) if sequence is None else sequence, None
 
 
 def _or_patterns(devices: Sequence[BthomeDevice | RuuviDevice]) -> list[OrPattern]:
@@ -182,7 +203,11 @@ class BleScanSource:
         retry_base: float = 2.0,
         retry_cap: float = 60.0,
         rng: random.Random | None = None,
+        counters: CounterFile | None = None,
+        counter_interval: float = 1.0,
     ) -> None:
+        """``counters``: where the last accepted encryption counters persist (None: in memory
+        only, e.g. ``streetgate read``); ``counter_interval``: the least time between writes."""
         if not devices:
             raise ValueError("a BLE scan source needs at least one device")
         if queue_size < 1 or repeat_window <= 0 or not 0 < retry_base <= retry_cap:
@@ -210,6 +235,9 @@ class BleScanSource:
                 )
             if isinstance(config, BthomeDevice):
                 device = _Device(config.name, config.stale_after, True, _bthome(config))
+                if config.key is not None:
+                    key = bytes.fromhex(config.key.get_secret_value())
+                    device.counter_id = counter_id(mac, key)
             else:
                 device = _Device(config.name, config.stale_after, False, _ruuvi)
             self._devices.append(device)
@@ -229,6 +257,16 @@ class BleScanSource:
         self._dropped = 0
         self._overflowing = False
         self._foreign = 0
+        self._counters = counters
+        self._counter_interval = counter_interval
+        self._init_counter_state()
+
+    def _init_counter_state(self) -> None:
+        self._counter_file: dict[str, int] = {}  # as last loaded or written
+        self._counters_dirty = False
+        self._counter_written_at = -float("inf")  # monotonic
+        self._counter_writes = 0
+        self._counter_write_failing = False
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -239,6 +277,12 @@ class BleScanSource:
 
     async def run(self) -> None:
         """Scan, deliver and watch until cancelled; never ends because of a BLE failure."""
+        if self._counters is not None:
+            loaded = await asyncio.to_thread(self._counters.load)
+            self._counter_file = loaded
+            for device in self._devices:
+                if device.counter_id is not None:
+                    device.counter = max(device.counter, loaded.get(device.counter_id, -1))
         now = time.monotonic()
         for device in self._devices:
             device.last_heard = now
@@ -262,6 +306,8 @@ class BleScanSource:
             dropped_readings=self._dropped,
             repeats=sum(d.repeats for d in self._devices),
             foreign_adverts=self._foreign,
+            replays=sum(d.status.dropped[REPLAY] for d in self._devices),
+            counter_writes=self._counter_writes,
         )
 
     # -- scan:ble --------------------------------------------------------------------------
@@ -347,7 +393,7 @@ class BleScanSource:
 
     # -- the advertisement callback ---------------------------------------------------------
 
-    def _on_advert(self, ble_device: BLEDevice, adv: AdvertisementData) -> None:
+    def _on_advert(self, ble_device: BLEDevice, adv: AdvertisementData) -> None:  # noqa: PLR0911 - one exit per kind of advert
         now = time.monotonic()
         self._last_any = now
         device = self._by_mac.get(ble_device.address)
@@ -371,9 +417,11 @@ class BleScanSource:
             device.repeats += 1
             return
         try:
-            samples, key = device.decode(data)
+            samples, key, counter = device.decode(data)
         except FrameError as exc:
             self._failed(device, BadFrame(device.name, exc))
+            return
+        if counter is not None and self._replayed(device, counter):
             return
         self._heard(device, now)
         if is_repeat(seen, key, now, window):
@@ -399,6 +447,22 @@ class BleScanSource:
             self._dropped += len(dropped)
         queue.append(stamp(device.name, samples, clock.now_ms(), quality))
         self._queued.set()
+
+    def _replayed(self, device: _Device, counter: int) -> bool:
+        """Whether an authentic encrypted advert is old (then counted); else its counter is
+        the device's last accepted one, to be persisted."""
+        if device.counter_id is None:
+            return False
+        if counter <= device.counter:
+            # Genuine MIC, old counter: recorded and played back (or an old copy). Not a sign of
+            # life, not a failure of the device either.
+            device.status.dropped[REPLAY] += 1
+            return True
+        device.counter = counter
+        if not self._counters_dirty:
+            self._counters_dirty = True
+            self._queued.set()  # persisted even if the advert is a repeat
+        return False
 
     def _by_embedded_mac(self, adv: AdvertisementData) -> _Device | None:
         """A BTHome advert that carries its MAC (sent from a random address)."""
@@ -461,9 +525,14 @@ class BleScanSource:
             while True:
                 await self._queued.wait()
                 self._queued.clear()
+                if self._counters_dirty and self._counters is not None:
+                    await self._counter_debounce()
                 batch = [reading for readings in queue for reading in readings]
                 queue.clear()
                 self._overflowing = False
+                # The counters of every advert in the batch, on disk before its readings are
+                # handed over (the callback runs on this loop: nothing slips in between).
+                await self._write_counters()
                 if batch:
                     await self._sink(batch)
                 batch = []
@@ -472,9 +541,54 @@ class BleScanSource:
             # promptly; what it does not take is counted as dropped.
             batch += [reading for readings in queue for reading in readings]
             queue.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._write_counters()
             if batch:
                 await self._flush(batch)
             raise
+
+    async def _counter_debounce(self) -> None:
+        """Wait until ``counter_interval`` has passed since the last write, or adverts pile up."""
+        deadline = self._counter_written_at + self._counter_interval
+        while len(self._queue) < COUNTER_EARLY_WRITE:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._queued.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, 0.05)):
+                    await self._queued.wait()
+
+    async def _write_counters(self) -> None:
+        """Persist the counters accepted since the last write (nothing when none were)."""
+        if not self._counters_dirty or self._counters is None:
+            self._counters_dirty = False
+            return
+        self._counters_dirty = False
+        counters = dict(self._counter_file)
+        counters.update(
+            (d.counter_id, d.counter)
+            for d in self._devices
+            if d.counter_id is not None and d.counter >= 0
+        )
+        self._counter_written_at = time.monotonic()
+        try:
+            await asyncio.to_thread(self._counters.save, counters)
+        except OSError as exc:
+            self._counters_dirty = True  # tried again with the next batch
+            if not self._counter_write_failing:
+                self._counter_write_failing = True
+                log.error(  # noqa: TRY400 - the OSError says it all
+                    "BLE: cannot write %s (%s): after a restart, adverts heard since the last "
+                    "write could be replayed once",
+                    self._counters.path,
+                    exc,
+                )
+            return
+        self._counter_write_failing = False
+        self._counter_file = counters
+        self._counter_writes += 1
 
     async def _flush(self, batch: list[Reading]) -> None:
         try:

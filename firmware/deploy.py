@@ -14,8 +14,10 @@ changes there first), the board directory on the unix port (the virtual board).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,10 +33,21 @@ from gateway.errors import (
     BoardError,
     BoardNotFound,
     CopyMismatch,
+    KeyReuseRefused,
     NotMicroPython,
 )
 
-__all__ = ["BAUDRATE", "DeployResult", "Progress", "deploy", "open_console"]
+__all__ = [
+    "BAUDRATE",
+    "COUNTER_PATH",
+    "BoardBle",
+    "DeployResult",
+    "Progress",
+    "check_ble_key",
+    "deploy",
+    "fresh_counter_state",
+    "open_console",
+]
 
 BAUDRATE = 115200
 CHUNK = 256  # bytes per raw-REPL write, mpremote's own default
@@ -42,6 +55,48 @@ WATCHDOG_MS = 8000  # the longest an RP2040 allows (8388 ms); every command feed
 STAGED = ".new"  # a file is copied and checked under this suffix, then moved into place
 #: ``progress(path, bytes of this file written so far, size of this file)``
 Progress = Callable[[str, int, int], None]
+#: The node's BTHome counter file (sgnode/beacon.py), beside node.json.
+COUNTER_PATH = "bthome_counter"
+_COUNTER_MAX = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True, slots=True)
+class BoardBle:
+    """What a board holds of its BLE encryption state before a deploy."""
+
+    key: str | None  # ble.key of its node.json (None: no node.json, unreadable, or no key)
+    counter: int | None  # its counter file's value (None: missing or not a counter)
+
+
+def fresh_counter_state() -> dict[str, bytes]:
+    """The counter file a new key starts with (the node refuses to encrypt without one)."""
+    return {COUNTER_PATH: b"0\n"}
+
+
+def check_ble_key(port: str, key: str | None, board: BoardBle) -> None:
+    """Refuse to deploy an existing ``key`` (one given, not generated here) unless the board
+    holds that key *and* its counter state: anywhere else the node's counter would start at
+    0 again under a key that has already encrypted (AES-CCM nonce reuse, replayable adverts).
+    """
+    if key is None:
+        return
+    hint = (
+        "; deploy a new key instead: --rotate-key (then put the printed key in the gateway's"
+        " bthome device)"
+    )
+    if board.counter is None:
+        raise KeyReuseRefused(
+            port,
+            f"the board has no BLE counter state ({COUNTER_PATH} missing or unreadable), so the"
+            " given --ble-key would restart its counter at 0 under a key that may have"
+            f" encrypted before{hint}",
+        )
+    if board.key != key:
+        raise KeyReuseRefused(
+            port,
+            f"the board's BLE counter state belongs to {'another key' if board.key else 'no key'},"
+            f" not to the given --ble-key{hint}",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +259,29 @@ def _previous_release(transport: Any, port: str) -> frozenset[str]:
         return frozenset()
 
 
+def _board_ble(transport: Any, port: str) -> BoardBle:
+    """The board's node.json BLE key and counter file, read without changing anything."""
+    code = (
+        "def _r(n):\n try:\n  with open(n) as f:\n   return f.read(4096)\n"
+        " except OSError:\n  return None\n"
+        f"print(repr((_r('node.json'), _r({COUNTER_PATH!r}))))"
+    )
+    out = _run(transport, port, code, "reading the board's BLE state").decode(errors="replace")
+    try:
+        config_text, counter_text = ast.literal_eval(out.strip())
+    except (ValueError, SyntaxError, TypeError):
+        return BoardBle(None, None)
+    key = None
+    if isinstance(config_text, str):
+        with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
+            key = json.loads(config_text)["ble"]["key"]
+    counter = None
+    if isinstance(counter_text, str) and counter_text.strip().isdigit():
+        value = int(counter_text.strip())
+        counter = value if value <= _COUNTER_MAX else None
+    return BoardBle(key if isinstance(key, str) else None, counter)
+
+
 def _remove(transport: Any, port: str, paths: list[str]) -> None:
     code = f"import os\nfor n in {paths!r}:\n try:\n  os.remove(n)\n except OSError:\n  pass"
     _run(transport, port, code, "removing the previous release's files")
@@ -254,13 +332,16 @@ def deploy(
     progress: Progress | None = None,
     timeout: float = 5.0,
     boot_timeout: float = 10.0,
+    existing_ble_key: str | None = None,
 ) -> DeployResult:
     """Copy ``files`` (board path -> bytes) to the board at ``port``, verify each, reset.
 
     With the release's ``manifest``, it goes on the board too (``manifest.json``, last), and
     the files the previous release's manifest lists that this one does not are removed.
     ``timeout`` bounds the wait for the raw REPL; ``boot_timeout`` the wait for the board's
-    first output after the reset.
+    first output after the reset. ``existing_ble_key``: a BLE key that was not made for this
+    deploy; the board must hold it with its counter state (:func:`check_ble_key`), checked
+    before anything is written.
     """
     report = progress or (lambda _path, _done, _size: None)
     copied: dict[str, str] = {}
@@ -271,6 +352,8 @@ def deploy(
         _take_watchdog(transport, port)
         if platform != "linux":  # a real board: files live at the root of its filesystem
             _run(transport, port, "import os\nos.chdir('/')", "changing to /")
+        if existing_ble_key is not None:
+            check_ble_key(port, existing_ble_key, _board_ble(transport, port))
         previous = _previous_release(transport, port) if manifest is not None else frozenset()
         made: set[str] = set()
         staged: list[str] = []

@@ -5,7 +5,8 @@ bar only on a terminal). Exit codes (gateway/exit_codes.py): 0 done; 1 not a Mic
 or the board failed a command; 3 invalid node settings; 4 port missing or cannot be opened, or
 the board did not come back after its reset; 5 a private key readable by others; 6 a file does
 not exist; 7 a bundle is damaged, or a file's SHA-256 on the board differs after the copy;
-8 refused: a bundle whose signature does not verify, or replacing a key without ``--force``.
+8 refused: a bundle whose signature does not verify, replacing a key without ``--force``, or
+an existing BLE key for a board without that key's counter state (``deploy --rotate-key``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from firmware.boards import NodeBoard, node_boards
 from firmware.bundle import NODE_CONFIG_PATH
 from firmware.deploy import deploy as deploy_files
-from firmware.deploy import open_console
+from firmware.deploy import fresh_counter_state, open_console
 from firmware.node_config import NodeConfig, generate_ble_key, node_config, node_json
 from firmware.release import (
     DEFAULT_SOURCE,
@@ -40,6 +41,7 @@ from gateway.errors import (
     BundleError,
     ConfigError,
     CopyMismatch,
+    KeyReuseRefused,
     NodeToolError,
     ReleaseKeyError,
     SignatureInvalid,
@@ -72,7 +74,7 @@ def exit_code_for(exc: NodeToolError | ConfigError) -> ExitCode:  # noqa: PLR091
     """The exit status for an error of ``streetgate node``."""
     if isinstance(exc, ConfigError):
         return ExitCode.CONFIG
-    if isinstance(exc, SignatureInvalid):
+    if isinstance(exc, SignatureInvalid | KeyReuseRefused):
         return ExitCode.DECLINED
     if isinstance(exc, UnsafeReleaseKey):
         return ExitCode.PERMISSION
@@ -300,6 +302,14 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
     ble: BleOption = False,
     ble_interval: BleIntervalOption = 5,
     ble_key: BleKeyOption = None,
+    rotate_key: Annotated[
+        bool,
+        typer.Option(
+            "--rotate-key",
+            help="Deploy a new BLE key (printed) with a fresh counter state; needed when the"
+            " board has lost the counter state of its key.",
+        ),
+    ] = False,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the board's raw REPL.")
     ] = 5.0,
@@ -311,14 +321,29 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
     """Copy a signed firmware bundle and a node.json to a board, verify each file, reset it.
 
     The bundle's signature is checked against the release key before the board is touched.
+    A new key (``--ble-key generate``, ``--rotate-key``) goes with a fresh counter state; a
+    given key only to a board that holds it with its counter state (else exit 8).
     """
+    if rotate_key and ble_key not in {None, "generate"}:
+        _err("streetgate node: give either --rotate-key (a new key) or --ble-key HEX, not both")
+        raise typer.Exit(ExitCode.USAGE)
+    new_key = rotate_key or ble_key == "generate"
     settings = _node_settings(
-        node_id, sample_interval, modbus, unit_id, baudrate, ble, ble_interval, ble_key
+        node_id,
+        sample_interval,
+        modbus,
+        unit_id,
+        baudrate,
+        ble,
+        ble_interval,
+        "generate" if new_key else ble_key,
     )
     try:
         verified = open_bundle(bundle, load_public_key(release_key))
         files = dict(verified.files)
         files[NODE_CONFIG_PATH] = node_json(settings)
+        if new_key:
+            files |= fresh_counter_state()
         with _Bar(sum(len(data) for data in files.values())) as bar:
             result = deploy_files(
                 port,
@@ -327,6 +352,7 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
                 progress=bar,
                 timeout=timeout,
                 boot_timeout=boot_timeout,
+                existing_ble_key=None if new_key else settings.ble.key,
             )
     except (NodeToolError, ConfigError) as exc:
         raise _fail(exc) from exc
@@ -352,7 +378,7 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
     if result.removed:
         _err(f"removed {len(result.removed)} file(s) of the previous release: {result.removed}")
     _err(f"board after reset: {first_line}")
-    if ble_key == "generate":
+    if new_key:
         _err("the BLE key is the node's BTHome key: put it in the gateway's bthome device config")
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from drivers import build_driver, build_sources
 from drivers.base import Source
+from drivers.ble_counters import counters_path
 from gateway.clock import SystemClock
 from gateway.config import GatewayConfig
 from gateway.config_devices import POLLED_TYPES
@@ -103,7 +104,13 @@ async def run_gateway(
                 # over the interval cost 3 points of CPU at 200 devices and lost more per kill.
                 phase=0.0,
             )
-        gateway.sources = build_sources(config.devices, outbox.put_many, clock, ble=ble)
+        gateway.sources = build_sources(
+            config.devices,
+            outbox.put_many,
+            clock,
+            ble=ble,
+            ble_counters=counters_path(config.outbox.path),
+        )
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(poller.run(), name=f"poll:{device.kind}:{device.name}")

@@ -26,6 +26,7 @@ Exception tree::
             ├── BoardNotFound          the port does not exist or cannot be opened
             ├── NotMicroPython         the port answers, but not as a MicroPython raw REPL
             ├── CopyMismatch           a copied file's SHA-256 on the board is not the bundle's
+            ├── KeyReuseRefused        a BLE key would go to a board without its counter state
             └── BoardDidNotReturn      the board said nothing (or failed) after its reset
 
 Third-party exceptions (pymodbus, aiomqtt, sqlite3) are translated into these at the
@@ -215,6 +216,10 @@ class CopyMismatch(BoardError):
         super().__init__(
             port, f"{path} on the board has SHA-256 {actual}, expected {expected} (copy damaged)"
         )
+
+
+class KeyReuseRefused(BoardError):
+    """An existing BLE key would go to a board without that key's counter state (nonce reuse)."""
 
 
 class BoardDidNotReturn(BoardError):

@@ -41,3 +41,6 @@ class DeviceStatus:
     last_ok_unix: float | None = None
     last_error: str | None = None
     errors_by_kind: Counter[str] = field(default_factory=Counter)
+    # Input refused without counting as a failed poll, by reason ("replay": an encrypted BLE
+    # advert whose counter is not newer than the last accepted one).
+    dropped: Counter[str] = field(default_factory=Counter)

@@ -142,6 +142,9 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
     overruns = _Family(
         "streetgate_device_overruns", "counter", "Poll slots skipped: a poll outlasted them."
     )
+    dropped = _Family(
+        "streetgate_device_dropped", "counter", "Input refused by reason (replay: old BLE counter)."
+    )
     for name, dev in devices.items():
         for state_name in HEALTH_STATES:
             health.sample(
@@ -156,7 +159,9 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
             errors.sample(count, device=name, kind=kind)
         failing.sample(dev["consecutive_failures"], device=name)
         overruns.sample(dev["overruns"], device=name)
-    yield from (health, last_ok, polls, errors, failing, overruns)
+        for reason, count in sorted(dev.get("dropped", {}).items()):
+            dropped.sample(count, device=name, reason=reason)
+    yield from (health, last_ok, polls, errors, failing, overruns, dropped)
 
 
 def render(snapshot: dict[str, Any]) -> str:

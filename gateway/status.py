@@ -36,6 +36,7 @@ def device_report(status: DeviceStatus) -> dict[str, Any]:
         "polls_failed": status.polls_failed,
         "overruns": status.overruns,
         "errors": dict(status.errors_by_kind),
+        "dropped": dict(status.dropped),
         "last_error": status.last_error,
     }
 

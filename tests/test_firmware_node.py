@@ -559,6 +559,8 @@ def test_gateway_rtu_driver_reads_the_node_over_a_pty(tmp_path: Path) -> None:
 
 
 def test_node_bthome_adverts_decode_in_the_gateway_to_the_printed_sample(tmp_path: Path) -> None:
+    (tmp_path / "bthome_counter").write_text("0")  # a new key's counter state (node deploy)
+
     async def scenario() -> None:
         async with running_node(tmp_path, node_json(ble=True, key=KEY), None) as node:
             (sample_line,) = await node.wait_for("sample ")

@@ -113,7 +113,7 @@ def test_deploy_copies_verifies_resets_and_the_node_runs(release, tmp_path: Path
         report = json.loads(result.stdout)
         on_board = board_files(board.root)
         expected = collect_files(FIXTURE)
-        assert set(on_board) == set(expected) | {"node.json", "manifest.json"}
+        assert set(on_board) == set(expected) | {"node.json", "manifest.json", "bthome_counter"}
         assert json.loads(on_board["manifest.json"])["version"] == "0.1.0"
         for path, data in expected.items():
             assert on_board[path] == data, path

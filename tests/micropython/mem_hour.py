@@ -48,9 +48,8 @@ def request():
 
 def main():
     try:
-        import os
-
-        os.remove(STATE_DIR + "/bthome_counter")
+        with open(STATE_DIR + "/bthome_counter", "w") as f:
+            f.write("0")  # what `node deploy` writes with a new key
     except OSError:
         pass
     cfg = config.parse(

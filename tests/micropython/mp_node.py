@@ -127,14 +127,10 @@ def test_safe_mode_stays_off_the_bus_and_the_radio_and_says_why():
 
 
 def test_bthome_adverts_carry_the_sample_and_counters_survive_a_reboot():
-    import os
-
     from fakeboard import STATE_DIR
 
-    try:
-        os.remove(STATE_DIR + "/bthome_counter")
-    except OSError:
-        pass
+    with open(STATE_DIR + "/bthome_counter", "w") as f:
+        f.write("0")  # what `node deploy` writes with a new key
     key = "231d39c1d7cc1ab1aee224cd096db932"
     board = FakeBoard()
     node = Node(board, _cfg(enabled=True, interval_s=2, key=key))
@@ -176,3 +172,38 @@ def test_boot_with_a_good_config_runs_it():
     eq(node.safe_reason, None)
     eq(node.cfg.modbus.unit_id, 5)
     eq(board.lines[-1], "modbus on unit 5 baud 9600; ble off")
+
+
+def test_no_counter_state_with_a_key_refuses_encrypted_adverts_but_modbus_runs():
+    import os
+
+    from fakeboard import STATE_DIR
+
+    key = "231d39c1d7cc1ab1aee224cd096db932"
+    for content in (None, "", "garbage", "-5", "4294967296"):
+        path = STATE_DIR + "/bthome_counter"
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        if content is not None:
+            with open(path, "w") as f:
+                f.write(content)
+        board = FakeBoard()
+        node = Node(board, _cfg(enabled=True, interval_s=2, key=key))
+        node.boot_banner()
+        board.master.send_at(3000, _request(5, 4, 0, 2))
+        _run_until(node, board, 10100)
+        eq(node.beacon, None, repr(content))
+        eq(board.ble.sent, 0, repr(content))
+        eq(sum(1 for x in board.lines if x.startswith("bthome ")), 0, repr(content))
+        eq(board.master.reply_count, 1, "modbus still answers")
+        refused = [x for x in board.lines if x.startswith("BLE OFF: no encryption counter")]
+        eq(len(refused) >= 2, True, "said at boot and with samples: {}".format(board.lines[:3]))
+        eq("--rotate-key" in refused[0], True)
+        if content is None:
+            try:
+                os.stat(path)
+                raise AssertionError("the node must not create a counter file of its own")
+            except OSError:
+                pass

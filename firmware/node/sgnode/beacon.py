@@ -3,27 +3,43 @@
 from sgnode import aes, bthome
 
 COUNTER_BLOCK = 1024  # counters reserved per write of the counter file
+COUNTER_LIMIT = 0x100000000  # the counter is 32 bits: past it, only a new key helps
+
+
+class NoCounterState(Exception):
+    """The counter file is missing or unreadable while a key is configured: encrypting from 0
+    again could reuse a nonce of an earlier life under the same key, so the node does not."""
 
 
 class CounterStore:
     """The encryption counter, never reused across reboots (the CCM nonce must be unique).
 
     The file holds the first counter no earlier boot handed out; counters are reserved in
-    blocks of ``COUNTER_BLOCK``, one small file write per block (flash wear).
+    blocks of ``COUNTER_BLOCK``, one small file write per block (flash wear). ``streetgate node
+    deploy`` writes ``0`` with a new key; without the file (or with one that does not hold a
+    number) :class:`NoCounterState` is raised rather than starting again at 0.
     """
 
     def __init__(self, path):
         self._path = path
         try:
             with open(path) as f:
-                start = int(f.read().strip() or "0")
-        except (OSError, ValueError):
-            start = 0
+                text = f.read().strip()
+        except OSError as exc:
+            raise NoCounterState("cannot read {}: {}".format(path, exc))
+        try:
+            start = int(text)
+        except ValueError:
+            start = -1
+        if not 0 <= start < COUNTER_LIMIT or not text.isdigit():
+            raise NoCounterState("{} holds {!r}, not a counter".format(path, text[:20]))
         self._next = start
         self._limit = start
 
     def take(self):
         """The next counter (OSError when the file cannot be written)."""
+        if self._next >= COUNTER_LIMIT:
+            raise OSError("counter exhausted (2**32): deploy a new key")
         if self._next >= self._limit:
             limit = self._next + COUNTER_BLOCK
             with open(self._path, "w") as f:

@@ -58,10 +58,18 @@ class Node:
                 board.log("warning: modbus enabled but this board has no RS-485 port")
         self.rx = Receiver(cfg.modbus.baudrate)
         self.beacon = None
+        self.ble_refused = None  # why encrypted BLE is off although configured
         if cfg.ble.enabled:
-            from sgnode.beacon import Beacon  # here: RAM for BLE's code only where BLE is on
+            from sgnode.beacon import Beacon, NoCounterState  # RAM for BLE only where it is on
 
-            self.beacon = Beacon(board, cfg.ble)
+            try:
+                self.beacon = Beacon(board, cfg.ble)
+            except NoCounterState as exc:
+                self.ble_refused = (
+                    "no encryption counter state ({}): encrypted adverts refused (a counter "
+                    "from 0 would reuse nonces); deploy a new key: streetgate node deploy "
+                    "--rotate-key".format(exc)
+                )
         self.packet_id = 0
         self.wdt = None
         self.failed_steps = 0
@@ -86,6 +94,8 @@ class Node:
             return
         beacon = self.beacon
         ble = "ble off"
+        if self.ble_refused is not None:
+            log("BLE OFF: " + self.ble_refused)
         if beacon is not None:
             ble = "ble on every {} s{}; mac {}".format(
                 cfg.ble.interval_s,
@@ -177,6 +187,8 @@ class Node:
         self.board.log("sample " + json.dumps(line))
         if self.safe_reason is not None:
             self.board.log("SAFE MODE: " + self.safe_reason)
+        if self.ble_refused is not None:
+            self.board.log("BLE OFF: " + self.ble_refused)
 
     def _refresh(self, now):
         r = self.reading
