@@ -213,7 +213,13 @@ class MetricsServer:
         """Listen until cancelled."""
         try:
             server = await asyncio.start_server(
-                self._serve, self._host, self._port, limit=MAX_REQUEST
+                self._serve,
+                self._host,
+                self._port,
+                limit=MAX_REQUEST,
+                # asyncio accepts up to `backlog` connections at a time before serving any:
+                # keep that batch (file descriptors held before the cap is checked) small.
+                backlog=self.max_connections,
             )
         except OSError as exc:
             # Metrics are for looking; readings must flow on without them.
