@@ -7,7 +7,8 @@ silently. One task (``mgmt:commands``) runs the queued commands one at a time, s
 ``read-now`` delays later commands but never the readings, which have their own tasks.
 
 A reply echoes the command's ``id``; a command id seen again (a QoS 1 redelivery, or a retry by
-the platform) gets the reply it got the first time, without running the command twice.
+the platform) gets the reply it got the first time, without running the command twice; for
+``restart`` and ``config-set`` also after a restart (gateway/command_ids.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import math
 import os
 import time
 import tomllib
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import __version__
+from gateway.command_ids import ReplyMemory, replies_path
 from gateway.command_protocol import (
     Command,
     CommandRejected,
@@ -97,7 +98,8 @@ class CommandServer:
         self.topic = command_topic(config)
         self.reply_topic = reply_topic(config)
         self._queue: asyncio.Queue[Command] = asyncio.Queue(maxsize=COMMAND_QUEUE)
-        self._replies: OrderedDict[str, bytes] = OrderedDict()
+        # Lasting replies (restart, config-set) survive a restart: read back in run().
+        self._replies = ReplyMemory(replies_path(config.outbox.path), REMEMBERED_REPLIES)
         self._running: set[str] = set()
         self._forwarder: Forwarder | None = None
         self._gateway: Gateway | None = None
@@ -170,10 +172,16 @@ class CommandServer:
     async def run(self, gateway: Gateway) -> None:
         """Run queued commands one at a time, until cancelled."""
         self._gateway = gateway
+        await self._replies.load()
         while True:
             command = await self._queue.get()
             try:
-                await self._handle(command)
+                # An id answered before the last restart may have come in before load().
+                remembered = self._replies.get(command.id)
+                if remembered is not None:
+                    await self._publish(remembered)
+                else:
+                    await self._handle(command)
             finally:
                 self._running.discard(command.id)
 
@@ -197,16 +205,14 @@ class CommandServer:
             outcome = None
             internal = CommandRejected(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
             payload = self._error(command.id, command.command, internal)
-        self._remember(command.id, payload)
+        await self._remember(command.id, command.command, payload)  # before `then` restarts
         self.handled += 1
         await self._publish(payload)
         if outcome is not None and outcome.then is not None:
             outcome.then()
 
-    def _remember(self, command_id: str, payload: bytes) -> None:
-        self._replies[command_id] = payload
-        while len(self._replies) > REMEMBERED_REPLIES:
-            self._replies.popitem(last=False)
+    async def _remember(self, command_id: str, command: str, payload: bytes) -> None:
+        await self._replies.remember(command_id, command, payload)
 
     def _error(self, command_id: str | None, command: str | None, exc: CommandRejected) -> bytes:
         return reply_payload(
@@ -230,7 +236,7 @@ class CommandServer:
     ) -> None:
         """A late reply (config-set applied or rolled back): waits for the broker connection."""
         payload = reply_payload(self._gateway_id, command_id, command, status, **fields)
-        self._remember(command_id, payload)
+        await self._remember(command_id, command, payload)
         forwarder = self._forwarder
         if forwarder is None:
             return

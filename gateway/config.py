@@ -29,6 +29,7 @@ __all__ = [
     "GatewayConfig",
     "ModbusTcpDevice",
     "MqttConfig",
+    "MqttProtocol",
     "OutboxConfig",
     "PayloadFormat",
     "Synchronous",
@@ -60,6 +61,13 @@ class PayloadFormat(StrEnum):
     SENML = "senml"  # a SenML pack, RFC 8428 (gateway/senml.py)
 
 
+class MqttProtocol(StrEnum):
+    """The MQTT version spoken to the broker."""
+
+    V311 = "3.1.1"
+    V5 = "5"  # the broker is told the largest packet the gateway takes (docs/mqtt.md)
+
+
 class MqttConfig(Frozen):
     """Where readings go."""
 
@@ -77,6 +85,7 @@ class MqttConfig(Frozen):
     reconnect_max: Seconds = 5.0  # the longest a returning broker waits for this gateway
     health_interval: Seconds = 60.0  # health is also published at once when it changes
     payload_format: PayloadFormat = PayloadFormat.STREETGATE
+    protocol: MqttProtocol = MqttProtocol.V311
 
 
 class Synchronous(StrEnum):

@@ -17,17 +17,22 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 import aiomqtt
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway import __version__
 from gateway.backoff import next_delay
 from gateway.cancelling import raise_if_cancelled
-from gateway.config import GatewayConfig, MqttConfig, PayloadFormat
+from gateway.command_protocol import MAX_COMMAND_BYTES
+from gateway.config import GatewayConfig, MqttConfig, MqttProtocol, PayloadFormat
 from gateway.errors import ForwardError, UnsafeKeyFile
+from gateway.inbound import Inbound, InboundLimits
 from gateway.key_files import unsafe_mode
 from gateway.outbox import Outbox
 from gateway.senml import build_pack
@@ -126,6 +131,19 @@ def _tls_problem(key: str, path: Path, exc: Exception) -> str:
     return f"{key} = {path}: cannot load it as a PEM CA certificate file: {reason}"
 
 
+#: MQTT 5 Maximum Packet Size the gateway announces in CONNECT: a command's payload limit plus
+#: room for the fixed header, the topic and the properties. The broker never sends a larger
+#: packet, so a larger command never reaches the gateway's memory.
+MAX_INCOMING_PACKET = MAX_COMMAND_BYTES + 4096
+
+
+def connect_properties() -> Properties:
+    """The MQTT 5 CONNECT properties: the Maximum Packet Size the gateway accepts."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho
+    properties.MaximumPacketSize = MAX_INCOMING_PACKET
+    return properties
+
+
 def _refused(code: object) -> bool:
     """Whether a SUBACK return code (an int, or paho's ReasonCode) says the broker refused."""
     value = getattr(code, "value", code)
@@ -143,6 +161,8 @@ class ForwarderStats:
     readings_published: int = 0
     last_error: str | None = None
     connected_since: float | None = None  # Unix time the current connection was made
+    # Incoming messages (commands) dropped unread, by reason (gateway/inbound.py).
+    incoming_dropped: dict[str, int] = field(default_factory=dict)
 
 
 class Forwarder:
@@ -160,6 +180,7 @@ class Forwarder:
         self._tls = tls_context(config.mqtt)
         self._password = self._read_password()
         self.stats = ForwarderStats()
+        self._inbound = Inbound(InboundLimits(), self.stats.incoming_dropped)
         self.connected = asyncio.Event()
         self._live_client: aiomqtt.Client | None = None
         self._subscriptions: dict[str, MessageHandler] = {}
@@ -185,6 +206,9 @@ class Forwarder:
             ) from exc
 
     def _client(self) -> aiomqtt.Client:
+        # The outbox, not the broker session, is the buffer: a clean session (3.1.1), or a
+        # clean start with the default session expiry of 0 (5).
+        v5 = self._mqtt.protocol is MqttProtocol.V5
         return aiomqtt.Client(
             self._mqtt.host,
             self._mqtt.port,
@@ -193,7 +217,14 @@ class Forwarder:
             password=self._password,
             keepalive=max(1, round(self._mqtt.keepalive)),
             timeout=self._mqtt.publish_timeout,
-            clean_session=True,  # the outbox, not the broker session, is the buffer
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if v5 else True,
+            clean_start=True if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+            properties=connect_properties() if v5 else None,
+            # aiomqtt makes its queue with queue_type(maxsize=...); ours checks every message
+            # before it is queued (gateway/inbound.py) and drops, counting, what it refuses.
+            queue_type=self._inbound.queue_type,
+            max_queued_incoming_messages=self._inbound.limits.queue,
             will=aiomqtt.Will(
                 self._status_topic,
                 status_message("offline", reason="connection lost"),

@@ -2,9 +2,10 @@
 
 :func:`render` turns a health snapshot (gateway/status.py) into OpenMetrics 1.0 text; the
 :class:`MetricsServer` serves it for ``GET /metrics`` with a deliberately small HTTP/1.1 server
-(one request per connection, bounded request size and time), owned by the ``status:metrics``
-task. It listens on loopback unless the config allows more (config_metrics.py). A scrape
-costs one snapshot; between scrapes the server only waits on its socket.
+(one request per connection, bounded request size and time, a bounded number of connections
+at once), owned by the ``status:metrics`` task. It listens on loopback unless the config allows
+more (config_metrics.py). A scrape costs one snapshot; between scrapes the server only waits on
+its socket.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -27,6 +30,24 @@ CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 #: A request (line and headers) larger than this, or slower than REQUEST_TIMEOUT, gets a 400.
 MAX_REQUEST = 8192
 REQUEST_TIMEOUT = 5.0
+
+#: A connection still open this long after it was accepted (a client that does not read the
+#: answer) is cut.
+CONNECTION_TIMEOUT = 10.0
+
+#: Connections served at once; one more is closed as soon as it is accepted. A scraper needs
+#: one. Never more than an eighth of the process's file descriptors (RLIMIT_NOFILE), so a
+#: flood of connections leaves the outbox, the broker connection and the devices theirs.
+MAX_CONNECTIONS = 32
+
+
+def connection_cap(max_connections: int = MAX_CONNECTIONS) -> int:
+    """Connections to serve at once under this process's file descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    return max(1, min(max_connections, soft // 8))
+
 
 #: Every device health state, for the stateset.
 HEALTH_STATES = ("starting", "ok", "degraded", "down")
@@ -181,12 +202,29 @@ class MetricsServer:
         self.port: int | None = None  # the bound port (the configured one, or a free one for 0)
         self.listening = asyncio.Event()
         self.scrapes = 0
+        self.max_connections = connection_cap()
+        # Connections still reading their request, oldest first; then those being answered.
+        self._reading: OrderedDict[int, asyncio.StreamWriter] = OrderedDict()
+        self._answering: set[int] = set()
+        self.evicted = 0  # connections cut to make room: the oldest still reading its request
+        self.refused = 0  # connections closed at once: every open one was being answered
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now."""
+        return len(self._reading) + len(self._answering)
 
     async def run(self) -> None:
         """Listen until cancelled."""
         try:
             server = await asyncio.start_server(
-                self._serve, self._host, self._port, limit=MAX_REQUEST
+                self._serve,
+                self._host,
+                self._port,
+                limit=MAX_REQUEST,
+                # asyncio accepts up to `backlog` connections at a time before serving any:
+                # keep that batch (file descriptors held before the cap is checked) small.
+                backlog=self.max_connections,
             )
         except OSError as exc:
             # Metrics are for looking; readings must flow on without them.
@@ -198,16 +236,59 @@ class MetricsServer:
         async with server:
             await server.serve_forever()
 
+    def _make_room(self) -> bool:
+        """At the cap, cut the connection that has waited longest for its request (a slow or
+        idle client; a scraper sends its request at once). False when there is none to cut."""
+        if self.open_connections < self.max_connections:
+            return True
+        if self._reading:
+            _, oldest = self._reading.popitem(last=False)
+            oldest.transport.abort()
+            self.evicted += 1
+            count, what = self.evicted, "cutting the oldest idle one"
+        else:
+            self.refused += 1
+            count, what = self.refused, "refusing new ones"
+        if count == 1 or count % 1000 == 0:
+            log.warning(
+                "metrics: %d connections open; %s (%d so far)", self.max_connections, what, count
+            )
+        return bool(self.open_connections < self.max_connections)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._make_room():
+            writer.transport.abort()
+            return
+        key = id(writer)
+        self._reading[key] = writer
+        try:
+            async with asyncio.timeout(CONNECTION_TIMEOUT):
+                await self._serve_one(reader, writer, key)
+        except TimeoutError:
+            writer.transport.abort()  # the client does not take the answer
+        finally:
+            self._reading.pop(key, None)
+            self._answering.discard(key)
+
+    async def _serve_one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: int
+    ) -> None:
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
-            status, body, content_type = await self._answer(head)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            status, body, content_type = "400 Bad Request", b"bad request\n", "text/plain"
+            head = None
         except ConnectionError:
-            writer.close()
+            head = None
+            self._reading.pop(key, None)
+        if self._reading.pop(key, None) is None:
+            writer.transport.abort()  # cut to make room, or gone
             return
+        self._answering.add(key)
+        if head is None:
+            status, body, content_type = "400 Bad Request", b"bad request\n", "text/plain"
+        else:
+            status, body, content_type = await self._answer(head)
         try:
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"

@@ -9,7 +9,9 @@ systemd every call is a no-op, so the gateway runs the same way from a terminal,
 container or in tests.
 
 The socket is non-blocking: a notification systemd cannot take at once (its queue full) is
-dropped and reported as False, never a reason to hold up the event loop.
+dropped and reported as False, never a reason to hold up the event loop. It is opened once and
+kept open: a process whose file descriptors are all taken (a flood of connections) still pings
+the watchdog. It is closed when the notifier is (:meth:`Notifier.close`) or collected.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import logging
 import os
 import socket
 import time
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class Notifier:
     watchdog: float | None = None  # seconds between pings, None: no watchdog
     sent: int = 0
     lost: int = 0
+    _sock: socket.socket | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_environ(
@@ -87,9 +91,7 @@ class Notifier:
             return False
         message = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                sock.setblocking(False)
-                sock.sendto(message, self.address)
+            self._socket().sendto(message, self.address)
         except OSError as exc:
             self.lost += 1
             if self.lost == 1 or self.lost % 100 == 0:
@@ -97,6 +99,21 @@ class Notifier:
             return False
         self.sent += 1
         return True
+
+    def _socket(self) -> socket.socket:
+        """The socket, opened at the first message (again after a failed open)."""
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            sock.setblocking(False)
+            self._sock = sock
+            weakref.finalize(self, sock.close)  # closed with the notifier, without a warning
+        return self._sock
+
+    def close(self) -> None:
+        """Close the socket (a later message opens it again)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
     def ready(self, status: str) -> bool:
         """The service is up (``READY=1``), with a status line for ``systemctl status``."""

@@ -93,6 +93,7 @@ class HealthReporter:
                 "messages_published": fwd.messages_published,
                 "readings_published": fwd.readings_published,
                 "last_error": fwd.last_error,
+                "incoming_dropped": dict(fwd.incoming_dropped),
             },
             "outbox": {
                 "depth": stats.depth,
