@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError, ConfigIssue
+from gateway.safe_files import MAX_PROFILE_BYTES, read_config_file
 from gateway.validation import issues_from_validation_error
 
 
@@ -238,12 +239,11 @@ def _load_builtin(name: str) -> Profile:
 
 @cache
 def _load_profile_file(path: Path) -> Profile:
+    data = read_config_file(path, "profile", MAX_PROFILE_BYTES)
     try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            str(path), [ConfigIssue("", f"cannot read profile file: {exc.strerror}")]
-        ) from exc
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [ConfigIssue("", f"profile: not UTF-8 text: {exc}")]) from exc
     return _parse_text(text, str(path))
 
 

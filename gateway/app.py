@@ -18,6 +18,7 @@ from gateway.config_devices import POLLED_TYPES
 from gateway.forwarder import Forwarder, health_topic
 from gateway.metrics import MetricsServer
 from gateway.outbox import Outbox
+from gateway.outbox_files import OutboxLock
 from gateway.progress_probes import gateway_probes
 from gateway.scheduler import DevicePoller
 from gateway.sd_notify import Notifier
@@ -47,13 +48,16 @@ class Gateway:
 
 @asynccontextmanager
 async def pipeline(
-    config: GatewayConfig, commands: CommandServer | None = None
+    config: GatewayConfig,
+    commands: CommandServer | None = None,
+    outbox_lock: OutboxLock | None = None,
 ) -> AsyncIterator[tuple[Outbox, Forwarder]]:
     """The store-and-forward half: an open outbox with its commit loop and the forwarder.
 
     On exit both tasks are cancelled and the outbox commits what is still pending.
+    ``outbox_lock``: the outbox's lock, held by the caller; None: the outbox takes it.
     """
-    async with Outbox(config.outbox) as outbox:
+    async with Outbox(config.outbox, lock=outbox_lock) as outbox:
         # Reading TLS and password files is disk I/O: keep it off the event loop.
         forwarder = await asyncio.to_thread(Forwarder, config, outbox)
         if commands is not None:
@@ -79,6 +83,7 @@ async def run_gateway(
     notifier: Notifier | None = None,
     commands: CommandServer | None = None,
     will_restart: Callable[[], bool] = lambda: False,
+    outbox_lock: OutboxLock | None = None,
 ) -> None:
     """Run until ``stop`` is set; then stop polling, commit what is pending, and close.
 
@@ -86,10 +91,11 @@ async def run_gateway(
     ``notifier`` talks to systemd (gateway/sd_notify.py); None: the one the environment names.
     ``commands``: take remote commands (gateway/commands.py); None: no command topic.
     ``will_restart``: whether a stop is a restart (systemd hears RELOADING, not STOPPING).
+    ``outbox_lock``: the outbox's lock if the caller holds it (gateway/outbox_files.py).
     """
     notifier = notifier or Notifier.from_environ()
     clock = SystemClock()
-    async with pipeline(config, commands) as (outbox, forwarder):
+    async with pipeline(config, commands, outbox_lock) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
         polled = [d for d in config.devices if isinstance(d, POLLED_TYPES)]
         for device in polled:

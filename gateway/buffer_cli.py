@@ -68,9 +68,10 @@ def _outbox_errors() -> Iterator[None]:
         raise typer.Exit(ExitCode.NOT_FOUND) from exc
     except OutboxDamaged as exc:
         err(
-            f"streetgate: {exc}. It was left untouched. When the gateway next starts it moves"
-            f" the file aside as {exc.path.name}.corrupt-<time> (it never deletes it) and starts"
-            " a fresh outbox; copy the file off first if its readings matter."
+            f"streetgate: {exc}. It was left untouched. If it is a damaged streetgate outbox, the"
+            f" gateway moves it aside as {exc.path.name}.corrupt-<time> when it next starts (it"
+            " never deletes it) and starts a fresh outbox; a file that is not a SQLite database"
+            " at all is refused and left as it is. Copy it off first if its readings matter."
         )
         raise typer.Exit(ExitCode.DAMAGED) from exc
     except StoreError as exc:

@@ -16,6 +16,7 @@ from gateway.config_change import read_marker
 from gateway.errors import ConfigError, StreetgateError, UnsafeKeyFile
 from gateway.exit_codes import ExitCode
 from gateway.journal_log import log_handler
+from gateway.outbox_files import OutboxForeign, OutboxLocked
 from gateway.supervisor import Supervisor
 
 
@@ -63,6 +64,8 @@ def register(app: typer.Typer) -> None:
             code = ExitCode.PERMISSION if isinstance(error, UnsafeKeyFile) else ExitCode.FAILURE
             if isinstance(error, ConfigError):
                 code = ExitCode.CONFIG
+            elif isinstance(error, OutboxLocked | OutboxForeign):
+                code = ExitCode.DECLINED  # refused; nothing was written
             raise typer.Exit(code) from exc
 
 

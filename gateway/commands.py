@@ -41,6 +41,7 @@ from gateway.env_overlay import overlay
 from gateway.errors import ConfigError, DeviceError, DeviceTimeout
 from gateway.forwarder import Forwarder, command_topic, reply_topic
 from gateway.remote_scope import refused_changes
+from gateway.safe_files import MAX_CONFIG_BYTES, read_config_file
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -411,9 +412,9 @@ def _number(command: Command, key: str, default: float, bounds: tuple[float, flo
 
 async def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = await asyncio.to_thread(path.read_text, "utf-8")
-        return tomllib.loads(text)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = await asyncio.to_thread(read_config_file, path, "config file", MAX_CONFIG_BYTES)
+        return tomllib.loads(data.decode("utf-8"))
+    except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CommandRejected(
             ErrorCode.INVALID_CONFIG, f"cannot read the current config {path}: {exc}"
         ) from exc

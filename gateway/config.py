@@ -21,6 +21,7 @@ from gateway.config_metrics import MetricsConfig
 from gateway.config_types import NAME_PATTERN, Bytes, BytesOrZero, Frozen, Seconds
 from gateway.env_overlay import overlay
 from gateway.errors import ConfigError, ConfigIssue
+from gateway.safe_files import MAX_CONFIG_BYTES, read_config_file
 from gateway.validation import issues_from_validation_error
 
 __all__ = [
@@ -154,10 +155,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Gateway
     Raises :class:`ConfigError` naming every problem (a variable's by the variable's name).
     """
     source = str(path)
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(source, [ConfigIssue("", f"cannot read file: {exc.strerror}")]) from exc
+    text = read_config_file(path, "", MAX_CONFIG_BYTES).decode("utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -12,14 +12,17 @@ in a thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import stat
 import time
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from gateway.key_files import write_atomically
+from gateway.outbox_files import PRIVATE_MODE
 from gateway.toml_out import dumps
 
 __all__ = [
@@ -67,25 +70,17 @@ def previous_path(config_path: Path) -> Path:
     return config_path.with_name(config_path.name + ".previous")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def atomic_write(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
+
+    The config keeps its mode (0600 if new); ``private`` files (``.previous``, which may hold a
+    bindkey, and the marker) are 0600 whatever the umask or the config's mode.
+    """
+    mode = PRIVATE_MODE
+    if not private:
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(path.stat().st_mode)
+    write_atomically(path, data, mode)
 
 
 def read_marker(config_path: Path) -> PendingChange | None:
@@ -109,7 +104,7 @@ def read_marker(config_path: Path) -> PendingChange | None:
 
 def write_marker(config_path: Path, change: PendingChange) -> None:
     """Write the marker atomically."""
-    atomic_write(marker_path(config_path), json.dumps(asdict(change)).encode())
+    atomic_write(marker_path(config_path), json.dumps(asdict(change)).encode(), private=True)
 
 
 def clear_marker(config_path: Path) -> None:
@@ -135,7 +130,7 @@ def stage_change(
 ) -> PendingChange:
     """Keep the current file as ``.previous``, write ``document`` in its place, mark it pending."""
     current = config_path.read_bytes()
-    atomic_write(previous_path(config_path), current)
+    atomic_write(previous_path(config_path), current, private=True)
     change = PendingChange(
         command_id=command_id,
         state=ChangeState.PENDING,

@@ -14,6 +14,8 @@ import logging
 import os
 from pathlib import Path
 
+from gateway.outbox_files import open_companion
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +31,7 @@ class DiskReserve:
     def held(self) -> bool:
         """Whether the reserve is in place."""
         try:
-            return self.path.stat().st_size >= self.size
+            return self.path.lstat().st_size >= self.size
         except FileNotFoundError:
             return False
 
@@ -38,16 +40,21 @@ class DiskReserve:
         if self.size == 0 or self.held:
             return True
         try:
-            with self.path.open("wb") as file:
+            # No symlink followed, nothing truncated, 0600 (gateway/outbox_files.py).
+            fd = open_companion(self.path, os.O_WRONLY, "outbox's .reserve file")
+            try:
                 try:
-                    os.posix_fallocate(file.fileno(), 0, self.size)
+                    os.posix_fallocate(fd, 0, self.size)
                 except OSError as exc:
                     if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                         raise
-                    for _ in range(0, self.size, 65536):  # no fallocate here: write zeros
-                        file.write(bytes(65536))
-                file.flush()
-                os.fsync(file.fileno())
+                    # No fallocate here: append zeros, never writing over what is there.
+                    done = os.lseek(fd, 0, os.SEEK_END)
+                    while done < self.size:
+                        done += os.write(fd, bytes(min(65536, self.size - done)))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 self.path.unlink()

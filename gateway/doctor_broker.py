@@ -23,8 +23,8 @@ import aiomqtt
 
 from gateway.config import GatewayConfig
 from gateway.doctor import CheckResult
-from gateway.errors import StreetgateError
-from gateway.forwarder import tls_context
+from gateway.errors import ConfigError, StreetgateError
+from gateway.forwarder import read_password, tls_context
 
 __all__ = ["EXPIRY_WARNING_DAYS", "BrokerSetup", "broker_checks", "broker_setup"]
 
@@ -68,11 +68,9 @@ def broker_setup(config: GatewayConfig, timeout: float = 5.0) -> BrokerSetup:
     password: str | None = None
     if mqtt.password_file is not None:
         try:
-            password = mqtt.password_file.read_text("utf-8").strip()
-        except OSError as exc:
-            problem = (
-                problem or f"cannot read mqtt.password_file {mqtt.password_file}: {exc.strerror}"
-            )
+            password = read_password(mqtt.password_file)
+        except ConfigError as exc:
+            problem = problem or "; ".join(str(issue) for issue in exc.issues)
     token = secrets.token_hex(4)
     return BrokerSetup(
         host=mqtt.host,

@@ -30,11 +30,17 @@ from gateway import __version__
 from gateway.backoff import next_delay
 from gateway.cancelling import raise_if_cancelled
 from gateway.command_protocol import MAX_COMMAND_BYTES
-from gateway.config import GatewayConfig, MqttConfig, MqttProtocol, PayloadFormat
-from gateway.errors import ForwardError, UnsafeKeyFile
+from gateway.config import GatewayConfig, MqttConfig, MqttProtocol, PayloadFormat, TlsConfig
+from gateway.errors import ConfigError, ConfigIssue, ForwardError, UnsafeKeyFile
 from gateway.inbound import Inbound, InboundLimits
 from gateway.key_files import unsafe_mode
 from gateway.outbox import Outbox
+from gateway.safe_files import (
+    MAX_PASSWORD_BYTES,
+    MAX_TLS_BYTES,
+    check_config_file,
+    read_config_file,
+)
 from gateway.senml import build_pack
 
 log = logging.getLogger(__name__)
@@ -100,6 +106,7 @@ def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
     if mqtt.tls is None:
         return None
     tls = mqtt.tls
+    check_tls_files(tls)
     try:
         context = ssl.create_default_context(cafile=str(tls.ca_file))
     except (OSError, ssl.SSLError) as exc:
@@ -115,6 +122,29 @@ def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def read_password(path: Path) -> str:
+    """The MQTT password from ``mqtt.password_file``: a regular file of at most 4 kB."""
+    data = read_config_file(path, "mqtt.password_file", MAX_PASSWORD_BYTES)
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path), [ConfigIssue("", "mqtt.password_file: not UTF-8 text")]
+        ) from exc
+
+
+def check_tls_files(tls: TlsConfig) -> None:
+    """ssl loads the TLS files by path: check first that each is a regular file of bounded size
+    (ConfigError). A missing one is left to ssl, which names it."""
+    for key, path in (
+        ("mqtt.tls.ca_file", tls.ca_file),
+        ("mqtt.tls.cert_file", tls.cert_file),
+        ("mqtt.tls.key_file", tls.key_file),
+    ):
+        if path is not None and path.exists():
+            check_config_file(path, key, MAX_TLS_BYTES)
 
 
 def _refuse_unsafe_key(path: Path) -> None:
@@ -198,12 +228,7 @@ class Forwarder:
     def _read_password(self) -> str | None:
         if self._mqtt.password_file is None:
             return None
-        try:
-            return self._mqtt.password_file.read_text("utf-8").strip()
-        except OSError as exc:
-            raise ForwardError(
-                f"cannot read mqtt.password_file {self._mqtt.password_file}: {exc.strerror}"
-            ) from exc
+        return read_password(self._mqtt.password_file)
 
     def _client(self) -> aiomqtt.Client:
         # The outbox, not the broker session, is the buffer: a clean session (3.1.1), or a

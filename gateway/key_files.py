@@ -22,21 +22,28 @@ def unsafe_mode(path: Path) -> int | None:
     return mode if mode & UNSAFE_BITS else None
 
 
-def write_atomically(path: Path, data: bytes, mode: int) -> None:
+def write_atomically(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old or the new file, never half.
 
     The temporary file is created with ``mode`` from the start (``O_EXCL``, so a key is never
     readable by others, not even for a moment), synced, then renamed over ``path``.
+    ``sync=False``: no fsync (status files rewritten every few seconds, not worth the wear).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:  # left by a killed process with our pid (pid 1 in a container)
+        tmp.unlink()
+        fd = os.open(tmp, flags, mode)
     try:
         try:
             os.fchmod(fd, mode)  # the umask may have taken bits away; never adds any
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -44,6 +51,8 @@ def write_atomically(path: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    if not sync:
+        return
     with contextlib.suppress(OSError):  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,13 @@ from gateway.config import OutboxConfig
 from gateway.disk_reserve import DiskReserve
 from gateway.errors import StoreError
 from gateway.model import Reading
+from gateway.outbox_files import (
+    PRIVATE_MODE,
+    OutboxForeign,
+    OutboxLock,
+    open_companion,
+    refuse_symlink,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,15 @@ log = logging.getLogger(__name__)
 QUIET_COMMIT = 0.005
 
 T = TypeVar("T")
+
+#: ``PRAGMA application_id`` of a streetgate outbox ("SGTW"): tells it from other SQLite files.
+APPLICATION_ID = 0x53475457
+
+#: The first 16 bytes of every SQLite database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+#: Files next to the outbox that belong to it, by suffix (the lock is checked when taken).
+COMPANIONS = (".reserve", ".state.json", ".heartbeat.json", "-wal", "-shm")
 
 #: Named schema migrations, applied in order; ``PRAGMA user_version`` counts those applied.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
@@ -99,10 +116,16 @@ class OutboxStats:
 
 
 class Outbox:
-    """Store-and-forward buffer. Use as ``async with Outbox(cfg) as outbox`` and run ``run()``."""
+    """Store-and-forward buffer. Use as ``async with Outbox(cfg) as outbox`` and run ``run()``.
 
-    def __init__(self, config: OutboxConfig) -> None:
+    ``lock``: the outbox's lock, already held by the caller (the supervisor keeps it across
+    in-process restarts); None: the outbox takes it on entry and drops it on exit.
+    """
+
+    def __init__(self, config: OutboxConfig, *, lock: OutboxLock | None = None) -> None:
         self._config = config
+        self._lock = lock if lock is not None else OutboxLock(config.path)
+        self._own_lock = lock is None
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._pending: list[Reading] = []
@@ -324,11 +347,32 @@ class Outbox:
         path = self._config.path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create outbox folder {path.parent}: {exc.strerror}") from exc
+        # The lock comes first: nothing here is written (nor quarantined) by a second gateway.
+        if self._own_lock:
+            try:
+                self._lock.acquire()
+            except OSError as exc:
+                raise StoreError(f"cannot lock outbox {path}: {exc.strerror}") from exc
+        try:
+            self._open_locked(path)
+        except BaseException:
+            self._close()
+            if self._own_lock:
+                self._lock.release()
+            raise
+
+    def _open_locked(self, path: Path) -> None:
+        refuse_symlink(path, "outbox")
+        for suffix in COMPANIONS:
+            refuse_symlink(path.with_name(path.name + suffix), f"outbox's {suffix} file")
+        try:
             self._conn = self._connect_checked(path)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open outbox {path}: {exc}") from exc
         except OSError as exc:
-            raise StoreError(f"cannot create outbox folder {path.parent}: {exc.strerror}") from exc
+            raise StoreError(f"cannot open outbox {path}: {exc.strerror}") from exc
         conn = self._conn
         self._next_seq = _meta(conn, "next_seq")
         self._dropped = _meta(conn, "dropped")
@@ -346,7 +390,11 @@ class Outbox:
         )
 
     def _connect_checked(self, path: Path) -> sqlite3.Connection:
-        """Open the database; a corrupt file is moved aside (never deleted) and a fresh one made."""
+        """Open the database; a corrupt file is moved aside (never deleted) and a fresh one made.
+
+        A file that is not a streetgate outbox is refused (OutboxForeign) and left as it is.
+        """
+        _refuse_foreign(path)
         try:
             conn = self._connect(path)
             ok = conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
@@ -364,14 +412,24 @@ class Outbox:
             quarantine,
         )
         path.rename(quarantine)
+        os.chmod(quarantine, PRIVATE_MODE, follow_symlinks=False)  # it holds readings
         self.quarantined = quarantine
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)
             if side.exists():
-                side.rename(quarantine.with_name(quarantine.name + suffix))
+                moved = quarantine.with_name(quarantine.name + suffix)
+                side.rename(moved)
+                os.chmod(moved, PRIVATE_MODE, follow_symlinks=False)
         return self._connect(path)
 
     def _connect(self, path: Path) -> sqlite3.Connection:
+        # Create (or fix) the file 0600 before SQLite opens it: SQLite gives the -wal and -shm
+        # files it creates the database file's mode, whatever the umask.
+        os.close(open_companion(path, os.O_RDWR, "outbox"))
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                os.close(open_companion(side, os.O_RDWR, f"outbox's {suffix} file"))
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # Before the first table: lets a full disk get space back (see _make_room).
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
@@ -383,9 +441,18 @@ class Outbox:
         for number, (name, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("outbox %s: applying migration %s", path, name)
             conn.executescript(f"BEGIN; {sql}; PRAGMA user_version={number}; COMMIT;")
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")  # new, or made before 0.x
         return conn
 
     def _close(self) -> None:
+        try:
+            self._close_db()
+        finally:
+            if self._own_lock:
+                self._lock.release()
+
+    def _close_db(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -534,6 +601,52 @@ class Outbox:
         if row is None:
             return int(depth), None, None, purged
         return int(depth), int(row[0]), int(row[1]), purged
+
+
+#: Valid page size fields of a SQLite header (1 stands for 65536).
+_PAGE_SIZES = frozenset({1} | {1 << n for n in range(9, 16)})
+
+
+def _refuse_foreign(path: Path) -> None:
+    """OutboxForeign unless the file at ``path`` is missing, empty, or a streetgate outbox
+    (its application_id, or, made before it was set, its tables). A SQLite file too damaged to
+    tell is taken for a damaged outbox (quarantined by the caller)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        header = os.pread(fd, 100, 0)
+    finally:
+        os.close(fd)
+    if not header:
+        return
+    if not header.startswith(SQLITE_HEADER) or len(header) < 72:
+        raise OutboxForeign(path, "not a SQLite database, so not a streetgate outbox")
+    page_size = int.from_bytes(header[16:18], "big")
+    if header[21:24] != b"\x40\x20\x20" or page_size not in _PAGE_SIZES:
+        return  # the header itself is damaged: quarantined as a damaged outbox
+    application_id = int.from_bytes(header[68:72], "big")
+    if application_id == APPLICATION_ID:
+        return
+    if application_id != 0:
+        raise OutboxForeign(
+            path, f"a SQLite database of another application (application_id {application_id:#x})"
+        )
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")
+            }
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return  # too damaged to tell: quarantined as a damaged outbox
+    if tables and not {"readings", "meta"} <= tables:
+        raise OutboxForeign(
+            path, f"a SQLite database without streetgate's tables (its tables: {sorted(tables)})"
+        )
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> int:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.forwarder import ForwarderStats
+from gateway.key_files import write_atomically
+from gateway.outbox_files import PRIVATE_MODE
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +59,10 @@ def state_path(outbox_path: Path) -> Path:
 
 
 def write_state(path: Path, state: Mapping[str, Any]) -> None:
-    """Replace the state file atomically. Blocking: call it in a thread."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(state, separators=(",", ":")) + "\n", "utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Replace the state file atomically, mode 0600 whatever the umask (a new file, never one
+    a symlink points at). Blocking: call it in a thread."""
+    data = (json.dumps(state, separators=(",", ":")) + "\n").encode()
+    write_atomically(path, data, PRIVATE_MODE, sync=False)
 
 
 def _iso(unix: float | None) -> str | None:

@@ -30,11 +30,13 @@ from gateway.config_change import (
     ChangeState,
     PendingChange,
     clear_marker,
+    previous_path,
     read_marker,
     roll_back,
     start_trial,
 )
 from gateway.errors import ConfigError
+from gateway.outbox_files import OutboxLock
 from gateway.sd_notify import Notifier
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._shutdown = False
         self.starts = 0
+        self._lock: OutboxLock | None = None
         # One notifier for every start: systemd hears RELOADING=1 and READY=1 around an
         # in-process restart, and STOPPING=1 only when the process really stops.
         self._notifier = Notifier.from_environ()
@@ -81,10 +84,46 @@ class Supervisor:
         self._stop.set()
 
     async def run(self) -> None:
-        """Start the gateway, again after every restart request, until :meth:`shutdown`."""
+        """Start the gateway, again after every restart request, until :meth:`shutdown`.
+
+        The outbox's lock is taken first (before a pending change is settled) and held across
+        in-process restarts: a second gateway on the same outbox refuses (OutboxLocked).
+        """
+        self._lock = await asyncio.to_thread(self._take_lock, None)
+        try:
+            await self._loop()
+        finally:
+            self._lock.release()
+            self._lock = None
+
+    def _take_lock(self, outbox_path: Path | None) -> OutboxLock:
+        """The lock of ``outbox_path`` (None: of the outbox the config file names), held."""
+        if outbox_path is None:
+            outbox_path = self._outbox_path()
+        lock = OutboxLock(outbox_path)
+        lock.acquire()
+        return lock
+
+    def _outbox_path(self) -> Path:
+        """The outbox the config names; with a remote change pending and a config that does
+        not load, the one the previous config names (the change will be rolled back)."""
+        try:
+            return load_config(self._path).outbox.path
+        except ConfigError:
+            previous = previous_path(self._path)
+            if read_marker(self._path) is None or not previous.exists():
+                raise
+            return load_config(previous).outbox.path
+
+    async def _loop(self) -> None:
         while not self._shutdown:
             self._stop = asyncio.Event()
             config, change = await asyncio.to_thread(self._prepare)
+            assert self._lock is not None
+            if config.outbox.path != self._lock.outbox_path:  # edited on site, then restarted
+                moved = await asyncio.to_thread(self._take_lock, config.outbox.path)
+                self._lock.release()
+                self._lock = moved
             try:
                 await self._run_once(config, change)
             except Exception as exc:
@@ -136,6 +175,7 @@ class Supervisor:
                     notifier=self._notifier,
                     commands=commands,
                     will_restart=lambda: not self._shutdown,
+                    outbox_lock=self._lock,
                 ),
                 name="gateway",
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from gateway import outbox as outbox_module
 from gateway.config import OutboxConfig
 from gateway.errors import StoreError
 from gateway.model import Quality, Reading
-from gateway.outbox import MIGRATIONS, Outbox, encode_reading
+from gateway.outbox import APPLICATION_ID, MIGRATIONS, Outbox, encode_reading
+from gateway.outbox_files import OutboxForeign, OutboxLocked
 
 
 def readings(n: int, start: int = 0, device: str = "meter-1") -> list[Reading]:
@@ -155,7 +157,7 @@ def test_put_waits_when_the_queue_is_full(tmp_path: Path) -> None:
 
 def test_corrupt_database_is_quarantined_not_deleted(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    path.write_bytes(b"this is not a database, but somebody's data" * 100)
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)  # a SQLite header, then damage
 
     async def scenario() -> None:
         async with Outbox(config(tmp_path)) as outbox:
@@ -165,7 +167,57 @@ def test_corrupt_database_is_quarantined_not_deleted(tmp_path: Path) -> None:
     asyncio.run(scenario())
     quarantined = list(tmp_path.glob("outbox.db.corrupt-*"))
     assert len(quarantined) == 1
-    assert quarantined[0].read_bytes().startswith(b"this is not a database")
+    assert quarantined[0].read_bytes().startswith(b"SQLite format 3\x00\xff")
+    assert quarantined[0].stat().st_mode & 0o777 == 0o600
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    data = b"this is not a database, but somebody's data" * 100
+    path.write_bytes(data)
+
+    async def scenario() -> None:
+        async with Outbox(config(tmp_path)):
+            pass
+
+    with pytest.raises(OutboxForeign, match="not a SQLite database"):
+        asyncio.run(scenario())
+    assert path.read_bytes() == data
+    assert not list(tmp_path.glob("outbox.db.corrupt-*"))
+
+
+def test_a_sqlite_file_of_another_application_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE contacts (name TEXT)")
+    other.commit()
+    other.close()
+    data = path.read_bytes()
+
+    async def scenario() -> None:
+        async with Outbox(config(tmp_path)):
+            pass
+
+    with pytest.raises(OutboxForeign, match=r"without streetgate's tables .its tables: .'contacts"):
+        asyncio.run(scenario())
+    assert path.read_bytes() == data
+
+
+def test_new_outbox_is_marked_and_a_second_one_on_the_same_path_is_locked_out(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with Outbox(config(tmp_path)):
+            with pytest.raises(OutboxLocked, match=f"in use by the gateway with pid {os.getpid()}"):
+                async with Outbox(config(tmp_path)):
+                    pass
+        async with Outbox(config(tmp_path)):  # released at exit
+            pass
+
+    asyncio.run(scenario())
+    conn = sqlite3.connect(tmp_path / "outbox.db")
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    conn.close()
 
 
 def test_unwritable_location_is_a_store_error(tmp_path: Path) -> None:

@@ -316,7 +316,7 @@ def test_profile_with_toml_syntax_error(tmp_path: Path) -> None:
 
 def test_missing_profile_file(tmp_path: Path) -> None:
     (issue,) = issues_of(tmp_path / "nowhere.toml")
-    assert issue.message.startswith("cannot read profile file")
+    assert issue.message.startswith("cannot read file")
 
 
 def test_unknown_builtin_profile() -> None:
@@ -421,5 +421,5 @@ def test_missing_custom_profile_is_reported_at_the_device(tmp_path: Path) -> Non
         load_config(config_file)
     (issue,) = caught.value.issues
     assert issue.location == "devices[0].profile"
-    assert "cannot read profile file" in issue.message
+    assert "profile: cannot read file" in issue.message
     assert str(tmp_path / "profiles" / "none.toml") in issue.message
