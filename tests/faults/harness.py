@@ -90,6 +90,7 @@ class Stage:
         losses: list[int] = []
         lost_so_far = 0
         for _ in range(kills):
+            await self.wait_polling()
             await asyncio.sleep(pause + rng.uniform(0, jitter))
             await self.stop_gateway(signal.SIGKILL)
             counts = await asyncio.to_thread(outbox_counts, self.outbox)
@@ -98,6 +99,16 @@ class Stage:
             lost_so_far = lost
             await self.start_gateway()
         return losses
+
+    async def wait_polling(self, timeout: float = 30) -> None:
+        """Wait until the (re)started gateway polls again, so a pause is counted from a running
+        gateway, not from a process still importing on a loaded machine."""
+        before = sum(device.requests for device in self.sim)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while sum(device.requests for device in self.sim) == before:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"the gateway did not poll within {timeout} s of its start")
+            await asyncio.sleep(0.05)
 
     def served_readings(self) -> int:
         """Readings the devices have answered requests for (complete polls only)."""
@@ -112,6 +123,8 @@ class Stage:
 
         Returns the outbox's counters (last sequence number committed, drops).
         """
+        if self.gateway is not None:
+            await self.wait_polling()
         for device in self.sim:
             await device.stop()  # no new readings from here on
         await asyncio.sleep(1.5)  # the last polls fail; pending readings get committed
