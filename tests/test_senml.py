@@ -60,8 +60,9 @@ def test_a_pack_says_what_the_streetgate_message_says() -> None:
     ]
     rows = [(seq, encode_reading(seq, r)) for seq, r in enumerate(readings, start=41)]
     for historical in (True, False):
-        pack = json.loads(build_pack("cab-12", historical=historical, rows=rows))
-        ours = json.loads(build_message("cab-12", historical=historical, rows=rows))
+        epoch = "0123456789abcdef"
+        pack = json.loads(build_pack("cab-12", epoch=epoch, historical=historical, rows=rows))
+        ours = json.loads(build_message("cab-12", epoch=epoch, historical=historical, rows=rows))
         records = resolve(pack)
         assert len(records) == len(ours["readings"])
         for record, reading in zip(records, ours["readings"], strict=True):
@@ -70,6 +71,7 @@ def test_a_pack_says_what_the_streetgate_message_says() -> None:
             assert record.get("v") == reading["value"]
             assert round(record["t"] * 1000) == _unix_ms(reading["ts"])
             assert record["seq"] == reading["seq"]
+            assert record["epoch"] == ours["epoch"] == epoch  # with seq, the dedup key
             assert record.get("historical", False) is historical
             assert record.get("quality", "good") == reading["quality"]
     # Base time on the first record only; later records carry offsets.
