@@ -16,11 +16,15 @@ Key = tuple[str, str, int]
 
 
 def message_keys(payload: dict[str, Any] | list[dict[str, Any]]) -> list[Key]:
-    """The dedup key of every reading in one message, streetgate envelope or SenML pack."""
+    """The dedup key of every reading in one message, streetgate envelope or SenML pack.
+
+    A message without an epoch (contract version 1) counts as epoch ``""``.
+    """
     if isinstance(payload, list):  # SenML: the gateway id is the base name, "<gateway_id>:"
         gateway = str(payload[0]["bn"]).removesuffix(":")
-        return [(gateway, r["epoch"], r["seq"]) for r in payload]
-    return [(payload["gateway"], payload["epoch"], r["seq"]) for r in payload["readings"]]
+        return [(gateway, r.get("epoch", ""), r["seq"]) for r in payload]
+    epoch = payload.get("epoch", "")
+    return [(payload["gateway"], epoch, r["seq"]) for r in payload["readings"]]
 
 
 @dataclass
