@@ -12,11 +12,11 @@ docs/mqtt.md):
   ``%RH``; ``kWh`` is from the secondary-units registry, RFC 8798); left out when empty;
 - ``v`` = the value (left out when the device returned a non-finite number);
 - custom labels, none of them must-understand (no ``_`` suffix, RFC 8428 §4.4), so a plain
-  SenML receiver still reads every value correctly: ``seq`` and the outbox's ``epoch``
-  on every record (with the gateway id, the dedup key ``(gateway, epoch, seq)``, as in the
-  streetgate format), ``historical: true`` on every record of a backlog message
-  (left out on live ones), ``quality: "clock_unsynced"`` when the reading's time is not to be
-  trusted (left out when good).
+  SenML receiver still reads every value correctly: ``seq`` on every record and the
+  outbox's ``epoch`` on the first, for the whole pack like ``bn`` (with the gateway id, the
+  dedup key ``(gateway, epoch, seq)``, as in the streetgate format), ``historical: true`` on
+  every record of a backlog message (left out on live ones), ``quality: "clock_unsynced"``
+  when the reading's time is not to be trusted (left out when good).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def build_pack(
         if offset_ms:
             record["t"] = offset_ms / 1000
         record["seq"] = reading["seq"]
-        record["epoch"] = epoch
+        if not records:
+            record["epoch"] = epoch  # like bn, for the whole pack (+27 bytes, not per record)
         if historical:
             record["historical"] = True
         if reading["quality"] != "good":

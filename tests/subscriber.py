@@ -22,7 +22,8 @@ def message_keys(payload: dict[str, Any] | list[dict[str, Any]]) -> list[Key]:
     """
     if isinstance(payload, list):  # SenML: the gateway id is the base name, "<gateway_id>:"
         gateway = str(payload[0]["bn"]).removesuffix(":")
-        return [(gateway, r.get("epoch", ""), r["seq"]) for r in payload]
+        epoch = payload[0].get("epoch", "")  # once per pack, on the first record
+        return [(gateway, epoch, r["seq"]) for r in payload]
     epoch = payload.get("epoch", "")
     return [(payload["gateway"], epoch, r["seq"]) for r in payload["readings"]]
 

@@ -71,9 +71,11 @@ def test_a_pack_says_what_the_streetgate_message_says() -> None:
             assert record.get("v") == reading["value"]
             assert round(record["t"] * 1000) == _unix_ms(reading["ts"])
             assert record["seq"] == reading["seq"]
-            assert record["epoch"] == ours["epoch"] == epoch  # with seq, the dedup key
             assert record.get("historical", False) is historical
             assert record.get("quality", "good") == reading["quality"]
+    # The epoch (with seq, the dedup key) once per pack, on the first record, like bn.
+    assert pack[0]["epoch"] == epoch
+    assert all("epoch" not in r for r in pack[1:])
     # Base time on the first record only; later records carry offsets.
     assert "bt" in pack[0]
     assert all("bt" not in r and "bn" not in r for r in pack[1:])
