@@ -24,6 +24,7 @@ from gateway.scheduler import DevicePoller
 from gateway.sd_notify import Notifier
 from gateway.state_file import StateFileWriter, state_path
 from gateway.status import HealthReporter
+from gateway.transport_security import insecure_flags, transport_warnings
 from gateway.watchdog import Watchdog, heartbeat_path
 
 if TYPE_CHECKING:
@@ -95,6 +96,9 @@ async def run_gateway(
     """
     notifier = notifier or Notifier.from_environ()
     clock = SystemClock()
+    for warning in transport_warnings(config.mqtt):
+        level = logging.WARNING if warning.serious else logging.INFO
+        log.log(level, "insecure: %s; %s", warning.message, warning.hint)
     async with pipeline(config, commands, outbox_lock) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
         polled = [d for d in config.devices if isinstance(d, POLLED_TYPES)]
@@ -132,6 +136,7 @@ async def run_gateway(
                 topic=health_topic(config),
                 interval=config.mqtt.health_interval,
                 clock=clock,
+                insecure=insecure_flags(config.mqtt),
             )
             tasks.append(tg.create_task(gateway.health.run(), name="status:health"))
             # For `streetgate buffer status`, which runs in another process.

@@ -14,6 +14,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.config_devices import describe, device_names
 from gateway.errors import ConfigError
 from gateway.exit_codes import ExitCode
+from gateway.transport_security import insecure_flags, transport_warnings
 
 #: What each exit status means, for ``--help`` and README.md's "Exit codes" table.
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
@@ -67,15 +68,30 @@ def _streetgate(
     """Edge gateway for smart-city street devices."""
 
 
+def _transport(config: GatewayConfig) -> str:
+    tls = config.mqtt.tls
+    if tls is None:
+        return "plain TCP"
+    return "TLS, certificate NOT verified" if tls.insecure_skip_verify else "TLS"
+
+
 def summary(config: GatewayConfig) -> str:
     """One paragraph a technician can check against the cabinet."""
     lines = [
         f"gateway {config.gateway_id}: broker {config.mqtt.host}:{config.mqtt.port}"
-        f" ({'TLS' if config.mqtt.tls else 'plain TCP'}), outbox {config.outbox.path}",
+        f" ({_transport(config)}), outbox {config.outbox.path}",
         f"{sum(len(device_names(d)) for d in config.devices)} device(s):",
     ]
     lines += [f"  {line}" for device in config.devices for line in describe(device)]
     return "\n".join(lines)
+
+
+def transport_warning_lines(config: GatewayConfig) -> list[str]:
+    """``warning: ...`` lines for an insecure broker connection (gateway/transport_security.py)."""
+    return [
+        f"{'warning' if w.serious else 'note'}: {w.message}; {w.hint}"
+        for w in transport_warnings(config.mqtt)
+    ]
 
 
 def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
@@ -92,6 +108,8 @@ def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
         "gateway_id": config.gateway_id,
         "broker": f"{config.mqtt.host}:{config.mqtt.port}",
         "tls": config.mqtt.tls is not None,
+        "insecure": insecure_flags(config.mqtt),
+        "warnings": transport_warning_lines(config),
         "outbox": str(config.outbox.path),
         "devices": devices,
         "summary": summary(config).splitlines(),
@@ -117,6 +135,8 @@ def validate(
     config = load_or_exit(file)
     typer.echo(f"ok: {file}")
     typer.echo(summary(config))
+    for line in transport_warning_lines(config):
+        err(line)
 
 
 def _register_subcommands() -> None:

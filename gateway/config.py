@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -75,7 +76,7 @@ class MqttConfig(Frozen):
     host: str = Field(min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
     keepalive: Seconds = 30.0
-    topic_prefix: str = Field(default="streetgate", pattern=r"^[^#+]+$")
+    topic_prefix: str = "streetgate"  # checked by _topic_prefix_rules
     username: str | None = Field(default=None, min_length=1)
     password_file: Path | None = None
     tls: TlsConfig | None = None
@@ -87,6 +88,48 @@ class MqttConfig(Frozen):
     health_interval: Seconds = 60.0  # health is also published at once when it changes
     payload_format: PayloadFormat = PayloadFormat.STREETGATE
     protocol: MqttProtocol = MqttProtocol.V311
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix_rules(cls, value: str) -> str:
+        problem = topic_prefix_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+#: Longest ``mqtt.topic_prefix``, in UTF-8 bytes (MQTT allows 65,535 for a whole topic).
+TOPIC_PREFIX_MAX_BYTES = 128
+
+
+def topic_prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot start the gateway's topics (MQTT 3.1.1/5 topic rules), or None."""
+    try:
+        size = len(prefix.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a non-UTF-8 environment variable
+        return "must be valid UTF-8 text"
+    control = next((c for c in prefix if unicodedata.category(c) == "Cc"), None)
+    rules = (
+        (not prefix, "must not be empty"),
+        (
+            size > TOPIC_PREFIX_MAX_BYTES,
+            f"must be at most {TOPIC_PREFIX_MAX_BYTES} bytes of UTF-8, not {size}",
+        ),
+        (
+            control is not None,
+            f"must not contain control characters (found U+{ord(control or ' '):04X})",
+        ),
+        ("#" in prefix or "+" in prefix, "must not contain the MQTT wildcards '#' or '+'"),
+        (
+            prefix.startswith("$"),
+            "must not start with '$' (topics such as $SYS belong to the broker)",
+        ),
+        (
+            prefix.startswith("/") or prefix.endswith("/"),
+            "must not start or end with '/' (an empty topic level)",
+        ),
+    )
+    return next((message for broken, message in rules if broken), None)
 
 
 class Synchronous(StrEnum):
@@ -155,7 +198,11 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Gateway
     Raises :class:`ConfigError` naming every problem (a variable's by the variable's name).
     """
     source = str(path)
-    text = read_config_file(path, "", MAX_CONFIG_BYTES).decode("utf-8")
+    raw = read_config_file(path, "", MAX_CONFIG_BYTES)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("", not_utf8(raw, exc))]) from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -168,6 +215,15 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Gateway
     if env.issues:
         raise env.error(source)
     return config
+
+
+def not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
+    """Where a config file stops being UTF-8, for its ConfigIssue."""
+    line = raw.count(b"\n", 0, exc.start) + 1
+    return (
+        f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} (line {line}) cannot"
+        " be decoded; save the file as UTF-8"
+    )
 
 
 def _resolve_paths(config: GatewayConfig, base_dir: Path) -> GatewayConfig:

@@ -29,6 +29,7 @@ from gateway.config_devices import (
 )
 from gateway.errors import PortUnavailable, StoreError
 from gateway.state_file import current_view, read_state, state_path
+from gateway.transport_security import transport_warnings
 
 __all__ = [
     "CheckResult",
@@ -40,6 +41,7 @@ __all__ = [
     "outbox_check",
     "serial_port_check",
     "serial_port_checks",
+    "transport_check",
 ]
 
 #: Free disk below this many disk reserves (outbox.disk_reserve) fails the disk check.
@@ -70,6 +72,7 @@ class CheckResult:
     hint: str = ""  # what to do when it failed (or when something is worth knowing)
     skipped: bool = False  # not run because an earlier step failed (counts as not failed)
     duration_ms: float | None = None
+    warning: bool = False  # passed, but something needs fixing (shown as WARN)
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--json`` form."""
@@ -304,10 +307,26 @@ def gateway_check(config: GatewayConfig) -> CheckResult:
     return CheckResult("gateway", True, f"{view.reason}, uplink {uplink}{error}")
 
 
+def transport_check(config: GatewayConfig) -> CheckResult:
+    """Whether the broker connection is encrypted and verified; a warning (not a failure)
+    when it is not: the gateway works, but its uplink is open (gateway/transport_security.py)."""
+    warnings = transport_warnings(config.mqtt)
+    if not warnings:
+        return CheckResult("transport", True, "TLS, broker certificate verified")
+    return CheckResult(
+        "transport",
+        True,
+        "; ".join(w.message for w in warnings),
+        "; ".join(w.hint for w in warnings),
+        warning=any(w.serious for w in warnings),
+    )
+
+
 def local_checks(
     config: GatewayConfig,
 ) -> Iterator[Callable[[], CheckResult | list[CheckResult] | None]]:
     """The local checks in report order, as thunks (so a caller can show progress per check)."""
+    yield lambda: transport_check(config)
     yield lambda: serial_port_checks(config)
     yield lambda: ble_adapter_check(config)
     yield clock_check

@@ -25,12 +25,14 @@ from gateway.exit_codes import ExitCode
 
 __all__ = ["format_check", "register"]
 
-_MARKS = {"PASS": "green", "FAIL": "red", "SKIP": "yellow"}
+_MARKS = {"PASS": "green", "FAIL": "red", "SKIP": "yellow", "WARN": "yellow"}
 
 
 def _mark(check: CheckResult) -> str:
     if check.skipped:
         return "SKIP"
+    if check.ok and check.warning:
+        return "WARN"
     return "PASS" if check.ok else "FAIL"
 
 

@@ -69,11 +69,17 @@ def status_topic(config: GatewayConfig) -> str:
     return f"{config.mqtt.topic_prefix}/{config.gateway_id}/status"
 
 
-def build_message(gateway_id: str, *, historical: bool, rows: list[tuple[int, str]]) -> bytes:
-    """One readings message: the envelope around the stored JSON of each reading."""
+def build_message(
+    gateway_id: str, *, epoch: str, historical: bool, rows: list[tuple[int, str]]
+) -> bytes:
+    """One readings message: the envelope around the stored JSON of each reading.
+
+    ``epoch`` is the outbox's (gateway/outbox.py): the dedup key is (gateway, epoch, seq).
+    """
     flag = "true" if historical else "false"
     head = (
-        f'{{"v":1,"gateway":{json.dumps(gateway_id)},"historical":{flag},'
+        f'{{"v":2,"gateway":{json.dumps(gateway_id)},"epoch":{json.dumps(epoch)},'
+        f'"historical":{flag},'
         f'"first_seq":{rows[0][0]},"last_seq":{rows[-1][0]},"count":{len(rows)},"readings":['
     )
     return (head + ",".join(body for _, body in rows) + "]}").encode()
@@ -297,7 +303,8 @@ class Forwarder:
             self.stats.state = ForwarderState.CONNECTED
             self.stats.connects += 1
             self.stats.connected_since = time.time()
-            await client.publish(self._status_topic, status_message("online"), qos=1, retain=True)
+            birth = status_message("online", epoch=self._outbox.epoch)
+            await client.publish(self._status_topic, birth, qos=1, retain=True)
             for topic in self._subscriptions:
                 granted = await client.subscribe(topic, qos=1)
                 if any(_refused(code) for code in granted):
@@ -381,7 +388,10 @@ class Forwarder:
                         cursor = max(cursor, upto)
                         break
                     payload = self._encode(
-                        self._config.gateway_id, historical=historical, rows=rows
+                        self._config.gateway_id,
+                        epoch=outbox.epoch,
+                        historical=historical,
+                        rows=rows,
                     )
                     last = rows[-1][0]
                     task = tg.create_task(

@@ -11,6 +11,9 @@ counted in the ``dropped`` counter that survives restarts.
 
 Sequence numbers are assigned at commit, strictly increasing, and never reused: the next
 number is kept in the ``meta`` table and advanced in the same transaction as the inserts.
+Every outbox also has an ``epoch``, a random id made with it and never changed: a new outbox
+(another path, a quarantined one replaced, a new SD card) starts ``seq`` at 1 again under a new
+epoch, so ``(gateway, epoch, seq)`` identifies a reading for good.
 """
 
 from __future__ import annotations
@@ -81,7 +84,17 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         "0002_purged_counter",
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('purged', 0);",
     ),
+    (
+        # The outbox's epoch: 63 random bits (SQLite's random(), seeded from the OS), made once
+        # with the outbox (or when an older one is migrated) and never changed; shown as 16 hex
+        # digits (``Outbox.epoch``), part of the platform's dedup key.
+        "0003_outbox_epoch",
+        "INSERT INTO meta (key, value) VALUES ('epoch', random() & 9223372036854775807);",
+    ),
 )
+
+#: What an outbox epoch looks like (see migration 0003_outbox_epoch).
+EPOCH_PATTERN = r"^[0-9a-f]{16}$"
 
 
 class OutboxFull(StoreError):
@@ -136,6 +149,7 @@ class Outbox:
         self._space.set()
         self._committed = asyncio.Event()  # replaced after every commit that added readings
         self._next_seq = 1
+        self._epoch = ""
         self._first_seq: int | None = None
         self._dropped = 0
         self._used_bytes = 0
@@ -218,6 +232,11 @@ class Outbox:
             self._batch_full.set()
 
     # -- the forwarder's side ------------------------------------------------------------
+
+    @property
+    def epoch(self) -> str:
+        """This outbox's epoch: with the gateway id and ``seq``, a reading's identity."""
+        return self._epoch
 
     @property
     def last_seq(self) -> int:
@@ -375,6 +394,7 @@ class Outbox:
             raise StoreError(f"cannot open outbox {path}: {exc.strerror}") from exc
         conn = self._conn
         self._next_seq = _meta(conn, "next_seq")
+        self._epoch = f"{_meta(conn, 'epoch'):016x}"
         self._dropped = _meta(conn, "dropped")
         first = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
         self._first_seq = first
@@ -382,8 +402,10 @@ class Outbox:
         self._used_bytes = self._measure_bytes()
         self._reserve.ensure()
         log.info(
-            "outbox %s open: %d readings waiting, next sequence number %d, %d dropped so far",
+            "outbox %s open: epoch %s, %d readings waiting, next sequence number %d,"
+            " %d dropped so far",
             path,
+            self._epoch,
             0 if first is None else self._next_seq - first,
             self._next_seq,
             self._dropped,

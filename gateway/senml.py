@@ -12,10 +12,11 @@ docs/mqtt.md):
   ``%RH``; ``kWh`` is from the secondary-units registry, RFC 8798); left out when empty;
 - ``v`` = the value (left out when the device returned a non-finite number);
 - custom labels, none of them must-understand (no ``_`` suffix, RFC 8428 §4.4), so a plain
-  SenML receiver still reads every value correctly: ``seq`` on every record (the dedup key,
-  as in the streetgate format), ``historical: true`` on every record of a backlog message
-  (left out on live ones), ``quality: "clock_unsynced"`` when the reading's time is not to be
-  trusted (left out when good).
+  SenML receiver still reads every value correctly: ``seq`` on every record and the
+  outbox's ``epoch`` on the first, for the whole pack like ``bn`` (with the gateway id, the
+  dedup key ``(gateway, epoch, seq)``, as in the streetgate format), ``historical: true`` on
+  every record of a backlog message (left out on live ones), ``quality: "clock_unsynced"``
+  when the reading's time is not to be trusted (left out when good).
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ def _unix_ms(iso: str) -> int:
     return round(stamp.timestamp() * 1000)
 
 
-def build_pack(gateway_id: str, *, historical: bool, rows: list[tuple[int, str]]) -> bytes:
-    """One SenML pack for the stored readings ``rows`` (``(seq, json)`` in seq order)."""
+def build_pack(
+    gateway_id: str, *, epoch: str, historical: bool, rows: list[tuple[int, str]]
+) -> bytes:
+    """One SenML pack for the stored readings ``rows`` (``(seq, json)`` in seq order) of the
+    outbox with epoch ``epoch``."""
     readings = [json.loads(body) for _, body in rows]
     base_ms = _unix_ms(readings[0]["ts"])
     records: list[dict[str, Any]] = []
@@ -53,6 +57,8 @@ def build_pack(gateway_id: str, *, historical: bool, rows: list[tuple[int, str]]
         if offset_ms:
             record["t"] = offset_ms / 1000
         record["seq"] = reading["seq"]
+        if not records:
+            record["epoch"] = epoch  # like bn, for the whole pack (+27 bytes, not per record)
         if historical:
             record["historical"] = True
         if reading["quality"] != "good":

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway import __version__
@@ -60,6 +60,7 @@ class HealthReporter:
         topic: str,
         interval: float,
         clock: SystemClock,
+        insecure: Sequence[str] = (),
     ) -> None:
         self._gateway_id = gateway_id
         self._outbox = outbox
@@ -68,6 +69,7 @@ class HealthReporter:
         self._topic = topic
         self._interval = interval
         self._clock = clock
+        self._insecure = list(insecure)  # gateway/transport_security.py; empty: verified TLS
         self._started = time.monotonic()
         self.published = 0
 
@@ -86,6 +88,7 @@ class HealthReporter:
             "ts": _iso(now_ms / 1000),
             "uptime_s": round(time.monotonic() - self._started, 1),
             "clock_synchronised": self._clock.synchronised(),
+            "insecure": self._insecure,
             "forwarder": {
                 "state": fwd.state.value,
                 "connects": fwd.connects,
@@ -96,6 +99,7 @@ class HealthReporter:
                 "incoming_dropped": dict(fwd.incoming_dropped),
             },
             "outbox": {
+                "epoch": self._outbox.epoch,
                 "depth": stats.depth,
                 "bytes": stats.used_bytes,
                 "max_bytes": stats.max_bytes,

@@ -60,6 +60,9 @@ def format_status(view: GatewayView, state: dict[str, Any] | None) -> str:
             f"purged {box.get('purged', 0)}",
         ),
     ]
+    if "insecure" in state:  # gateway/transport_security.py; absent from older state files
+        flags = ", ".join(state["insecure"])
+        rows.insert(5, ("transport", f"NOT secure: {flags}" if flags else "TLS, verified"))
     devices = state.get("devices", {})
     rows.append(("devices", str(len(devices)) if devices else "none configured"))
     for name, dev in devices.items():

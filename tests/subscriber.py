@@ -11,40 +11,78 @@ from typing import Any
 
 import aiomqtt
 
+#: A reading's identity at the platform (docs/mqtt.md): gateway id, outbox epoch, seq.
+Key = tuple[str, str, int]
+
+
+def message_keys(payload: dict[str, Any] | list[dict[str, Any]]) -> list[Key]:
+    """The dedup key of every reading in one message, streetgate envelope or SenML pack.
+
+    A message without an epoch (contract version 1) counts as epoch ``""``.
+    """
+    if isinstance(payload, list):  # SenML: the gateway id is the base name, "<gateway_id>:"
+        gateway = str(payload[0]["bn"]).removesuffix(":")
+        epoch = payload[0].get("epoch", "")  # once per pack, on the first record
+        return [(gateway, epoch, r["seq"]) for r in payload]
+    epoch = payload.get("epoch", "")
+    return [(payload["gateway"], epoch, r["seq"]) for r in payload["readings"]]
+
 
 @dataclass
 class Delivery:
-    """What the platform saw."""
+    """What the platform saw. It deduplicates as a platform must: on (gateway, epoch, seq)."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     readings: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[Key] = field(default_factory=list)  # one per reading, in arrival order
+
+    def add(self, payload: dict[str, Any]) -> None:
+        """Take one streetgate readings message."""
+        self.messages.append(payload)
+        self.readings.extend(payload.get("readings", []))
+        self.keys.extend(message_keys(payload))
+
+    def epochs(self) -> list[tuple[str, str]]:
+        """Every (gateway, epoch) seen, in order of first arrival."""
+        return list(dict.fromkeys((gateway, epoch) for gateway, epoch, _ in self.keys))
 
     @property
     def seqs(self) -> list[int]:
-        return [r["seq"] for r in self.readings]
+        self._one_epoch()
+        return [seq for _, _, seq in self.keys]
 
     def distinct(self) -> set[int]:
+        """Distinct seqs, for a test with one gateway and one outbox (asserted)."""
         return set(self.seqs)
 
+    def distinct_keys(self) -> set[Key]:
+        return set(self.keys)
+
+    def _one_epoch(self) -> None:
+        epochs = self.epochs()
+        assert len(epochs) <= 1, f"readings of several outboxes {epochs}: compare keys, not seqs"
+
     def report(self) -> dict[str, int]:
-        """Missing (gaps from 1 to the highest seen), duplicated and misordered readings."""
-        seqs = self.seqs
-        seen: set[int] = set()
-        highest = 0
+        """Missing (gaps from 1 to the highest seen, per epoch), duplicated and misordered
+        readings, under the key (gateway, epoch, seq); ``highest`` is the newest epoch's."""
+        seen: set[Key] = set()
+        highest: dict[tuple[str, str], int] = {}
         misordered = 0
-        for seq in seqs:
-            if seq not in seen and seq < highest:
-                misordered += 1  # a new reading arrived after a later one
-            seen.add(seq)
-            highest = max(highest, seq)
-        counts = Counter(seqs)
+        for key in self.keys:
+            stream, seq = key[:2], key[2]
+            if key not in seen and seq < highest.get(stream, 0):
+                misordered += 1  # a new reading arrived after a later one of its epoch
+            seen.add(key)
+            highest[stream] = max(highest.get(stream, 0), seq)
+        counts = Counter(self.keys)
+        epochs = self.epochs()
         return {
-            "received": len(seqs),
+            "received": len(self.keys),
             "distinct": len(seen),
-            "missing": (highest - len(seen)) if seen else 0,
+            "missing": sum(highest.values()) - len(seen),
             "duplicated": sum(c - 1 for c in counts.values()),
             "misordered": misordered,
-            "highest": highest,
+            "highest": highest[epochs[-1]] if epochs else 0,
         }
 
     def per_device(self) -> dict[str, dict[str, int]]:
@@ -54,23 +92,24 @@ class Delivery:
         readings are counted globally by :meth:`report`.
         """
         result: dict[str, dict[str, int]] = {}
-        seen: dict[str, set[int]] = {}
-        highest: dict[str, int] = {}
-        for reading in self.readings:
-            device, seq = reading["device"], reading["seq"]
+        seen: dict[str, set[Key]] = {}
+        highest: dict[tuple[str, str, str], int] = {}
+        for reading, key in zip(self.readings, self.keys, strict=True):
+            device, seq = reading["device"], key[2]
+            stream = (device, key[0], key[1])
             counts = result.setdefault(
                 device, {"received": 0, "distinct": 0, "duplicated": 0, "misordered": 0}
             )
             counts["received"] += 1
             mine = seen.setdefault(device, set())
-            if seq in mine:
+            if key in mine:
                 counts["duplicated"] += 1
                 continue
-            if seq < highest.get(device, 0):
+            if seq < highest.get(stream, 0):
                 counts["misordered"] += 1
-            mine.add(seq)
+            mine.add(key)
             counts["distinct"] += 1
-            highest[device] = max(highest.get(device, 0), seq)
+            highest[stream] = max(highest.get(stream, 0), seq)
         return result
 
 
@@ -93,15 +132,13 @@ class Subscriber:
                     self.subscribed.set()
                     async for message in client.messages:
                         assert isinstance(message.payload, bytes)
-                        payload = json.loads(message.payload)
-                        self.delivery.messages.append(payload)
-                        self.delivery.readings.extend(payload.get("readings", []))
+                        self.delivery.add(json.loads(message.payload))
                         self._changed.set()
             await asyncio.sleep(0.2)
 
     async def wait_for(self, distinct: int, timeout: float) -> None:
-        """Wait until at least ``distinct`` different sequence numbers have arrived."""
+        """Wait until at least ``distinct`` different readings (keys) have arrived."""
         async with asyncio.timeout(timeout):
-            while len(self.delivery.distinct()) < distinct:
+            while len(self.delivery.distinct_keys()) < distinct:
                 self._changed.clear()
                 await self._changed.wait()

@@ -209,7 +209,7 @@ def remover(*path: str | int) -> Mutation:
         pytest.param(
             setter("mqtt", "topic_prefix", value="city/#"),
             "mqtt.topic_prefix",
-            "^[^#+]+$",
+            "wildcards",
             id="topic-prefix-wildcard",
         ),
         pytest.param(

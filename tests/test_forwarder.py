@@ -173,10 +173,13 @@ def test_birth_is_retained_and_the_will_reports_a_lost_link(
 
 def test_message_envelope() -> None:
     rows = [(7, '{"seq":7}'), (8, '{"seq":8}')]
-    message = json.loads(build_message("gw-1", historical=True, rows=rows))
+    message = json.loads(
+        build_message("gw-1", epoch="00ff00ff00ff00ff", historical=True, rows=rows)
+    )
     assert message == {
-        "v": 1,
+        "v": 2,
         "gateway": "gw-1",
+        "epoch": "00ff00ff00ff00ff",
         "historical": True,
         "first_seq": 7,
         "last_seq": 8,

@@ -60,8 +60,9 @@ def test_a_pack_says_what_the_streetgate_message_says() -> None:
     ]
     rows = [(seq, encode_reading(seq, r)) for seq, r in enumerate(readings, start=41)]
     for historical in (True, False):
-        pack = json.loads(build_pack("cab-12", historical=historical, rows=rows))
-        ours = json.loads(build_message("cab-12", historical=historical, rows=rows))
+        epoch = "0123456789abcdef"
+        pack = json.loads(build_pack("cab-12", epoch=epoch, historical=historical, rows=rows))
+        ours = json.loads(build_message("cab-12", epoch=epoch, historical=historical, rows=rows))
         records = resolve(pack)
         assert len(records) == len(ours["readings"])
         for record, reading in zip(records, ours["readings"], strict=True):
@@ -72,6 +73,9 @@ def test_a_pack_says_what_the_streetgate_message_says() -> None:
             assert record["seq"] == reading["seq"]
             assert record.get("historical", False) is historical
             assert record.get("quality", "good") == reading["quality"]
+    # The epoch (with seq, the dedup key) once per pack, on the first record, like bn.
+    assert pack[0]["epoch"] == epoch
+    assert all("epoch" not in r for r in pack[1:])
     # Base time on the first record only; later records carry offsets.
     assert "bt" in pack[0]
     assert all("bt" not in r and "bn" not in r for r in pack[1:])
