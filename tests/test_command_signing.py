@@ -264,3 +264,38 @@ def test_a_non_ed25519_key_and_a_missing_key_are_config_errors(tmp_path: Path) -
         parse_config(config_document({"require_signed": True}), "gw.toml", tmp_path)
     with pytest.raises(ConfigError, match=r"unknown|Extra"):
         parse_config(config_document({"require_signed": False, "key": 1}), "gw.toml", tmp_path)
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
+
+
+def test_docs_name_every_error_code() -> None:
+    text = DOCS.read_text("utf-8")
+    assert [c.value for c in ErrorCode if f"`{c.value}`" not in text] == []
+
+
+def test_the_documented_python_example_signs_a_command_the_gateway_accepts(
+    tmp_path: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    section = DOCS.read_text("utf-8").split("### Signed commands\n", 1)[1].split("\n### ", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "command.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    published: list[tuple[str, bytes]] = []
+
+    class Client:
+        def publish(self, topic: str, payload: bytes, qos: int) -> None:
+            assert qos == 1
+            published.append((topic, payload))
+
+    monkeypatch.chdir(tmp_path)
+    exec(example, {"client": Client()})  # the documentation's own example
+    [(topic, payload)] = published
+    assert topic == "streetgate/cabinet-0012/cmd"
+    checked = verify_command(json.loads(payload), key.public_key(), "cabinet-0012", 300)
+    assert checked.command["command"] == "restart"
