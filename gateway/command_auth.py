@@ -126,6 +126,12 @@ class CommandGuard:
         self._ledger = NonceLedger(management.max_clock_skew)
         self._loaded = False
         self._lock = asyncio.Lock()
+        log.info(
+            "remote commands: %s (key %s, window %gs)",
+            "only signed ones run" if self._required else "signed ones checked, unsigned run",
+            management.command_key_file,
+            self._max_skew,
+        )
 
     async def check(self, payload: bytes) -> bytes:
         """The command to parse (signing fields removed), or :class:`CommandRejected`.

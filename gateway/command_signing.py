@@ -124,7 +124,7 @@ def verify_command(
     sig, ts, nonce, target = data["sig"], data.get("ts"), data.get("nonce"), data.get("gateway")
     if not isinstance(sig, str):
         raise reject(ErrorCode.BAD_REQUEST, "sig: expected a base64 Ed25519 signature")
-    if isinstance(ts, bool) or not isinstance(ts, int):
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < 2**53:
         raise reject(ErrorCode.BAD_REQUEST, "ts: expected the signing time, whole Unix seconds")
     if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
         raise reject(ErrorCode.BAD_REQUEST, "nonce: expected 24 to 64 lowercase hex digits")

@@ -62,7 +62,7 @@ def new(
     typer.echo(str(public_file))
     err(
         f"private key: {out} (mode 0600; keep it on the platform, it signs every command)\n"
-        f"next, on each gateway: streetgate creds command-key install {public_file.name} -c CONFIG"
+        f"next, on each gateway: streetgate creds command-key install {public_file} -c CONFIG"
     )
 
 
@@ -100,7 +100,7 @@ def install(
     write_atomically(target, public_key.read_bytes(), 0o644)
     typer.echo(f"installed {target}")
     typer.echo(
-        "add to the config (local only: a remote config-set cannot change it):\n"
+        "add to the config (on site: in the file, or as STREETGATE_MANAGEMENT_* variables):\n"
         "[management]\n"
         "require_signed = true\n"
         f'command_key_file = "{target}"'

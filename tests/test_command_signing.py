@@ -109,6 +109,8 @@ def test_unsigned_and_malformed_envelopes(key: Ed25519PrivateKey) -> None:
     assert code_of(dict(COMMAND), key) is ErrorCode.UNSIGNED
     assert code_of(signed(key, ts="now"), key) is ErrorCode.BAD_REQUEST
     assert code_of(signed(key, ts=True), key) is ErrorCode.BAD_REQUEST
+    assert code_of(signed(key, ts=10**400), key) is ErrorCode.BAD_REQUEST  # no OverflowError
+    assert code_of(signed(key, ts=NOW + 0.5), key) is ErrorCode.BAD_REQUEST
     assert code_of(signed(key, nonce="abc"), key) is ErrorCode.BAD_REQUEST  # < 96 bits
     assert code_of(signed(key, sig=5), key) is ErrorCode.BAD_REQUEST
     assert code_of(signed(key, sig="not base64!"), key) is ErrorCode.BAD_SIGNATURE
@@ -299,3 +301,20 @@ def test_the_documented_python_example_signs_a_command_the_gateway_accepts(
     assert topic == "streetgate/cabinet-0012/cmd"
     checked = verify_command(json.loads(payload), key.public_key(), "cabinet-0012", 300)
     assert checked.command["command"] == "restart"
+
+
+def test_with_a_key_but_not_required_unsigned_commands_pass_and_signed_ones_are_checked(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    management = management_config(tmp_path, key).model_copy(update={"require_signed": False})
+    guard = CommandGuard(management, GW, tmp_path / "outbox.db")
+    unsigned = json.dumps(COMMAND).encode()
+
+    async def scenario() -> None:
+        assert await guard.check(unsigned) == unsigned
+        forged = sign_command(Ed25519PrivateKey.generate(), COMMAND, GW)
+        with pytest.raises(CommandRejected) as caught:
+            await guard.check(forged)
+        assert caught.value.code is ErrorCode.BAD_SIGNATURE
+
+    asyncio.run(scenario())

@@ -46,7 +46,7 @@ def test_new_install_sign_and_the_gateway_verifies(tmp_path: Path) -> None:
     assert target.read_bytes() == public.read_bytes()
     assert "[management]\nrequire_signed = true\n" in installed.stdout
     config.write_text(
-        config.read_text() + installed.stdout.split("change it):\n", 1)[1].split("installed")[0]
+        config.read_text() + installed.stdout.split("variables):\n", 1)[1].split("installed")[0]
     )
     cfg = load_config(config)
     assert cfg.management is not None
