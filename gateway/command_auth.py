@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MAX_NONCES", "CommandGuard", "NonceLedger", "nonces_path"]
 
-#: Nonces remembered at most (a few hundred bytes each on disk would be too many: ~80 each).
+#: Nonces remembered at most (the file then holds about 50 kB; the platform sends far fewer
+#: commands to one gateway within the window).
 MAX_NONCES = 1024
 
 #: The nonce file is never read beyond this (MAX_NONCES entries fit easily).

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.cli_common import ConfigOption, err, load_or_exit
 from gateway.command_signing import sign_command
@@ -84,7 +84,7 @@ def install(
         err(f"streetgate creds: {public_key} does not exist")
         raise typer.Exit(ExitCode.NOT_FOUND)
     try:
-        read_command_key(public_key)
+        raw = read_command_key(public_key)
     except ValueError as exc:
         err(f"streetgate creds: {exc}")
         raise typer.Exit(ExitCode.FAILURE) from exc
@@ -97,7 +97,10 @@ def install(
         err(f"streetgate creds: {target} exists; --force replaces it")
         raise typer.Exit(ExitCode.DECLINED)
     directory.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, public_key.read_bytes(), 0o644)
+    pem = Ed25519PublicKey.from_public_bytes(raw).public_bytes(  # what was checked, as PEM
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    write_atomically(target, pem, 0o644)
     typer.echo(f"installed {target}")
     typer.echo(
         "add to the config (on site: in the file, or as STREETGATE_MANAGEMENT_* variables):\n"
