@@ -56,6 +56,11 @@ class ErrorCode(StrEnum):
     WRITE_FAILED = "write_failed"  # config-set: the config file could not be written
     ROLLED_BACK = "rolled_back"  # config-set: see ReplyStatus.ROLLED_BACK
     INTERNAL = "internal"  # a bug: the gateway logged it
+    # [management] require_signed (docs/mqtt.md#signed-commands):
+    UNSIGNED = "unsigned"  # no signature, and this gateway requires one
+    BAD_SIGNATURE = "bad_signature"  # does not verify with the configured command key
+    STALE = "stale"  # ts outside the accepted window (too old, or from the future)
+    REPLAYED = "replayed"  # this nonce was already used
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import __version__
+from gateway.command_auth import CommandGuard
 from gateway.command_ids import ReplyMemory, replies_path
 from gateway.command_protocol import (
     Command,
@@ -114,6 +115,12 @@ class CommandServer:
             "buffer-status": self._buffer_status,
         }
         self.handled = 0
+        management = config.management
+        self._guard = (
+            CommandGuard(management, config.gateway_id, config.outbox.path)
+            if management is not None and management.command_key is not None
+            else None
+        )
 
     def attach(self, forwarder: Forwarder) -> None:
         """Subscribe to the command topic on ``forwarder``'s connection (before it runs)."""
@@ -136,6 +143,8 @@ class CommandServer:
 
     async def _offer(self, payload: bytes, *, retained: bool) -> None:
         try:
+            if self._guard is not None:  # signature, window, nonce: before anything else
+                payload = await self._guard.check(payload)
             command = parse_command(payload, self._gateway_id, retained=retained)
         except CommandRejected as exc:
             log.warning("command refused: %s", exc.message)

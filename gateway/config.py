@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from gateway.config_devices import DeviceConfig, ModbusTcpDevice, device_names
+from gateway.config_management import ManagementConfig
 from gateway.config_metrics import MetricsConfig
 from gateway.config_types import NAME_PATTERN, Bytes, BytesOrZero, Frozen, Seconds
 from gateway.env_overlay import overlay
@@ -29,6 +30,7 @@ __all__ = [
     "NAME_PATTERN",
     "DeviceConfig",
     "GatewayConfig",
+    "ManagementConfig",
     "ModbusTcpDevice",
     "MqttConfig",
     "MqttProtocol",
@@ -170,6 +172,7 @@ class GatewayConfig(Frozen):
     outbox: OutboxConfig
     devices: tuple[DeviceConfig, ...] = ()
     metrics: MetricsConfig | None = None  # the local OpenMetrics endpoint; off when absent
+    management: ManagementConfig | None = None  # signed commands; local only (absent: unsigned)
 
     # A field validator, so the issue is located at "devices" (a model validator has no key path).
     @field_validator("devices")

@@ -1,4 +1,5 @@
-"""``streetgate creds init|install|show``: the gateway's TLS client key and certificate.
+"""``streetgate creds init|install|show`` (the gateway's TLS client key and certificate), and
+``command-key``/``sign-command`` from provisioning/command_key_cli.py.
 
 Exit codes (gateway.exit_codes): 0 done; 1 a check failed (wrong key, CN, CA, expired);
 3 config invalid or without [mqtt.tls] paths; 5 a file's permissions (unsafe key, cannot
@@ -17,6 +18,7 @@ import typer
 
 from gateway.cli_common import ConfigOption, err, load_or_exit
 from gateway.exit_codes import ExitCode
+from provisioning import command_key_cli
 from provisioning.creds import (
     EXPIRY_WARNING_DAYS,
     CertificateInfo,
@@ -192,10 +194,11 @@ def register(app: typer.Typer) -> None:
         return
     creds = typer.Typer(
         name="creds",
-        help="The gateway's TLS client key and certificate: make a CSR, install, show expiry.",
+        help="The gateway's TLS client key and certificate; the platform's command key.",
         no_args_is_help=True,
     )
     creds.command("init")(init)
     creds.command("install")(install)
     creds.command("show")(show)
+    command_key_cli.register(creds)
     app.add_typer(creds, name="creds")
