@@ -557,6 +557,16 @@ class Outbox:
             # checkpoint), so the reserve can be made again.
             conn.execute("PRAGMA incremental_vacuum")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # The reserve must fit again (without it the next full disk could not even be
+            # checkpointed), and a commit's WAL beside it (else the retried commit fails again):
+            # drop more, a tenth each time, while the reserve is still released.
+            while self._free_bytes() < self._reserve.size + self._commit_headroom():
+                more = self._drop_oldest(minimum=1, fraction=0.1)
+                if more == 0:
+                    break
+                dropped += more
+                conn.execute("PRAGMA incremental_vacuum")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._reserve.ensure()
         except sqlite3.OperationalError as exc:
             if conn.in_transaction:
@@ -565,6 +575,15 @@ class Outbox:
                 raise OutboxFull(f"outbox {self._config.path}: disk full, cannot drop") from exc
             raise
         return dropped
+
+    def _free_bytes(self) -> int:
+        st = os.statvfs(self._config.path.parent)
+        return st.f_bavail * st.f_frsize
+
+    def _commit_headroom(self) -> int:
+        """Free space a commit needs: the WAL is checkpointed before it outgrows half the
+        reserve (wal_checkpoint_pages), and one transaction may pass that threshold once."""
+        return max(64 * 1024, self._config.disk_reserve // 2)
 
     def _drop_oldest(self, minimum: int = 1, fraction: float | None = None) -> int:
         """Drop the oldest readings that were never handed to the broker.
