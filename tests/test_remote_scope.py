@@ -121,6 +121,11 @@ def test_fleet_changes_are_allowed(patch: dict[str, Any], config_path: Path) -> 
             {"management": {"require_signed_commands": False}},
             {"management.require_signed_commands"},
         ),
+        (
+            {"management": {"require_signed": False, "command_key_file": "/tmp/evil.pub"}},
+            {"management.require_signed", "management.command_key_file"},
+        ),
+        ({"mqtt": {"protocol": "5"}}, {"mqtt.protocol"}),
         ({"anything_added_later": 1}, {"anything_added_later"}),
         (devices(DEVICE | {"profile": "/dev/zero"}), {"devices[0].profile"}),
         (devices(DEVICE | {"profile": "../x.toml"}), {"devices[0].profile"}),
