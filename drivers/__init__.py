@@ -14,9 +14,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from drivers.base import Driver, Sink, Source
-    from drivers.ble_common import BleBackends
-    from gateway.clock import SystemClock
-    from gateway.config_devices import DeviceConfig, PolledDevice
+    from drivers.ble.common import BleBackends
+    from gateway.config.devices import DeviceConfig, PolledDevice
+    from gateway.core.clock import SystemClock
 
 __all__ = ["build_driver", "build_sources"]
 
@@ -30,15 +30,15 @@ def build_driver(config: PolledDevice, *, ble: BleBackends | None = None) -> Dri
     ``ble``: bleak backends for BLE devices (the simulator's in tests; default: the platform's).
     """
     if config.kind == "modbus_tcp":
-        from drivers.modbus_tcp import ModbusTcpDriver  # noqa: PLC0415
+        from drivers.modbus.tcp import ModbusTcpDriver  # noqa: PLC0415
 
         return ModbusTcpDriver(config)
     if config.kind == "ble_gatt":
-        from drivers.ble_gatt import GattDriver  # noqa: PLC0415
+        from drivers.ble.gatt import GattDriver  # noqa: PLC0415
 
         return GattDriver(config, ble.client if ble else None, ble.adapter if ble else None)
     if config.kind in ("sds011", "pms5003", "line"):
-        from drivers import serial_sensors  # noqa: PLC0415
+        from drivers.serial import sensors as serial_sensors  # noqa: PLC0415
 
         if config.kind == "sds011":
             return serial_sensors.Sds011Driver(config)
@@ -61,14 +61,14 @@ def build_sources(
     ``ble_counters``: the file that keeps the last accepted BTHome encryption counters across
     restarts (:func:`drivers.ble_counters.counters_path`); None: in memory only.
     """
-    from gateway.config_devices import BthomeDevice, RuuviDevice  # noqa: PLC0415 - see above
+    from gateway.config.devices import BthomeDevice, RuuviDevice  # noqa: PLC0415 - see above
 
     sources: list[Source] = []
     # The kinds of gateway.config_devices.PASSIVE_BLE_KINDS, narrowed for the type checker.
     passive_ble = [d for d in devices if isinstance(d, BthomeDevice | RuuviDevice)]
     if passive_ble:  # one scanner hears every passive BLE device
-        from drivers.ble_counters import CounterFile  # noqa: PLC0415
-        from drivers.ble_scan import BleScanSource  # noqa: PLC0415
+        from drivers.ble.counters import CounterFile  # noqa: PLC0415
+        from drivers.ble.scan import BleScanSource  # noqa: PLC0415
 
         sources.append(
             BleScanSource(
@@ -82,7 +82,7 @@ def build_sources(
         )
     for device in devices:
         if device.kind == "modbus_rtu":
-            from drivers.modbus_rtu import RtuBusPoller  # noqa: PLC0415
+            from drivers.modbus.rtu import RtuBusPoller  # noqa: PLC0415
 
             sources.append(RtuBusPoller(device, sink, clock))
     return sources

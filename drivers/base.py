@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
-from gateway.health import DeviceStatus
-from gateway.model import Reading, Sample
+from gateway.core.health import DeviceStatus
+from gateway.core.model import Reading, Sample
 
 
 class Driver(Protocol):

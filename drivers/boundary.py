@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from gateway.errors import DeviceError
+from gateway.core.errors import DeviceError
 
 __all__ = ["ErrorBoundary"]
 

@@ -19,9 +19,9 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.errors import ConfigError, ConfigIssue
-from gateway.safe_files import MAX_PROFILE_BYTES, read_config_file
-from gateway.validation import issues_from_validation_error
+from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.safe_files import MAX_PROFILE_BYTES, read_config_file
+from gateway.core.validation import issues_from_validation_error
 
 
 class Function(StrEnum):

@@ -28,7 +28,7 @@ from mpremote.transport import TransportError, TransportExecError  # type: ignor
 from mpremote.transport_serial import SerialTransport  # type: ignore[import-untyped]
 
 from firmware.bundle import BOARD_MANIFEST_PATH, ManifestError, parse_manifest, sha256_hex
-from gateway.errors import (
+from gateway.core.errors import (
     BoardDidNotReturn,
     BoardError,
     BoardNotFound,

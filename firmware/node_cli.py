@@ -1,7 +1,7 @@
 """``streetgate node list|keygen|release|config|deploy|monitor``: our MicroPython sensor nodes.
 
 Results go to stdout (``--json`` for data), diagnostics and the progress bar to stderr (the
-bar only on a terminal). Exit codes (gateway/exit_codes.py): 0 done; 1 not a MicroPython board,
+bar only on a terminal). Exit codes (gateway/cli/exit_codes.py): 0 done; 1 not a MicroPython board,
 or the board failed a command; 3 invalid node settings; 4 port missing or cannot be opened, or
 the board did not come back after its reset; 5 a private key readable by others; 6 a file does
 not exist; 7 a bundle is damaged, or a file's SHA-256 on the board differs after the copy;
@@ -34,7 +34,8 @@ from firmware.release import (
     open_bundle,
     write_bundle,
 )
-from gateway.errors import (
+from gateway.cli.exit_codes import ExitCode
+from gateway.core.errors import (
     BoardDidNotReturn,
     BoardError,
     BoardNotFound,
@@ -47,7 +48,6 @@ from gateway.errors import (
     SignatureInvalid,
     UnsafeReleaseKey,
 )
-from gateway.exit_codes import ExitCode
 
 __all__ = ["exit_code_for", "format_boards", "register"]
 

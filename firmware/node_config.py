@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.config_devices import BAUD_RATES
-from gateway.errors import ConfigError
-from gateway.validation import issues_from_validation_error
+from gateway.config.devices import BAUD_RATES
+from gateway.core.errors import ConfigError
+from gateway.core.validation import issues_from_validation_error
 
 __all__ = [
     "BleSettings",

@@ -35,8 +35,8 @@ from firmware.bundle import (
     sign,
     signature_valid,
 )
-from gateway.errors import BundleError, ReleaseKeyError, SignatureInvalid, UnsafeReleaseKey
-from gateway.key_files import unsafe_mode, write_atomically
+from gateway.core.errors import BundleError, ReleaseKeyError, SignatureInvalid, UnsafeReleaseKey
+from gateway.core.key_files import unsafe_mode, write_atomically
 
 __all__ = [
     "DEFAULT_SOURCE",

@@ -1,7 +1,7 @@
 """``streetgate creds command-key new|install`` and ``creds sign-command``: signed commands.
 
 The platform makes the Ed25519 command key pair once (``new``: private key 0600, public key
-0644) and signs each command with it (``sign-command``, or gateway/command_signing.py in its
+0644) and signs each command with it (``sign-command``, or gateway/management/signing.py in its
 own code). Each gateway gets the public key (``install``, which checks it and prints the
 ``[management]`` lines to add). Exit codes (gateway.exit_codes): 1 not an Ed25519 key or a
 bad command, 2 bad JSON, 3 invalid config, 5 the private key is readable by others, 6 a file
@@ -18,11 +18,11 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.cli_common import ConfigOption, err, load_or_exit
-from gateway.command_signing import sign_command
-from gateway.config_management import read_command_key
-from gateway.exit_codes import ExitCode
-from gateway.key_files import unsafe_mode, write_atomically
+from gateway.cli.common import ConfigOption, err, load_or_exit
+from gateway.cli.exit_codes import ExitCode
+from gateway.config.management import read_command_key
+from gateway.core.key_files import unsafe_mode, write_atomically
+from gateway.management.signing import sign_command
 
 __all__ = ["INSTALLED_NAME", "register"]
 

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway.config import GatewayConfig, TlsConfig
-from gateway.errors import StreetgateError
-from gateway.exit_codes import ExitCode
-from gateway.key_files import unsafe_mode, write_atomically
+from gateway.cli.exit_codes import ExitCode
+from gateway.config.model import GatewayConfig, TlsConfig
+from gateway.core.errors import StreetgateError
+from gateway.core.key_files import unsafe_mode, write_atomically
 
 __all__ = [
     "EXPIRY_WARNING_DAYS",

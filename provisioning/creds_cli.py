@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_common import ConfigOption, err, load_or_exit
-from gateway.exit_codes import ExitCode
+from gateway.cli.common import ConfigOption, err, load_or_exit
+from gateway.cli.exit_codes import ExitCode
 from provisioning import command_key_cli
 from provisioning.creds import (
     EXPIRY_WARNING_DAYS,

@@ -23,9 +23,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gateway.errors import StreetgateError
-from gateway.exit_codes import ExitCode
-from gateway.key_files import unsafe_mode
+from gateway.cli.exit_codes import ExitCode
+from gateway.core.errors import StreetgateError
+from gateway.core.key_files import unsafe_mode
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from gateway.cli_common import load_or_exit
+from gateway.cli.common import load_or_exit
 from provisioning.fleet import (
     DEFAULT_TIMEOUT,
     URL_ENV,

@@ -45,11 +45,11 @@ from bleak.exc import (
 from bleak.uuids import normalize_uuid_str
 from pydantic import SecretStr
 
-from drivers.bthome import OBJECTS, SERVICE_UUID16, encode_bthome
-from drivers.gatt_codec import CharacteristicCodec
-from drivers.ruuvi import MANUFACTURER_ID, RuuviFields, encode_ruuvi
-from gateway.config_devices import BthomeDevice, GattCharacteristic, GattDevice, RuuviDevice
-from gateway.model import Sample
+from drivers.ble.bthome import OBJECTS, SERVICE_UUID16, encode_bthome
+from drivers.ble.gatt_codec import CharacteristicCodec
+from drivers.ble.ruuvi import MANUFACTURER_ID, RuuviFields, encode_ruuvi
+from gateway.config.devices import BthomeDevice, GattCharacteristic, GattDevice, RuuviDevice
+from gateway.core.model import Sample
 
 __all__ = [
     "AdapterFault",

@@ -26,11 +26,11 @@ from typing import Annotated, cast
 import typer
 
 from drivers.profile import Profile, load_profile
-from gateway.config import NAME_PATTERN, parse_config
-from gateway.config_devices import BAUD_RATES
-from gateway.errors import ConfigError
-from gateway.exit_codes import ExitCode
-from gateway.units import format_duration, parse_duration
+from gateway.cli.exit_codes import ExitCode
+from gateway.config.devices import BAUD_RATES
+from gateway.config.model import NAME_PATTERN, parse_config
+from gateway.core.errors import ConfigError
+from gateway.core.units import format_duration, parse_duration
 from simulator.modbus_rtu_server import precise_timer_loop
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from simulator.rtu_cli import ConfigBus, Parity, bus_toml, rtu_fleet, serve_rtu

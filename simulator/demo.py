@@ -16,10 +16,10 @@ import aiomqtt
 import typer
 
 from drivers.profile import load_profile
-from gateway.app import run_gateway
-from gateway.config import GatewayConfig, parse_config
-from gateway.exit_codes import ExitCode
-from gateway.forwarder import readings_topic
+from gateway.cli.exit_codes import ExitCode
+from gateway.config.model import GatewayConfig, parse_config
+from gateway.runtime.app import run_gateway
+from gateway.uplink.forwarder import readings_topic
 from simulator.broker import BrokerNotInstalled, LocalMosquitto
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 

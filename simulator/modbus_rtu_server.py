@@ -40,8 +40,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from drivers.modbus_codec import ReadBlock
-from drivers.modbus_rtu_frame import (
+from drivers.modbus.codec import ReadBlock
+from drivers.modbus.rtu_frame import (
     READ_FUNCTIONS,
     RtuFrame,
     decode_frame,
@@ -50,8 +50,8 @@ from drivers.modbus_rtu_frame import (
     encode_read_reply,
     frame_gap,
 )
-from gateway.config_devices import ModbusRtuBus, RtuUnit
-from gateway.errors import FrameError, ModbusExceptionCode
+from gateway.config.devices import ModbusRtuBus, RtuUnit
+from gateway.core.errors import FrameError, ModbusExceptionCode
 from simulator.modbus_server import DeviceSpec
 from simulator.pty import PluggableDevice, VirtualSerialPort, bits_per_char
 from simulator.registers import RegisterMap

@@ -31,10 +31,10 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.modbus_codec import ReadBlock
+from drivers.modbus.codec import ReadBlock
 from drivers.profile import Function, Profile
-from gateway.config import ModbusTcpDevice
-from gateway.errors import ModbusExceptionCode
+from gateway.config.model import ModbusTcpDevice
+from gateway.core.errors import ModbusExceptionCode
 from simulator.registers import RegisterMap
 from simulator.values import Clock
 

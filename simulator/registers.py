@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from drivers.modbus_codec import ReadBlock, plan_reads
+from drivers.modbus.codec import ReadBlock, plan_reads
 from drivers.profile import Function, MetricSpec, Profile
 from simulator.values import Clock, DeviceValues
 

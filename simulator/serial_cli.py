@@ -15,7 +15,7 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from drivers.sds011_codec import ReportingMode
+from drivers.serial.sds011 import ReportingMode
 from simulator.serial_sensors import LineDeviceSim, Pms5003Sim, Sds011Sim, SerialSensorSim
 
 __all__ = ["SERIAL_KINDS", "describe", "make_sensors", "serial_sensors", "serial_toml"]

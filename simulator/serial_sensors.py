@@ -39,12 +39,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar, TypedDict, Unpack
 
-from drivers import pms5003_codec as pms
-from drivers import sds011_codec as sds
 from drivers.profile import parse_profile
-from gateway.config_devices import LineField, LineSensor, Pms5003Device, Sds011Device
-from gateway.errors import FrameError
-from gateway.units import format_duration
+from drivers.serial import pms5003 as pms
+from drivers.serial import sds011 as sds
+from gateway.config.devices import LineField, LineSensor, Pms5003Device, Sds011Device
+from gateway.core.errors import FrameError
+from gateway.core.units import format_duration
 from simulator.pty import PluggableDevice, VirtualSerialPort
 from simulator.values import Clock, DeviceValues
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from enum import StrEnum
 
-from drivers.modbus_codec import decode_value, encode_value, raw_for, scaled
+from drivers.modbus.codec import decode_value, encode_value, raw_for, scaled
 from drivers.profile import DataType, MetricSpec, Profile
 
 __all__ = ["Clock", "DeviceValues", "Kind", "classify", "encode_metric", "value_range"]

@@ -10,7 +10,7 @@ import pytest
 from blockbuster import blockbuster_ctx
 
 from drivers.profile import builtin_profiles, load_profile
-from tests.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto
 
 
 @pytest.fixture

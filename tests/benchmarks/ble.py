@@ -33,14 +33,14 @@ from typing import Any
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from drivers.ble_scan import BleScanSource
-from drivers.bthome import SERVICE_UUID, BthomeDecoder
-from drivers.ruuvi import MANUFACTURER_ID, decode_ruuvi
-from gateway.clock import SystemClock
-from gateway.config import OutboxConfig
-from gateway.config_devices import BthomeDevice, RuuviDevice
-from gateway.model import Reading
-from gateway.outbox import Outbox
+from drivers.ble.bthome import SERVICE_UUID, BthomeDecoder
+from drivers.ble.ruuvi import MANUFACTURER_ID, decode_ruuvi
+from drivers.ble.scan import BleScanSource
+from gateway.config.devices import BthomeDevice, RuuviDevice
+from gateway.config.model import OutboxConfig
+from gateway.core.clock import SystemClock
+from gateway.core.model import Reading
+from gateway.store.outbox import Outbox
 from simulator.ble import BleSimulator, SimBthome, SimRuuvi, parse_ad_structures
 
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")

@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway import buffer_store
-from gateway.buffer_cli import ExportFormat, write_rows
-from gateway.config import OutboxConfig
-from gateway.model import Reading
-from gateway.outbox import Outbox
+from gateway.cli.buffer import ExportFormat, write_rows
+from gateway.config.model import OutboxConfig
+from gateway.core.model import Reading
+from gateway.store import reader as buffer_store
+from gateway.store.outbox import Outbox
 
 
 def synthetic(n: int, start: int) -> list[Reading]:

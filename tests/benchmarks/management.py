@@ -30,16 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from drivers.profile import load_profile
-from gateway.app import Gateway
-from gateway.forwarder import build_message
-from gateway.model import Reading
-from gateway.outbox import encode_reading
-from gateway.senml import build_pack
-from gateway.supervisor import Supervisor
-from gateway.toml_out import dumps
+from gateway.config.toml_write import dumps
+from gateway.core.model import Reading
+from gateway.runtime.app import Gateway
+from gateway.runtime.supervisor import Supervisor
+from gateway.store.outbox import encode_reading
+from gateway.uplink.forwarder import build_message
+from gateway.uplink.senml import build_pack
 from simulator.broker import LocalMosquitto, free_port
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
-from tests.platform_client import platform
+from tests.support.platform_client import platform
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -8,7 +8,8 @@
   / ``_p95``. Ptys ignore the baud rate, so this is the driver's t3.5 wait before each request
   (4 ms at 9600 baud) plus processing on both sides; on a real 9600-baud wire the 8 + 25 bytes
   add about 34 ms.
-- Memory: ``tests/micropython/mem_hour.py`` (a simulated hour in 64 KB), its figures prefixed
+- Memory: ``tests/firmware/micropython/mem_hour.py`` (a simulated hour in 64 KB), its figures
+prefixed
   ``mem_``.
 - Encryption: microseconds to build one encrypted BTHome advert with cryptolib's AES and with
   the pure-Python fallback (x86 figures; an ESP32 at 240 MHz is roughly 50-100x slower).
@@ -27,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drivers.modbus_rtu import ModbusRtuBusDriver
-from tests.test_firmware_node import (
+from drivers.modbus.rtu import ModbusRtuBusDriver
+from tests.firmware.test_node import (
     MP_TESTS,
     PROFILE,
     _micropython,

@@ -24,8 +24,8 @@ from pathlib import Path
 from firmware.deploy import deploy
 from firmware.release import DEFAULT_SOURCE, collect_files
 from simulator.board import VirtualBoard
-from tests.node_firmware import firmware_dir
-from tests.sim_thread import in_thread
+from tests.support.node_firmware import firmware_dir
+from tests.support.sim_thread import in_thread
 
 FIXTURE = firmware_dir()
 

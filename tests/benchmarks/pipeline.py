@@ -31,14 +31,14 @@ from typing import Any
 import aiomqtt
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.modbus_tcp import ModbusTcpDriver
-from gateway.app import pipeline
-from gateway.config import GatewayConfig, ModbusTcpDevice, load_config, parse_config
-from gateway.forwarder import readings_topic
-from gateway.model import Reading
-from gateway.outbox import Outbox
+from drivers.modbus.tcp import ModbusTcpDriver
+from gateway.config.model import GatewayConfig, ModbusTcpDevice, load_config, parse_config
+from gateway.core.model import Reading
+from gateway.runtime.app import pipeline
+from gateway.store.outbox import Outbox
+from gateway.uplink.forwarder import readings_topic
 from simulator.broker import LocalMosquitto
-from tests.simcli import SimProcess
+from tests.support.simcli import SimProcess
 
 
 def gateway_config(workdir: Path, port: int, **outbox: Any) -> GatewayConfig:

@@ -33,11 +33,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from gateway.config import parse_config
-from gateway.model import Reading
-from gateway.outbox import Outbox
+from gateway.config.model import parse_config
+from gateway.core.model import Reading
+from gateway.store.outbox import Outbox
 from simulator.broker import LocalMosquitto, free_port
-from tests.faults.harness import Stage, outbox_counts, stage
+from tests.support.faults.harness import Stage, outbox_counts, stage
 
 
 def _stored(path: Path) -> int:

@@ -41,14 +41,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from drivers.modbus_rtu import RtuBusPoller
-from drivers.modbus_rtu_frame import exchange_wire_time, read_reply_size
-from gateway.clock import SystemClock
-from gateway.config import OutboxConfig, load_config
-from gateway.config_devices import ModbusRtuBus
-from gateway.model import Reading
-from gateway.outbox import Outbox
-from tests.simcli import SimProcess
+from drivers.modbus.rtu import RtuBusPoller
+from drivers.modbus.rtu_frame import exchange_wire_time, read_reply_size
+from gateway.config.devices import ModbusRtuBus
+from gateway.config.model import OutboxConfig, load_config
+from gateway.core.clock import SystemClock
+from gateway.core.model import Reading
+from gateway.store.outbox import Outbox
+from tests.support.simcli import SimProcess
 
 BAUD = 19200
 UNITS = 16

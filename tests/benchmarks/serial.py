@@ -19,10 +19,10 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from drivers import pms5003_codec as pms
-from drivers import sds011_codec as sds
-from drivers.line_codec import LineFormat, LineStream
-from gateway.config_devices import LineField
+from drivers.serial import pms5003 as pms
+from drivers.serial import sds011 as sds
+from drivers.serial.line import LineFormat, LineStream
+from gateway.config.devices import LineField
 
 CHUNK = 4096
 

@@ -20,19 +20,19 @@ from typing import Any
 
 import pytest
 
-from drivers.ble_counters import CounterFile, counters_path
-from drivers.ble_scan import REPLAY, BleScanSource
-from drivers.bthome import SERVICE_UUID, decode_bthome
-from gateway.clock import SystemClock
-from gateway.config import OutboxConfig
-from gateway.errors import StoreError
-from gateway.exit_codes import ExitCode
-from gateway.outbox import Outbox
-from gateway.status import device_report
+from drivers.ble.bthome import SERVICE_UUID, decode_bthome
+from drivers.ble.counters import CounterFile, counters_path
+from drivers.ble.scan import REPLAY, BleScanSource
+from gateway.cli.exit_codes import ExitCode
+from gateway.config.model import OutboxConfig
+from gateway.core.clock import SystemClock
+from gateway.core.errors import StoreError
+from gateway.runtime.health_report import device_report
+from gateway.store.outbox import Outbox
 from simulator.ble import BleSimulator, SimBthome, parse_ad_structures
-from tests.test_firmware_node import node_json, running_node
-from tests.test_node_deploy import board_at, board_files, deploy, release
-from tests.waiting import until
+from tests.firmware.test_deploy import board_at, board_files, deploy, release
+from tests.firmware.test_node import node_json, running_node
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from gateway.exit_codes import ExitCode
-from tests.mosquitto import Mosquitto
-from tests.test_end_to_end import gateway_process
+from gateway.cli.exit_codes import ExitCode
+from tests.support.mosquitto import Mosquitto
+from tests.system.test_end_to_end import gateway_process
 
 GOOD = """\
 gateway_id = "pole-7"

@@ -3,7 +3,8 @@
 A new outbox (another path, a quarantined one replaced) restarts ``seq`` at 1. A platform that
 deduplicated on ``(gateway, seq)`` dropped every fresh reading whose seq it had seen before:
 real data lost without a trace. Here the platform deduplicates as docs/mqtt.md says, on
-``(gateway, epoch, seq)`` (tests/subscriber.py), against a real mosquitto and the gateway as its
+``(gateway, epoch, seq)`` (tests/support/subscriber.py), against a real mosquitto and the gateway
+as its
 own process; before the epoch existed the messages had no epoch and these tests fail.
 """
 
@@ -15,9 +16,9 @@ import sqlite3
 from pathlib import Path
 
 from simulator.modbus_server import ModbusSimulator
-from tests.mosquitto import Mosquitto
-from tests.subscriber import Subscriber
-from tests.test_end_to_end import fleet, gateway_process, platform, stop, write_config
+from tests.support.mosquitto import Mosquitto
+from tests.support.subscriber import Subscriber
+from tests.system.test_end_to_end import fleet, gateway_process, platform, stop, write_config
 
 #: Readings each run must deliver: a few polls of the simulated devices.
 PER_RUN = 40

@@ -24,13 +24,13 @@ from pathlib import Path
 import pytest
 
 from simulator.modbus_server import ModbusSimulator
-from tests.mosquitto import Mosquitto
-from tests.test_end_to_end import fleet, gateway_process, platform
-from tests.test_end_to_end import write_config as write_fleet_config
+from tests.support.mosquitto import Mosquitto
+from tests.system.test_end_to_end import fleet, gateway_process, platform
+from tests.system.test_end_to_end import write_config as write_fleet_config
 
 pytestmark = pytest.mark.timeout(90)
 
-#: Exit code of a refused outbox (gateway/exit_codes.py: DECLINED).
+#: Exit code of a refused outbox (gateway/cli/exit_codes.py: DECLINED).
 DECLINED = 8
 
 
@@ -187,10 +187,14 @@ PROBE = """
 import json, resource, sys, time
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
-from gateway.config import load_config
-from gateway.errors import StreetgateError
-from gateway.forwarder import Forwarder
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from gateway.config.model import load_config
+from gateway.core.errors import StreetgateError
+from gateway.uplink.forwarder import Forwarder
+def peak_kb():
+    # VmHWM is this process's own peak; ru_maxrss would carry the forking pytest's over exec
+    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+    return int(hwm.split()[1])
+before = peak_kb()
 started = time.monotonic()
 try:
     config = load_config(Path(sys.argv[1]))
@@ -205,7 +209,7 @@ print(json.dumps({
     "error": error,
     "seconds": time.monotonic() - started,
     "rss_before_kb": before,
-    "rss_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    "rss_peak_kb": peak_kb(),
 }))
 """
 

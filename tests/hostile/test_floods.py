@@ -22,9 +22,9 @@ from typing import Any
 import aiomqtt
 
 from simulator.broker import free_port
-from tests.mosquitto import Mosquitto
-from tests.notify_listener import NotifyListener
-from tests.platform_client import Platform, platform
+from tests.support.mosquitto import Mosquitto
+from tests.support.notify_listener import NotifyListener
+from tests.support.platform_client import Platform, platform
 
 GW = "flood-gw"
 

@@ -29,10 +29,10 @@ import aiomqtt
 import pytest
 
 from drivers.profile import load_profile
-from gateway.toml_out import dumps
+from gateway.config.toml_write import dumps
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
-from tests.mosquitto import Mosquitto
-from tests.pki import make_pki, tls_mosquitto
+from tests.support.mosquitto import Mosquitto
+from tests.support.pki import make_pki, tls_mosquitto
 
 GW = "hostile-gw"
 PREFIX = "streetgate"

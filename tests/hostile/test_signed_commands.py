@@ -19,11 +19,11 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.command_auth import nonces_path
-from gateway.command_signing import sign_command
-from tests.mosquitto import Mosquitto
-from tests.platform_client import Platform, platform
-from tests.test_end_to_end import gateway_process, stop
+from gateway.management.auth import nonces_path
+from gateway.management.signing import sign_command
+from tests.support.mosquitto import Mosquitto
+from tests.support.platform_client import Platform, platform
+from tests.system.test_end_to_end import gateway_process, stop
 
 GW = "signed-gw"
 

@@ -1,0 +1,1 @@
+"""Bluetooth LE: passive scanning (BTHome, Ruuvi) and GATT polling."""

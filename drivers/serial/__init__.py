@@ -1,0 +1,1 @@
+"""Serial sensors: ports, stream framing, SDS011, PMS5003, line protocol."""

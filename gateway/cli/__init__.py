@@ -1,0 +1,1 @@
+"""The streetgate command line: one module per command group."""

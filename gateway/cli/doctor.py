@@ -1,0 +1,139 @@
+"""``streetgate doctor``: one line per check, with what to do when one fails.
+
+Exit status: 0 every check passed; 1 (``ExitCode.FAILURE``) at least one failed; 3
+(``ExitCode.CONFIG``) the config is invalid (nothing else is checked). The check lines are the
+command's data (stdout); the spinner and the summary go to stderr, the spinner only on a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gateway.cli.exit_codes import ExitCode
+from gateway.config.devices import device_names
+from gateway.config.model import GatewayConfig, load_config
+from gateway.core.errors import ConfigError
+from gateway.diagnostics.broker_probe import broker_checks, broker_setup
+from gateway.diagnostics.doctor import CheckResult, local_checks
+
+__all__ = ["format_check", "register"]
+
+_MARKS = {"PASS": "green", "FAIL": "red", "SKIP": "yellow", "WARN": "yellow"}
+
+
+def _mark(check: CheckResult) -> str:
+    if check.skipped:
+        return "SKIP"
+    if check.ok and check.warning:
+        return "WARN"
+    return "PASS" if check.ok else "FAIL"
+
+
+def format_check(check: CheckResult, *, colour: bool = False) -> str:
+    """``PASS  name  detail (12 ms)`` and, when there is one, an indented ``-> hint`` line."""
+    mark = _mark(check)
+    shown = typer.style(mark, fg=_MARKS[mark], bold=True) if colour else mark
+    timing = f" ({check.duration_ms:.0f} ms)" if check.duration_ms is not None else ""
+    line = f"{shown}  {check.name:<24} {check.detail}{timing}"
+    if check.hint:
+        line += f"\n      -> {check.hint}"
+    return line
+
+
+def _config_check(path: Path) -> tuple[GatewayConfig | None, CheckResult]:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        issues = "; ".join(str(i) for i in exc.issues)
+        return None, CheckResult(
+            "config", False, f"{path}: {issues}", f"fix it; `streetgate validate {path}` lists it"
+        )
+    devices = sum(len(device_names(d)) for d in config.devices)
+    return config, CheckResult(
+        "config", True, f"{path}: gateway {config.gateway_id}, {devices} device(s)"
+    )
+
+
+def _as_list(result: CheckResult | list[CheckResult] | None) -> list[CheckResult]:
+    if result is None:
+        return []
+    return result if isinstance(result, list) else [result]
+
+
+def doctor(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=False)
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the checks as one JSON object.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds each broker step may take.")
+    ] = 5.0,
+) -> None:
+    """Check everything the gateway needs, one line per check, with what to do on a failure."""
+    stdout = Console()
+    console = Console(stderr=True)
+    colour = stdout.is_terminal and not as_json
+    results: list[CheckResult] = []
+
+    def emit(check: CheckResult) -> None:
+        results.append(check)
+        if not as_json:
+            typer.echo(format_check(check, colour=colour))
+
+    def spinner(what: str) -> AbstractContextManager[object]:
+        if console.is_terminal:
+            return console.status(f"checking {what}…")
+        return nullcontext()
+
+    cfg, first = _config_check(config)
+    emit(first)
+    if cfg is not None:
+        for run in local_checks(cfg):
+            with spinner("this machine"):
+                checks = _as_list(run())
+            for check in checks:
+                emit(check)
+        setup = broker_setup(cfg, timeout)
+
+        async def broker() -> None:
+            steps = broker_checks(setup)
+            while True:
+                with spinner(f"the broker {setup.host}:{setup.port}"):
+                    check = await anext(steps, None)
+                if check is None:
+                    return
+                emit(check)
+
+        asyncio.run(broker())
+    failed = [c for c in results if not c.ok and not c.skipped]
+    if as_json:
+        typer.echo(
+            json.dumps({"ok": not failed, "checks": [c.as_dict() for c in results]}, indent=None)
+        )
+    passed = sum(1 for c in results if c.ok and not c.skipped)
+    skipped = sum(1 for c in results if c.skipped)
+    summary = f"{passed} passed, {len(failed)} failed" + (f", {skipped} skipped" if skipped else "")
+    typer.echo(
+        summary if not failed else f"{summary}; failed: {', '.join(c.name for c in failed)}",
+        err=True,
+    )
+    if cfg is None:
+        raise typer.Exit(ExitCode.CONFIG)
+    if failed:
+        raise typer.Exit(ExitCode.FAILURE)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``doctor`` to the CLI (once)."""
+    if any(c.name == "doctor" for c in app.registered_commands):
+        return
+    app.command("doctor")(doctor)

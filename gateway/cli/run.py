@@ -1,0 +1,81 @@
+"""``streetgate run``: the gateway process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.cli.common import load_or_exit
+from gateway.cli.exit_codes import ExitCode
+from gateway.config.change import read_marker
+from gateway.core.errors import ConfigError, StreetgateError, UnsafeKeyFile
+from gateway.runtime.journal_log import log_handler
+from gateway.runtime.supervisor import Supervisor
+from gateway.store.outbox_files import OutboxForeign, OutboxLocked
+
+
+def setup_logging(level: str) -> None:
+    """Log lines to stderr; under systemd with priority prefixes and without timestamps."""
+    logging.basicConfig(level=level.upper(), handlers=[log_handler(sys.stderr)])
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+async def _serve(config_path: Path) -> None:
+    # The supervisor restarts the gateway in-process (restart, config-set commands).
+    supervisor = Supervisor(config_path)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, supervisor.shutdown)
+    await supervisor.run()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` to the CLI."""
+
+    @app.command()
+    def run(
+        config: Annotated[
+            Path,
+            typer.Option(
+                "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
+            ),
+        ],
+        log_level: Annotated[
+            str, typer.Option(envvar="STREETGATE_LOG_LEVEL", help="debug, info, warning or error.")
+        ] = "info",
+    ) -> None:
+        """Run the gateway: poll devices, buffer readings, forward them to the broker."""
+        if read_marker(config) is None:
+            load_or_exit(config)  # with a remote change pending, the supervisor settles it first
+        setup_logging(log_level)
+        try:
+            asyncio.run(_serve(config.absolute()))  # config-get reports where it is
+        except Exception as exc:
+            error = find_error(exc)
+            if error is None:
+                raise
+            typer.echo(f"streetgate: {error}", err=True)
+            code = ExitCode.PERMISSION if isinstance(error, UnsafeKeyFile) else ExitCode.FAILURE
+            if isinstance(error, ConfigError):
+                code = ExitCode.CONFIG
+            elif isinstance(error, OutboxLocked | OutboxForeign):
+                code = ExitCode.DECLINED  # refused; nothing was written
+            raise typer.Exit(code) from exc
+
+
+def find_error(exc: BaseException) -> StreetgateError | None:
+    """The first StreetgateError in an exception or (nested) exception group."""
+    if isinstance(exc, StreetgateError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_error(inner)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,129 @@
+"""``streetgate tail``: readings live, as the gateway stores them in its outbox.
+
+Follows the outbox read-only: every ``POLL_INTERVAL`` it reads the readings with a sequence
+number above the last one shown, in one short read transaction (WAL readers never block the
+gateway's writer). Limitation: the gateway deletes a reading once the broker acknowledged it, so
+with the broker connected a reading forwarded and deleted between two polls (0.2 s) is not shown;
+with the uplink down (the situation a technician usually debugs) every reading is. Rows are
+printed as ``seq ts device metric value unit quality``, or with ``--json`` one stored reading
+(its JSON exactly as published) per line.
+
+Exit status: 0 stopped with Ctrl-C (or after ``--count`` readings); 3 invalid config;
+7 (``DAMAGED``) the outbox file is damaged; 1 it could not be read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.cli.common import load_or_exit
+from gateway.cli.exit_codes import ExitCode
+from gateway.config.devices import device_names
+from gateway.core.errors import StoreError
+from gateway.runtime.state_file import current_view, state_path
+from gateway.store.reader import (
+    OutboxDamaged,
+    OutboxMissing,
+    buffer_status,
+    exporting,
+    reading_fields,
+)
+
+__all__ = ["POLL_INTERVAL", "format_reading", "register"]
+
+#: Seconds between two looks at the outbox.
+POLL_INTERVAL = 0.2
+
+
+def format_reading(seq: int, body: str) -> str:
+    """``seq ts device metric value unit quality`` of one stored reading."""
+    f = reading_fields(body)
+    value = "-" if f["value"] is None else str(f["value"])
+    return " ".join(
+        str(x)
+        for x in (seq, f["ts"], f["device"], f["metric"], value, f["unit"] or "-", f["quality"])
+    )
+
+
+def _last_seq(path: Path) -> int:
+    """The highest sequence number committed so far (0 for a new outbox)."""
+    return buffer_status(path).last_committed_seq
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def tail(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=False)
+    ],
+    device: Annotated[str | None, typer.Option(help="Only this device's readings.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line (the stored reading).")
+    ] = False,
+    from_seq: Annotated[
+        int | None,
+        typer.Option(min=1, help="Start at this sequence number (default: new readings only)."),
+    ] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after this many readings.")] = None,
+) -> None:
+    """Print readings as the gateway stores them, until Ctrl-C.
+
+    Read from the outbox every 0.2 s; while the uplink works, a reading forwarded (and so
+    deleted) within one such interval is not shown.
+    """
+    cfg = load_or_exit(config)
+    path = cfg.outbox.path
+    known = {n for d in cfg.devices for n in device_names(d)}
+    if device is not None and device not in known:
+        _err(f"note: no device {device!r} in {config}; following its readings if any appear")
+    view = current_view(state_path(path))
+    if not view.running:
+        _err(f"note: the gateway is {view.reason}; following {path} anyway")
+    shown = 0
+    cursor: int | None = None if from_seq is None else from_seq - 1
+    waiting_said = False
+    try:
+        while True:
+            try:
+                if cursor is None:
+                    cursor = _last_seq(path)
+                with exporting(path, since_seq=cursor, device=device) as rows:
+                    for seq, body in rows:
+                        typer.echo(body if as_json else format_reading(seq, body))
+                        cursor = seq
+                        shown += 1
+                        if count is not None and shown >= count:
+                            return
+                sys.stdout.flush()
+            except OutboxMissing:
+                if not waiting_said:
+                    _err(f"no outbox at {path} yet; waiting for the gateway to create it")
+                    waiting_said = True
+            except OutboxDamaged as exc:
+                _err(f"streetgate: {exc}; left untouched")
+                raise typer.Exit(ExitCode.DAMAGED) from exc
+            except StoreError as exc:
+                _err(f"streetgate: {exc}")
+                raise typer.Exit(ExitCode.FAILURE) from exc
+            time.sleep(POLL_INTERVAL)
+    except KeyboardInterrupt:
+        _err(f"stopped after {shown:,} reading(s)")
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``tail`` to the CLI (once)."""
+    if any(c.name == "tail" for c in app.registered_commands):
+        return
+    app.command("tail")(tail)

@@ -1,0 +1,158 @@
+"""Remote config changes on disk: atomic writes, the previous file, and the pending-change marker.
+
+A ``config-set`` command writes the new config over the old one atomically (temporary file,
+fsync, rename, fsync of the directory), keeping the old one as ``<config>.previous``, and
+leaves a marker ``<config>.pending.json`` that records the command id and a deadline. The
+gateway then restarts with the new config; the change is confirmed when it reaches the broker
+(CONNACK) before the deadline. If it does not, or if the gateway stopped or crashed while the
+change was on trial, the previous file is put back and the marker says ``rolled_back`` with the
+reason, which the gateway reports once it is connected again. Everything here blocks: call it
+in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import stat
+import time
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from gateway.config.toml_write import dumps
+from gateway.core.key_files import write_atomically
+from gateway.store.outbox_files import PRIVATE_MODE
+
+__all__ = [
+    "ChangeState",
+    "PendingChange",
+    "atomic_write",
+    "clear_marker",
+    "marker_path",
+    "merge_patch",
+    "previous_path",
+    "read_marker",
+    "roll_back",
+    "stage_change",
+    "start_trial",
+    "write_marker",
+]
+
+
+class ChangeState(StrEnum):
+    """Where a remote config change is."""
+
+    PENDING = "pending"  # written; waiting for the gateway to reach the broker with it
+    ROLLED_BACK = "rolled_back"  # the previous config is back; to be reported
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """The marker's content."""
+
+    command_id: str
+    state: ChangeState
+    deadline_unix: float
+    confirm_timeout: float
+    trial_started: bool = False  # a gateway has started with the new config
+    reason: str | None = None  # why it was rolled back
+
+
+def marker_path(config_path: Path) -> Path:
+    """Where the pending-change marker of ``config_path`` lives."""
+    return config_path.with_name(config_path.name + ".pending.json")
+
+
+def previous_path(config_path: Path) -> Path:
+    """Where the config before the last remote change is kept."""
+    return config_path.with_name(config_path.name + ".previous")
+
+
+def atomic_write(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
+
+    The config keeps its mode (0600 if new); ``private`` files (``.previous``, which may hold a
+    bindkey, and the marker) are 0600 whatever the umask or the config's mode.
+    """
+    mode = PRIVATE_MODE
+    if not private:
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(path.stat().st_mode)
+    write_atomically(path, data, mode)
+
+
+def read_marker(config_path: Path) -> PendingChange | None:
+    """The pending change of ``config_path``; None when there is none or it is unreadable."""
+    try:
+        data = json.loads(marker_path(config_path).read_text("utf-8"))
+        return PendingChange(
+            command_id=str(data["command_id"]),
+            state=ChangeState(data["state"]),
+            deadline_unix=float(data["deadline_unix"]),
+            confirm_timeout=float(data["confirm_timeout"]),
+            trial_started=bool(data.get("trial_started", False)),
+            reason=data.get("reason"),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        # A damaged marker cannot say which change it was about; the previous file stays.
+        return None
+
+
+def write_marker(config_path: Path, change: PendingChange) -> None:
+    """Write the marker atomically."""
+    atomic_write(marker_path(config_path), json.dumps(asdict(change)).encode(), private=True)
+
+
+def clear_marker(config_path: Path) -> None:
+    """The change is settled: remove the marker."""
+    marker_path(config_path).unlink(missing_ok=True)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, ``null`` removes, others replace."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def stage_change(
+    config_path: Path, document: dict[str, Any], command_id: str, confirm_timeout: float
+) -> PendingChange:
+    """Keep the current file as ``.previous``, write ``document`` in its place, mark it pending."""
+    current = config_path.read_bytes()
+    atomic_write(previous_path(config_path), current, private=True)
+    change = PendingChange(
+        command_id=command_id,
+        state=ChangeState.PENDING,
+        deadline_unix=time.time() + confirm_timeout,
+        confirm_timeout=confirm_timeout,
+    )
+    # The marker goes first: a crash between the two writes then rolls back to the same file.
+    write_marker(config_path, change)
+    atomic_write(config_path, dumps(document).encode())
+    return change
+
+
+def start_trial(config_path: Path, change: PendingChange) -> PendingChange:
+    """Record that a gateway is starting with the new config (a second start means a crash)."""
+    started = replace(change, trial_started=True)
+    write_marker(config_path, started)
+    return started
+
+
+def roll_back(config_path: Path, change: PendingChange, reason: str) -> PendingChange:
+    """Put the previous config back and mark the change rolled back, with ``reason``."""
+    atomic_write(config_path, previous_path(config_path).read_bytes())
+    rolled = replace(change, state=ChangeState.ROLLED_BACK, reason=reason)
+    write_marker(config_path, rolled)
+    return rolled

@@ -1,0 +1,253 @@
+"""The gateway's TOML config, parsed once into frozen typed models that reject unknown keys."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import unicodedata
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.config.devices import DeviceConfig, ModbusTcpDevice, device_names
+from gateway.config.environment import overlay
+from gateway.config.management import ManagementConfig
+from gateway.config.metrics import MetricsConfig
+from gateway.core.config_types import NAME_PATTERN, Bytes, BytesOrZero, Frozen, Seconds
+from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.safe_files import MAX_CONFIG_BYTES, read_config_file
+from gateway.core.validation import issues_from_validation_error
+
+__all__ = [
+    "NAME_PATTERN",
+    "DeviceConfig",
+    "GatewayConfig",
+    "ManagementConfig",
+    "ModbusTcpDevice",
+    "MqttConfig",
+    "MqttProtocol",
+    "OutboxConfig",
+    "PayloadFormat",
+    "Synchronous",
+    "TlsConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class TlsConfig(Frozen):
+    """TLS towards the broker; client certificate and key are optional (mutual TLS)."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class PayloadFormat(StrEnum):
+    """How readings messages are encoded (docs/mqtt.md)."""
+
+    STREETGATE = "streetgate"  # streetgate's own JSON envelope
+    SENML = "senml"  # a SenML pack, RFC 8428 (gateway/uplink/senml.py)
+
+
+class MqttProtocol(StrEnum):
+    """The MQTT version spoken to the broker."""
+
+    V311 = "3.1.1"
+    V5 = "5"  # the broker is told the largest packet the gateway takes (docs/mqtt.md)
+
+
+class MqttConfig(Frozen):
+    """Where readings go."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    keepalive: Seconds = 30.0
+    topic_prefix: str = "streetgate"  # checked by _topic_prefix_rules
+    username: str | None = Field(default=None, min_length=1)
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    readings_per_message: int = Field(default=500, ge=1, le=10_000)
+    max_inflight: int = Field(default=16, ge=1, le=1000)
+    publish_timeout: Seconds = 10.0
+    reconnect_min: Seconds = 0.5
+    reconnect_max: Seconds = 5.0  # the longest a returning broker waits for this gateway
+    health_interval: Seconds = 60.0  # health is also published at once when it changes
+    payload_format: PayloadFormat = PayloadFormat.STREETGATE
+    protocol: MqttProtocol = MqttProtocol.V311
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix_rules(cls, value: str) -> str:
+        problem = topic_prefix_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+#: Longest ``mqtt.topic_prefix``, in UTF-8 bytes (MQTT allows 65,535 for a whole topic).
+TOPIC_PREFIX_MAX_BYTES = 128
+
+
+def topic_prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot start the gateway's topics (MQTT 3.1.1/5 topic rules), or None."""
+    try:
+        size = len(prefix.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a non-UTF-8 environment variable
+        return "must be valid UTF-8 text"
+    control = next((c for c in prefix if unicodedata.category(c) == "Cc"), None)
+    rules = (
+        (not prefix, "must not be empty"),
+        (
+            size > TOPIC_PREFIX_MAX_BYTES,
+            f"must be at most {TOPIC_PREFIX_MAX_BYTES} bytes of UTF-8, not {size}",
+        ),
+        (
+            control is not None,
+            f"must not contain control characters (found U+{ord(control or ' '):04X})",
+        ),
+        ("#" in prefix or "+" in prefix, "must not contain the MQTT wildcards '#' or '+'"),
+        (
+            prefix.startswith("$"),
+            "must not start with '$' (topics such as $SYS belong to the broker)",
+        ),
+        (
+            prefix.startswith("/") or prefix.endswith("/"),
+            "must not start or end with '/' (an empty topic level)",
+        ),
+    )
+    return next((message for broken, message in rules if broken), None)
+
+
+class Synchronous(StrEnum):
+    """SQLite ``PRAGMA synchronous`` for the outbox (WAL mode)."""
+
+    OFF = "off"
+    NORMAL = "normal"
+    FULL = "full"
+
+
+class OutboxConfig(Frozen):
+    """The SQLite store-and-forward buffer."""
+
+    path: Path
+    max_bytes: Bytes = 256 * 1024 * 1024
+    commit_interval: Seconds = 0.05  # what a power cut or SIGKILL can lose, at most
+    commit_max_readings: int = Field(default=1000, ge=1, le=100_000)
+    synchronous: Synchronous = Synchronous.NORMAL
+    queue_size: int = Field(default=10_000, ge=1)
+    # Disk space kept in a file beside the outbox and given back when the disk fills up, so
+    # the outbox can checkpoint and drop its oldest readings instead of wedging; the WAL is
+    # checkpointed before it outgrows half of it. 0 turns it off.
+    disk_reserve: BytesOrZero = 8 * 1024 * 1024
+
+    @field_validator("commit_interval")
+    @classmethod
+    def _at_most_a_second(cls, value: float) -> float:
+        if value > 1.0:
+            raise ValueError("commit_interval above 1s keeps readings in memory too long")
+        return value
+
+
+class GatewayConfig(Frozen):
+    """Everything a gateway needs, from one TOML file."""
+
+    gateway_id: str = Field(pattern=NAME_PATTERN, max_length=64)
+    mqtt: MqttConfig
+    outbox: OutboxConfig
+    devices: tuple[DeviceConfig, ...] = ()
+    metrics: MetricsConfig | None = None  # the local OpenMetrics endpoint; off when absent
+    management: ManagementConfig | None = None  # signed commands; local only (absent: unsigned)
+
+    # A field validator, so the issue is located at "devices" (a model validator has no key path).
+    @field_validator("devices")
+    @classmethod
+    def _unique_device_names(cls, devices: tuple[DeviceConfig, ...]) -> tuple[DeviceConfig, ...]:
+        names = [name for d in devices for name in device_names(d)]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"device names must be unique; used more than once: {duplicates}")
+        return devices
+
+
+def parse_config(data: dict[str, Any], source: str, base_dir: Path | None = None) -> GatewayConfig:
+    """Validate a parsed config document; relative paths resolve against ``base_dir``."""
+    try:
+        config = GatewayConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(source, issues_from_validation_error(exc)) from exc
+    return _resolve_paths(config, base_dir) if base_dir is not None else config
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read and validate a config file with the ``STREETGATE_*`` variables of ``environ``
+    (None: the process's) laid over it (gateway/config/environment.py).
+
+    Raises :class:`ConfigError` naming every problem (a variable's by the variable's name).
+    """
+    source = str(path)
+    raw = read_config_file(path, "", MAX_CONFIG_BYTES)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("", not_utf8(raw, exc))]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"not valid TOML: {exc}")]) from exc
+    env = overlay(data, os.environ if environ is None else environ, GatewayConfig)
+    try:
+        config = parse_config(env.data, source, path.parent.resolve())
+    except ConfigError as exc:
+        raise env.error(source, exc.issues) from exc
+    if env.issues:
+        raise env.error(source)
+    return config
+
+
+def not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
+    """Where a config file stops being UTF-8, for its ConfigIssue."""
+    line = raw.count(b"\n", 0, exc.start) + 1
+    return (
+        f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} (line {line}) cannot"
+        " be decoded; save the file as UTF-8"
+    )
+
+
+def _resolve_paths(config: GatewayConfig, base_dir: Path) -> GatewayConfig:
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else base_dir / p
+
+    outbox = config.outbox.model_copy(update={"path": resolve(config.outbox.path)})
+    mqtt = config.mqtt
+    if mqtt.tls is not None:
+        tls = mqtt.tls
+        mqtt = mqtt.model_copy(
+            update={
+                "tls": tls.model_copy(
+                    update={
+                        "ca_file": resolve(tls.ca_file),
+                        "cert_file": tls.cert_file and resolve(tls.cert_file),
+                        "key_file": tls.key_file and resolve(tls.key_file),
+                    }
+                )
+            }
+        )
+    if mqtt.password_file is not None:
+        mqtt = mqtt.model_copy(update={"password_file": resolve(mqtt.password_file)})
+    return config.model_copy(update={"outbox": outbox, "mqtt": mqtt})

@@ -1,0 +1,1 @@
+"""Checks a technician runs on site: doctor, broker probe, device scan."""

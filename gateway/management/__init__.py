@@ -1,0 +1,1 @@
+"""Remote management: commands from the platform and their replies."""

@@ -1,0 +1,1 @@
+"""The running gateway: app, supervisor, scheduler, watchdog, notify, metrics."""

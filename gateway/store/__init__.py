@@ -1,0 +1,1 @@
+"""The store: readings kept in the SQLite outbox until the broker has them."""

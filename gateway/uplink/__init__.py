@@ -1,0 +1,1 @@
+"""The uplink: the MQTT session, its topics and the payload encoders."""

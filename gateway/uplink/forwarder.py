@@ -1,0 +1,424 @@
+"""The MQTT forwarder: publishes the outbox in sequence order, QoS 1, and acks what the broker has.
+
+Delivery contract (docs/mqtt.md): at least once, in sequence order; a reading is deleted from the
+outbox only after the broker's PUBACK for the message carrying it. After any failure the
+connection is dropped and rebuilt with capped exponential backoff and jitter, and publishing
+restarts at the first unacknowledged reading, so a duplicate always carries a sequence number
+the platform has already seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import aiomqtt
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway import __version__
+from gateway.config.model import GatewayConfig, MqttConfig, MqttProtocol, PayloadFormat, TlsConfig
+from gateway.core.backoff import next_delay
+from gateway.core.cancelling import raise_if_cancelled
+from gateway.core.errors import ConfigError, ConfigIssue, ForwardError, UnsafeKeyFile
+from gateway.core.key_files import unsafe_mode
+from gateway.core.safe_files import (
+    MAX_PASSWORD_BYTES,
+    MAX_TLS_BYTES,
+    check_config_file,
+    read_config_file,
+)
+from gateway.management.protocol import MAX_COMMAND_BYTES
+from gateway.store.outbox import Outbox
+from gateway.uplink.inbound import Inbound, InboundLimits
+from gateway.uplink.senml import build_pack
+
+log = logging.getLogger(__name__)
+
+
+class ForwarderState(StrEnum):
+    """Where the uplink is."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    WAITING = "waiting"  # backing off before the next connection attempt
+
+
+def readings_topic(config: GatewayConfig) -> str:
+    """Topic readings are published to."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/readings"
+
+
+def health_topic(config: GatewayConfig) -> str:
+    """Retained topic with the gateway's health report (see docs/mqtt.md)."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/health"
+
+
+def status_topic(config: GatewayConfig) -> str:
+    """Retained topic with the gateway's online/offline state (birth and last will)."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/status"
+
+
+def build_message(
+    gateway_id: str, *, epoch: str, historical: bool, rows: list[tuple[int, str]]
+) -> bytes:
+    """One readings message: the envelope around the stored JSON of each reading.
+
+    ``epoch`` is the outbox's (gateway/store/outbox.py): the dedup key is (gateway, epoch, seq).
+    """
+    flag = "true" if historical else "false"
+    head = (
+        f'{{"v":2,"gateway":{json.dumps(gateway_id)},"epoch":{json.dumps(epoch)},'
+        f'"historical":{flag},'
+        f'"first_seq":{rows[0][0]},"last_seq":{rows[-1][0]},"count":{len(rows)},"readings":['
+    )
+    return (head + ",".join(body for _, body in rows) + "]}").encode()
+
+
+def command_topic(config: GatewayConfig) -> str:
+    """Topic the gateway takes commands on (see docs/mqtt.md, "Commands")."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/cmd"
+
+
+def reply_topic(config: GatewayConfig) -> str:
+    """Topic the gateway answers commands on."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/reply"
+
+
+#: Called with the payload and retain flag of each message that arrives on a subscribed topic.
+MessageHandler = Callable[[bytes, bool], Awaitable[None]]
+
+
+def status_message(state: str, **extra: object) -> bytes:
+    """Payload of the retained status topic."""
+    return json.dumps(
+        {"state": state, "version": __version__, "ts": round(time.time(), 3), **extra},
+        separators=(",", ":"),
+    ).encode()
+
+
+def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
+    """TLS context for the broker connection (None for plain TCP)."""
+    if mqtt.tls is None:
+        return None
+    tls = mqtt.tls
+    check_tls_files(tls)
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ForwardError(_tls_problem("mqtt.tls.ca_file", tls.ca_file, exc)) from exc
+    if tls.cert_file is not None and tls.key_file is not None:
+        _refuse_unsafe_key(tls.key_file)
+        try:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            where = f"mqtt.tls.cert_file/key_file ({tls.cert_file}, {tls.key_file})"
+            raise ForwardError(f"{where}: cannot load the client certificate: {exc}") from exc
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def read_password(path: Path) -> str:
+    """The MQTT password from ``mqtt.password_file``: a regular file of at most 4 kB."""
+    data = read_config_file(path, "mqtt.password_file", MAX_PASSWORD_BYTES)
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path), [ConfigIssue("", "mqtt.password_file: not UTF-8 text")]
+        ) from exc
+
+
+def check_tls_files(tls: TlsConfig) -> None:
+    """ssl loads the TLS files by path: check first that each is a regular file of bounded size
+    (ConfigError). A missing one is left to ssl, which names it."""
+    for key, path in (
+        ("mqtt.tls.ca_file", tls.ca_file),
+        ("mqtt.tls.cert_file", tls.cert_file),
+        ("mqtt.tls.key_file", tls.key_file),
+    ):
+        if path is not None and path.exists():
+            check_config_file(path, key, MAX_TLS_BYTES)
+
+
+def _refuse_unsafe_key(path: Path) -> None:
+    try:
+        mode = unsafe_mode(path)
+    except OSError:
+        return  # load_cert_chain says what is wrong with a missing or unreadable file
+    if mode is not None:
+        raise UnsafeKeyFile("mqtt.tls.key_file", path, mode)
+
+
+def _tls_problem(key: str, path: Path, exc: Exception) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"{key} = {path}: cannot load it as a PEM CA certificate file: {reason}"
+
+
+#: MQTT 5 Maximum Packet Size the gateway announces in CONNECT: a command's payload limit plus
+#: room for the fixed header, the topic and the properties. The broker never sends a larger
+#: packet, so a larger command never reaches the gateway's memory.
+MAX_INCOMING_PACKET = MAX_COMMAND_BYTES + 4096
+
+
+def connect_properties() -> Properties:
+    """The MQTT 5 CONNECT properties: the Maximum Packet Size the gateway accepts."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho
+    properties.MaximumPacketSize = MAX_INCOMING_PACKET
+    return properties
+
+
+def _refused(code: object) -> bool:
+    """Whether a SUBACK return code (an int, or paho's ReasonCode) says the broker refused."""
+    value = getattr(code, "value", code)
+    return isinstance(value, int) and value >= 0x80  # 0x80 and up: MQTT failure codes
+
+
+@dataclass
+class ForwarderStats:
+    """Counters the status shows."""
+
+    state: ForwarderState = ForwarderState.CONNECTING
+    connects: int = 0
+    connection_failures: int = 0
+    messages_published: int = 0
+    readings_published: int = 0
+    last_error: str | None = None
+    connected_since: float | None = None  # Unix time the current connection was made
+    # Incoming messages (commands) dropped unread, by reason (gateway/uplink/inbound.py).
+    incoming_dropped: dict[str, int] = field(default_factory=dict)
+
+
+class Forwarder:
+    """Publishes the outbox to the broker; run ``run()`` as a task (``forward:mqtt``)."""
+
+    def __init__(
+        self, config: GatewayConfig, outbox: Outbox, rng: random.Random | None = None
+    ) -> None:
+        self._config = config
+        self._mqtt = config.mqtt
+        self._outbox = outbox
+        self._rng = rng or random.Random()
+        self._topic = readings_topic(config)
+        self._status_topic = status_topic(config)
+        self._tls = tls_context(config.mqtt)
+        self._password = self._read_password()
+        self.stats = ForwarderStats()
+        self._inbound = Inbound(InboundLimits(), self.stats.incoming_dropped)
+        self.connected = asyncio.Event()
+        self._live_client: aiomqtt.Client | None = None
+        self._subscriptions: dict[str, MessageHandler] = {}
+        senml = config.mqtt.payload_format is PayloadFormat.SENML
+        self._encode = build_pack if senml else build_message
+
+    def subscribe(self, topic: str, handler: MessageHandler) -> None:
+        """Deliver messages on ``topic`` (QoS 1) to ``handler``; call before ``run()`` starts.
+
+        The session is clean, so the broker forgets subscriptions with the connection: they
+        are made again on every connection, before the backlog drain starts.
+        """
+        self._subscriptions[topic] = handler
+
+    def _read_password(self) -> str | None:
+        if self._mqtt.password_file is None:
+            return None
+        return read_password(self._mqtt.password_file)
+
+    def _client(self) -> aiomqtt.Client:
+        # The outbox, not the broker session, is the buffer: a clean session (3.1.1), or a
+        # clean start with the default session expiry of 0 (5).
+        v5 = self._mqtt.protocol is MqttProtocol.V5
+        return aiomqtt.Client(
+            self._mqtt.host,
+            self._mqtt.port,
+            identifier=self._config.gateway_id,
+            username=self._mqtt.username,
+            password=self._password,
+            keepalive=max(1, round(self._mqtt.keepalive)),
+            timeout=self._mqtt.publish_timeout,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if v5 else True,
+            clean_start=True if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+            properties=connect_properties() if v5 else None,
+            # aiomqtt makes its queue with queue_type(maxsize=...); ours checks every message
+            # before it is queued (gateway/uplink/inbound.py) and drops, counting, what it refuses.
+            queue_type=self._inbound.queue_type,
+            max_queued_incoming_messages=self._inbound.limits.queue,
+            will=aiomqtt.Will(
+                self._status_topic,
+                status_message("offline", reason="connection lost"),
+                qos=1,
+                retain=True,
+            ),
+            tls_context=self._tls,
+            max_inflight_messages=self._mqtt.max_inflight,
+            max_queued_outgoing_messages=self._mqtt.max_inflight * 2,
+        )
+
+    async def run(self) -> None:
+        """Connect, drain, reconnect with backoff; forever (until cancelled)."""
+        attempt = 0
+        while True:
+            self.stats.state = ForwarderState.CONNECTING
+            try:
+                await self._session()
+            except* aiomqtt.MqttError as group:
+                self._lost(group.exceptions[0])
+            if self.stats.state is ForwarderState.CONNECTED:
+                attempt = 0  # the connection worked; start backing off from the bottom again
+            self.connected.clear()
+            self.stats.connected_since = None
+            delay = next_delay(
+                attempt, self._rng, self._mqtt.reconnect_min, self._mqtt.reconnect_max
+            )
+            attempt += 1
+            self.stats.state = ForwarderState.WAITING
+            log.info("reconnecting to %s:%d in %.1fs", self._mqtt.host, self._mqtt.port, delay)
+            await asyncio.sleep(delay)
+
+    def _lost(self, exc: BaseException) -> None:
+        self.stats.connection_failures += 1
+        self.stats.last_error = str(exc) or type(exc).__name__
+        log.warning(
+            "MQTT broker %s:%d: %s", self._mqtt.host, self._mqtt.port, self.stats.last_error
+        )
+
+    async def _session(self) -> None:
+        async with self._client() as client:
+            # aiomqtt waits with wait_for, which on Python 3.11 can swallow a cancel (a stop
+            # while connecting): give it back after each step, or the session would drain on.
+            raise_if_cancelled()
+            self.stats.state = ForwarderState.CONNECTED
+            self.stats.connects += 1
+            self.stats.connected_since = time.time()
+            birth = status_message("online", epoch=self._outbox.epoch)
+            await client.publish(self._status_topic, birth, qos=1, retain=True)
+            for topic in self._subscriptions:
+                granted = await client.subscribe(topic, qos=1)
+                if any(_refused(code) for code in granted):
+                    # Readings matter more than commands: carry on without this topic.
+                    log.warning("the broker refused the subscription to %s (check its ACL)", topic)
+            raise_if_cancelled()
+            self._live_client = client
+            self.connected.set()
+            log.info("connected to MQTT broker %s:%d", self._mqtt.host, self._mqtt.port)
+            try:
+                if self._subscriptions:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._receive(client), name="forward:receive")
+                        await self._drain(client)
+                else:
+                    await self._drain(client)
+            except asyncio.CancelledError:
+                await self._say_goodbye(client)
+                raise
+            finally:
+                self._live_client = None
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        """Hand each incoming message to its topic's handler, one at a time, in order."""
+        async for message in client.messages:
+            handler = self._subscriptions.get(message.topic.value)
+            if handler is not None and isinstance(message.payload, bytes):
+                await handler(message.payload, message.retain)
+
+    async def publish_retained(self, topic: str, payload: bytes) -> bool:
+        """Publish a retained QoS 1 message on the live connection; False when there is none.
+
+        For state that only matters while fresh (health): nothing is buffered; a failure here
+        is noticed and handled by the connection's own drain loop.
+        """
+        return await self.publish_live(topic, payload, retain=True)
+
+    async def publish_live(self, topic: str, payload: bytes, *, retain: bool) -> bool:
+        """Publish a QoS 1 message on the live connection; False when there is none."""
+        client = self._live_client
+        if client is None:
+            return False
+        try:
+            async with asyncio.timeout(self._mqtt.publish_timeout):
+                await client.publish(topic, payload, qos=1, retain=retain)
+        except (aiomqtt.MqttError, TimeoutError):
+            return False
+        raise_if_cancelled()  # the caller (health, commands) must stop, not wait on forever
+        return True
+
+    async def _say_goodbye(self, client: aiomqtt.Client) -> None:
+        """On a clean stop, replace the retained 'online' (the will is only sent on a lost link)."""
+        try:
+            async with asyncio.timeout(2):
+                await client.publish(
+                    self._status_topic,
+                    status_message("offline", reason="shutdown"),
+                    qos=1,
+                    retain=True,
+                )
+        except (aiomqtt.MqttError, TimeoutError):
+            log.info("could not publish the offline status on shutdown")
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish in sequence order with up to ``max_inflight`` messages awaiting PUBACK."""
+        outbox = self._outbox
+        cursor = outbox.acked_seq  # restart after the last acknowledged reading
+        backlog_until = outbox.last_seq  # committed before this connection: historical
+        per_message = self._mqtt.readings_per_message
+        inflight: deque[tuple[int, int, asyncio.Task[None]]] = deque()
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                while len(inflight) < self._mqtt.max_inflight:
+                    historical = cursor < backlog_until
+                    upto = backlog_until if historical else outbox.last_seq
+                    rows = await outbox.read_batch(cursor, upto, per_message)
+                    if not rows:
+                        # Everything up to `upto` is committed, so an empty range was deleted
+                        # (dropped, or purged by a technician): move past it, or this loop
+                        # would spin on it forever.
+                        cursor = max(cursor, upto)
+                        break
+                    payload = self._encode(
+                        self._config.gateway_id,
+                        epoch=outbox.epoch,
+                        historical=historical,
+                        rows=rows,
+                    )
+                    last = rows[-1][0]
+                    task = tg.create_task(
+                        client.publish(self._topic, payload, qos=1),
+                        name=f"forward:publish:{last}",
+                    )
+                    inflight.append((last, len(rows), task))
+                    outbox.mark_sent(last)
+                    cursor = last
+                if inflight:
+                    waiter = None
+                    if len(inflight) < self._mqtt.max_inflight:
+                        waiter = tg.create_task(
+                            outbox.wait_committed(cursor), name="forward:wait-data"
+                        )
+                    head = inflight[0][2]
+                    await asyncio.wait(
+                        [t for t in (head, waiter) if t is not None],
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if waiter is not None and not waiter.done():
+                        waiter.cancel()
+                    while inflight and inflight[0][2].done():
+                        last, count, task = inflight.popleft()
+                        task.result()  # raises MqttError if the publish failed
+                        outbox.ack(last)
+                        self.stats.messages_published += 1
+                        self.stats.readings_published += count
+                else:
+                    await outbox.wait_committed(cursor)

@@ -1,0 +1,67 @@
+"""Readings as a SenML pack (RFC 8428, JSON), for ``mqtt.payload_format = "senml"``.
+
+The outbox keeps each reading's streetgate JSON (gateway/store/outbox.py ``encode_reading``); this
+module turns one message's rows into one SenML pack when it is published. Mapping (also in
+docs/mqtt.md):
+
+- base name ``bn`` = ``"<gateway_id>:"`` on the first record; each record's name ``n`` =
+  ``"<device>:<metric>"``, so the resolved name is ``<gateway_id>:<device>:<metric>``;
+- base time ``bt`` = the first reading's time (Unix seconds, milliseconds kept); each record's
+  ``t`` is its offset from ``bt`` in seconds (left out when 0);
+- ``u`` = the reading's unit, already a SenML registry symbol (``V``, ``A``, ``W``, ``Cel``,
+  ``%RH``; ``kWh`` is from the secondary-units registry, RFC 8798); left out when empty;
+- ``v`` = the value (left out when the device returned a non-finite number);
+- custom labels, none of them must-understand (no ``_`` suffix, RFC 8428 §4.4), so a plain
+  SenML receiver still reads every value correctly: ``seq`` on every record and the
+  outbox's ``epoch`` on the first, for the whole pack like ``bn`` (with the gateway id, the
+  dedup key ``(gateway, epoch, seq)``, as in the streetgate format), ``historical: true`` on
+  every record of a backlog message (left out on live ones), ``quality: "clock_unsynced"``
+  when the reading's time is not to be trusted (left out when good).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["build_pack"]
+
+
+@lru_cache(maxsize=256)  # the readings of one poll share their time
+def _unix_ms(iso: str) -> int:
+    stamp = datetime.fromisoformat(iso)
+    return round(stamp.timestamp() * 1000)
+
+
+def build_pack(
+    gateway_id: str, *, epoch: str, historical: bool, rows: list[tuple[int, str]]
+) -> bytes:
+    """One SenML pack for the stored readings ``rows`` (``(seq, json)`` in seq order) of the
+    outbox with epoch ``epoch``."""
+    readings = [json.loads(body) for _, body in rows]
+    base_ms = _unix_ms(readings[0]["ts"])
+    records: list[dict[str, Any]] = []
+    for reading in readings:
+        record: dict[str, Any] = {}
+        if not records:
+            record["bn"] = f"{gateway_id}:"
+            record["bt"] = base_ms / 1000
+        record["n"] = f"{reading['device']}:{reading['metric']}"
+        if reading["unit"]:
+            record["u"] = reading["unit"]
+        if reading["value"] is not None:
+            record["v"] = reading["value"]
+        offset_ms = _unix_ms(reading["ts"]) - base_ms
+        if offset_ms:
+            record["t"] = offset_ms / 1000
+        record["seq"] = reading["seq"]
+        if not records:
+            record["epoch"] = epoch  # like bn, for the whole pack (+27 bytes, not per record)
+        if historical:
+            record["historical"] = True
+        if reading["quality"] != "good":
+            record["quality"] = reading["quality"]
+        records.append(record)
+    return json.dumps(records, separators=(",", ":"), allow_nan=False).encode()

@@ -1,0 +1,1 @@
+"""Tests of the deployment files: systemd unit, install script, balena."""

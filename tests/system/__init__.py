@@ -1,0 +1,1 @@
+"""Whole-system tests: end to end, faults, the README's commands."""
