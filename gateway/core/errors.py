@@ -250,8 +250,15 @@ class UnsafeKeyFile(ForwardError):
 class BrokerUnavailable(ForwardError):
     """The MQTT broker could not be reached, refused the session, or the session broke.
 
-    Raised only by :func:`gateway.uplink.boundary.mqtt_errors`; the aiomqtt error is the cause.
+    Raised only by :func:`gateway.uplink.boundary.mqtt_errors`; the aiomqtt error is the cause,
+    and the message is its text (what ``streetgate status`` shows as the last error).
     """
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host = host
+        self.port = port
+        self.reason = reason
+        super().__init__(reason)
 
 
 class ErrorCode(StrEnum):
