@@ -24,12 +24,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.core.errors import ManifestError
+
 __all__ = [
     "BOARD_MANIFEST_PATH",
     "NODE_CONFIG_PATH",
     "FileEntry",
     "Manifest",
-    "ManifestError",
     "check_files",
     "check_path",
     "key_id",
@@ -48,10 +49,6 @@ _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$")
 MAX_FILES = 512
-
-
-class ManifestError(ValueError):
-    """A manifest, a path in it, or the files beside it are not what the format allows."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,13 +27,14 @@ import serial  # type: ignore[import-untyped]
 from mpremote.transport import TransportError, TransportExecError  # type: ignore[import-untyped]
 from mpremote.transport_serial import SerialTransport  # type: ignore[import-untyped]
 
-from firmware.bundle import BOARD_MANIFEST_PATH, ManifestError, parse_manifest, sha256_hex
+from firmware.bundle import BOARD_MANIFEST_PATH, parse_manifest, sha256_hex
 from gateway.core.errors import (
     BoardDidNotReturn,
     BoardError,
     BoardNotFound,
     CopyMismatch,
     KeyReuseRefused,
+    ManifestError,
     NotMicroPython,
 )
 

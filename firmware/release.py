@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from firmware.bundle import (
     MAX_FILES,
     Manifest,
-    ManifestError,
     check_files,
     check_path,
     key_id,
@@ -35,7 +34,13 @@ from firmware.bundle import (
     sign,
     signature_valid,
 )
-from gateway.core.errors import BundleError, ReleaseKeyError, SignatureInvalid, UnsafeReleaseKey
+from gateway.core.errors import (
+    BundleError,
+    ManifestError,
+    ReleaseKeyError,
+    SignatureInvalid,
+    UnsafeReleaseKey,
+)
 from gateway.core.key_files import unsafe_mode, write_atomically
 
 __all__ = [

@@ -4,7 +4,8 @@ The private key is made on the gateway and never leaves it: ``init_credentials``
 mode 0600 from the first byte and a certificate signing request (subject CN = the gateway id)
 next to it for the city's CA. ``install_certificate`` checks what comes back (same public key,
 CN, chains to the CA, valid now) before it replaces anything. Nothing here returns or prints
-key material. Errors are ``CredsError`` with the exit code the CLI uses.
+key material. Errors are ``CredsError`` subclasses saying what failed; the CLI maps them
+to exit codes.
 """
 
 from __future__ import annotations
@@ -21,15 +22,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway.cli.exit_codes import ExitCode
 from gateway.config.model import GatewayConfig, TlsConfig
-from gateway.core.errors import StreetgateError
+from gateway.core.errors import (
+    CredsError,
+    CredsFileMissing,
+    CredsNotConfigured,
+    CredsPermissionDenied,
+    CredsWouldOverwrite,
+)
 from gateway.core.key_files import unsafe_mode, write_atomically
 
 __all__ = [
     "EXPIRY_WARNING_DAYS",
     "CertificateInfo",
-    "CredsError",
     "InitResult",
     "KeyType",
     "check_certificate",
@@ -47,14 +52,6 @@ class KeyType(StrEnum):
 
     EC = "ec"
     RSA = "rsa"
-
-
-class CredsError(StreetgateError):
-    """A credentials step failed; ``exit_code`` says how (NOT_FOUND, PERMISSION, FAILURE...)."""
-
-    def __init__(self, exit_code: ExitCode, message: str) -> None:
-        self.exit_code = exit_code
-        super().__init__(message)
 
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -100,12 +97,12 @@ def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
-        raise CredsError(ExitCode.NOT_FOUND, f"{what} {path} does not exist") from exc
+        raise CredsFileMissing(f"{what} {path} does not exist") from exc
     except PermissionError as exc:
         message = f"cannot read {what} {path}: permission denied"
-        raise CredsError(ExitCode.PERMISSION, message) from exc
+        raise CredsPermissionDenied(message) from exc
     except OSError as exc:
-        raise CredsError(ExitCode.FAILURE, f"cannot read {what} {path}: {exc.strerror}") from exc
+        raise CredsError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
 def _write(path: Path, data: bytes, mode: int, what: str) -> None:
@@ -113,11 +110,9 @@ def _write(path: Path, data: bytes, mode: int, what: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomically(path, data, mode)
     except PermissionError as exc:
-        raise CredsError(
-            ExitCode.PERMISSION, f"cannot write {what} {path}: permission denied"
-        ) from exc
+        raise CredsPermissionDenied(f"cannot write {what} {path}: permission denied") from exc
     except OSError as exc:
-        raise CredsError(ExitCode.FAILURE, f"cannot write {what} {path}: {exc.strerror}") from exc
+        raise CredsError(f"cannot write {what} {path}: {exc.strerror}") from exc
 
 
 def _generate_key(key_type: KeyType) -> PrivateKey:
@@ -151,15 +146,13 @@ def init_credentials(
     elif tls is not None and tls.key_file is not None:
         key_file = tls.key_file
     else:
-        raise CredsError(
-            ExitCode.CONFIG,
+        raise CredsNotConfigured(
             "the config sets no mqtt.tls.key_file: add [mqtt.tls] ca_file, cert_file and"
             " key_file, or give --dir",
         )
     csr_file = key_file.with_suffix(".csr")
     if key_file.exists() and not force:
-        raise CredsError(
-            ExitCode.DECLINED,
+        raise CredsWouldOverwrite(
             f"{key_file} already exists: not replacing a private key (give --force to make a new"
             " one; the certificate issued for the old key then stops working)",
         )
@@ -180,7 +173,7 @@ def _load_certs(data: bytes, path: Path, what: str) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
-        raise CredsError(ExitCode.FAILURE, f"{path}: not a PEM {what}") from exc
+        raise CredsError(f"{path}: not a PEM {what}") from exc
     return certs
 
 
@@ -227,11 +220,9 @@ def _load_private_key(key_file: Path) -> PrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise CredsError(
-            ExitCode.FAILURE, f"{key_file}: not an unencrypted PEM private key"
-        ) from exc
+        raise CredsError(f"{key_file}: not an unencrypted PEM private key") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise CredsError(ExitCode.FAILURE, f"{key_file}: only EC and RSA keys are supported")
+        raise CredsError(f"{key_file}: only EC and RSA keys are supported")
     return key
 
 
@@ -252,31 +243,26 @@ def check_certificate(
     key = _load_private_key(key_file)
     if _public_key_pem(leaf) != _public_key_pem(key):
         raise CredsError(
-            ExitCode.FAILURE,
             f"{cert_source} is not for the private key {key_file} (the public keys differ):"
             " was it signed from this gateway's CSR?",
         )
     cn = _common_name(leaf.subject)
     if cn != gateway_id:
         raise CredsError(
-            ExitCode.FAILURE,
             f"{cert_source} is for CN={cn}, not for this gateway ({gateway_id})",
         )
     if not _chains_to(leaf, certs[1:], roots):
         raise CredsError(
-            ExitCode.FAILURE,
             f"{cert_source} (issuer {leaf.issuer.rfc4514_string()}) was not issued by the CA"
             f" in {ca_source}",
         )
     if now < leaf.not_valid_before_utc:
         raise CredsError(
-            ExitCode.FAILURE,
             f"{cert_source} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
             " (is this machine's clock right?)",
         )
     if now > leaf.not_valid_after_utc:
         raise CredsError(
-            ExitCode.FAILURE,
             f"{cert_source} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
         )
     return leaf
@@ -285,8 +271,7 @@ def check_certificate(
 def _configured_paths(config: GatewayConfig) -> tuple[TlsConfig, Path, Path]:
     tls = _tls(config)
     if tls is None or tls.cert_file is None or tls.key_file is None:
-        raise CredsError(
-            ExitCode.CONFIG,
+        raise CredsNotConfigured(
             "the config sets no client certificate: add [mqtt.tls] ca_file, cert_file and key_file",
         )
     return tls, tls.cert_file, tls.key_file
@@ -305,8 +290,7 @@ def install_certificate(
     ca_pem = _read(ca_source, "the CA certificate")
     mode = _key_mode(key_file)
     if mode is not None and mode & 0o077:
-        raise CredsError(
-            ExitCode.PERMISSION,
+        raise CredsPermissionDenied(
             f"the private key {key_file} is readable by others (mode {mode:04o});"
             f" fix it with: chmod 600 {key_file}",
         )

@@ -17,12 +17,12 @@ from typing import Annotated, Any
 import typer
 
 from gateway.cli.common import ConfigOption, err, load_or_exit
-from gateway.cli.exit_codes import ExitCode
+from gateway.cli.exit_codes import ExitCode, exit_code_for
+from gateway.core.errors import CredsError
 from provisioning import command_key_cli
 from provisioning.creds import (
     EXPIRY_WARNING_DAYS,
     CertificateInfo,
-    CredsError,
     KeyType,
     describe_certificate,
     init_credentials,
@@ -35,7 +35,7 @@ __all__ = ["register", "show_dict"]
 
 def _fail(exc: CredsError) -> typer.Exit:
     err(f"streetgate creds: {exc}")
-    return typer.Exit(exc.exit_code)
+    return typer.Exit(exit_code_for(exc))
 
 
 def _now() -> dt.datetime:

@@ -4,9 +4,10 @@ balena-sdk is imported only here, only when a ``fleet`` command runs, through an
 that tests replace to simulate a missing extra. The SDK hides some failures: raw endpoints
 (``/device/register``, whoami) never raise on HTTP errors, a dropped connection there becomes
 ``NotLoggedIn``, and a 5xx answer is printed to stdout. So ``FleetClient`` translates every
-SDK and ``requests`` error at one boundary (``_translated``) into ``FleetError`` carrying the
-exit code, keeps stdout clean, and reads back what it wrote (variables, tags, the pinned
-release, the registered device) instead of trusting a quiet return.
+SDK and ``requests`` error at one boundary (``_translated``) into a ``FleetError`` subclass
+saying what failed (the CLI maps it to an exit code), keeps stdout clean, and reads back
+what it wrote (variables, tags, the pinned release, the registered device) instead of
+trusting a quiet return.
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gateway.cli.exit_codes import ExitCode
-from gateway.core.errors import StreetgateError
+from gateway.core.errors import (
+    FleetBadRequest,
+    FleetError,
+    FleetNotFound,
+    FleetPermissionDenied,
+    FleetUnreachable,
+    NoAnswer,
+)
 from gateway.core.key_files import unsafe_mode
 
 __all__ = [
@@ -33,9 +40,7 @@ __all__ = [
     "URL_ENV",
     "DeviceStatus",
     "FleetClient",
-    "FleetError",
     "Importer",
-    "NoAnswer",
     "read_token",
 ]
 
@@ -47,22 +52,6 @@ _EXCERPT = 200
 DEFAULT_TIMEOUT = 30.0  # seconds for one SDK call; the SDK itself waits for ever
 
 Importer = Callable[[str], ModuleType]
-
-
-class NoAnswer(TimeoutError):
-    """An SDK call did not return within the client's timeout."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        super().__init__(f"no answer within {seconds:g} s")
-
-
-class FleetError(StreetgateError):
-    """A fleet command failed; ``exit_code`` says how (UNREACHABLE, NOT_FOUND, FAILURE...)."""
-
-    def __init__(self, exit_code: ExitCode, message: str) -> None:
-        self.exit_code = exit_code
-        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +75,7 @@ def read_token(token_file: Path | None, environ: Mapping[str, str] | None = None
     if token_file is None:
         token = env.get(TOKEN_ENV, "").strip()
         if not token:
-            raise FleetError(
-                ExitCode.USAGE,
+            raise FleetBadRequest(
                 f"no balena API token: set {TOKEN_ENV} or give --token-file FILE (mode 0600)",
             )
         return token
@@ -95,22 +83,19 @@ def read_token(token_file: Path | None, environ: Mapping[str, str] | None = None
         mode = unsafe_mode(token_file)
         token = token_file.read_text("utf-8").strip()
     except FileNotFoundError as exc:
-        raise FleetError(ExitCode.NOT_FOUND, f"token file {token_file} does not exist") from exc
+        raise FleetNotFound(f"token file {token_file} does not exist") from exc
     except PermissionError as exc:
         message = f"cannot read token file {token_file}: permission denied"
-        raise FleetError(ExitCode.PERMISSION, message) from exc
+        raise FleetPermissionDenied(message) from exc
     except OSError as exc:
-        raise FleetError(
-            ExitCode.FAILURE, f"cannot read token file {token_file}: {exc.strerror}"
-        ) from exc
+        raise FleetError(f"cannot read token file {token_file}: {exc.strerror}") from exc
     if mode is not None:
-        raise FleetError(
-            ExitCode.PERMISSION,
+        raise FleetPermissionDenied(
             f"token file {token_file} is readable by others (mode {mode:04o});"
             f" fix it with: chmod 600 {token_file}",
         )
     if not token:
-        raise FleetError(ExitCode.FAILURE, f"token file {token_file} is empty")
+        raise FleetError(f"token file {token_file} is empty")
     return token
 
 
@@ -118,13 +103,9 @@ def check_variable_names(names: list[str]) -> None:
     """Refuse names balena would refuse (or treat as device configuration)."""
     for name in names:
         if not _VARIABLE_NAME.match(name):
-            raise FleetError(
-                ExitCode.USAGE, f"{name!r} is not a valid variable name (letters, digits, _)"
-            )
+            raise FleetBadRequest(f"{name!r} is not a valid variable name (letters, digits, _)")
         if name.upper().startswith(_RESERVED_PREFIXES):
-            raise FleetError(
-                ExitCode.USAGE, f"{name}: BALENA_ and RESIN_ names are device configuration"
-            )
+            raise FleetBadRequest(f"{name}: BALENA_ and RESIN_ names are device configuration")
 
 
 def _excerpt(text: object) -> str:
@@ -166,7 +147,6 @@ class FleetClient:
             self._http = importer("requests.exceptions")
         except ImportError as exc:
             raise FleetError(
-                ExitCode.FAILURE,
                 "balena-sdk is not installed: install streetgate[fleet]"
                 " (pip install 'streetgate[fleet]')",
             ) from exc
@@ -195,36 +175,32 @@ class FleetClient:
         except unreachable as exc:
             raise self._unreachable(what, exc) from exc
         except NoAnswer as exc:
-            raise FleetError(
-                ExitCode.UNREACHABLE,
+            raise FleetUnreachable(
                 f"{what}: no answer from the balena API at {self.api_url} within {exc.seconds:g} s",
             ) from exc
         except errors.NotLoggedIn as exc:
             if _caused_by(exc, unreachable):
                 raise self._unreachable(what, exc) from exc
             raise FleetError(
-                ExitCode.FAILURE,
                 f"{what}: the balena API did not accept the token (${TOKEN_ENV} or --token-file)",
             ) from exc
         except (errors.DeviceNotFound, errors.ApplicationNotFound, errors.ReleaseNotFound) as exc:
-            raise FleetError(ExitCode.NOT_FOUND, f"{what}: {exc.message}") from exc
+            raise FleetNotFound(f"{what}: {exc.message}") from exc
         except errors.InvalidParameter as exc:
-            raise FleetError(ExitCode.USAGE, f"{what}: {exc.message}") from exc
+            raise FleetBadRequest(f"{what}: {exc.message}") from exc
         except errors.RequestError as exc:
             status = exc.status_code
-            code = ExitCode.NOT_FOUND if status == 404 else ExitCode.FAILURE
-            raise FleetError(
-                code, f"{what}: the balena API refused it (HTTP {status}): {_excerpt(exc.body)}"
+            refused = FleetNotFound if status == 404 else FleetError
+            raise refused(
+                f"{what}: the balena API refused it (HTTP {status}): {_excerpt(exc.body)}"
             ) from exc
         except errors.BalenaException as exc:
-            raise FleetError(ExitCode.FAILURE, f"{what}: {exc.message}") from exc
+            raise FleetError(f"{what}: {exc.message}") from exc
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             # the SDK indexing an error answer it took for data
-            raise FleetError(
-                ExitCode.FAILURE, f"{what}: unexpected answer from the balena API ({exc!r})"
-            ) from exc
+            raise FleetError(f"{what}: unexpected answer from the balena API ({exc!r})") from exc
         except Exception as exc:  # the SDK raises bare Exception (a key that is not a user's)
-            raise FleetError(ExitCode.FAILURE, f"{what}: {exc}") from exc
+            raise FleetError(f"{what}: {exc}") from exc
 
     def _run(self, call: Callable[..., Any], *args: Any) -> Any:
         """``call(*args)`` on a daemon thread, waiting at most ``self.timeout`` seconds.
@@ -252,9 +228,7 @@ class FleetClient:
 
     def _unreachable(self, what: str, exc: BaseException) -> FleetError:
         del exc  # the cause is chained; its text is a long urllib3 repr
-        return FleetError(
-            ExitCode.UNREACHABLE, f"{what}: cannot reach the balena API at {self.api_url}"
-        )
+        return FleetUnreachable(f"{what}: cannot reach the balena API at {self.api_url}")
 
     def _check_token(self) -> None:
         if self._checked_token:
@@ -276,7 +250,6 @@ class FleetClient:
         # /device/register never raises: an error comes back as a string or an error object
         if not isinstance(answer, dict) or answer.get("uuid") != new_uuid:
             raise FleetError(
-                ExitCode.FAILURE,
                 f"registering a device in fleet {fleet}: the balena API did not register it"
                 f" (answer: {_excerpt(answer if isinstance(answer, str) else 'no device')})",
             )
@@ -286,7 +259,6 @@ class FleetClient:
         in_fleet = registered.get("belongs_to__application") or [{}]
         if fleet not in {in_fleet[0].get("slug"), in_fleet[0].get("uuid")}:
             raise FleetError(
-                ExitCode.FAILURE,
                 f"registering a device in fleet {fleet}: the API answered, but device"
                 f" {new_uuid} is not in the fleet afterwards",
             )
@@ -301,7 +273,7 @@ class FleetClient:
         with self._translated(f"{what} device {uuid}"):
             found = self._run(self._sdk.models.device.get, uuid, options)
         if not isinstance(found, dict):
-            raise FleetError(ExitCode.FAILURE, f"{what} device {uuid}: unexpected answer")
+            raise FleetError(f"{what} device {uuid}: unexpected answer")
         return found
 
     # -- variables and tags ------------------------------------------------------------------
@@ -350,7 +322,6 @@ class FleetClient:
         wrong = sorted(name for name, value in wanted.items() if stored.get(name) != value)
         if wrong:
             raise FleetError(
-                ExitCode.FAILURE,
                 f"device {uuid}: the balena API accepted but did not store {kind}(s)"
                 f" {', '.join(wrong)} (read back: {[stored.get(n) for n in wrong]})",
             )
@@ -369,7 +340,6 @@ class FleetClient:
         )
         if pinned is None or not pinned.startswith(commit):
             raise FleetError(
-                ExitCode.FAILURE,
                 f"pinning device {uuid} to release {commit}: the API answered, but the device"
                 f" is pinned to {pinned or 'no release'}",
             )

@@ -17,12 +17,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from gateway.cli.common import load_or_exit
+from gateway.cli.exit_codes import exit_code_for
+from gateway.core.errors import FleetError
 from provisioning.fleet import (
     DEFAULT_TIMEOUT,
     URL_ENV,
     DeviceStatus,
     FleetClient,
-    FleetError,
     Importer,
     read_token,
 )
@@ -77,7 +78,7 @@ def _err(message: str) -> None:
 
 def _fail(exc: FleetError) -> typer.Exit:
     _err(f"streetgate fleet: {exc}")
-    return typer.Exit(exc.exit_code)
+    return typer.Exit(exit_code_for(exc))
 
 
 def _client(

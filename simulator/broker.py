@@ -9,9 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-
-class BrokerNotInstalled(RuntimeError):
-    """mosquitto is not on this machine."""
+from gateway.core.errors import BrokerNotInstalled
 
 
 def free_port() -> int:

@@ -29,7 +29,7 @@ from drivers.profile import Profile, load_profile
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import BAUD_RATES
 from gateway.config.model import NAME_PATTERN, parse_config
-from gateway.core.errors import ConfigError
+from gateway.core.errors import ConfigError, WriteConfigError
 from gateway.core.units import format_duration, parse_duration
 from simulator.modbus_rtu_server import precise_timer_loop
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
@@ -41,7 +41,6 @@ __all__ = [
     "ConfigDevice",
     "GatewaySettings",
     "SimProfile",
-    "WriteConfigError",
     "config_toml",
     "fleet",
     "register",
@@ -137,10 +136,6 @@ def config_toml(
     return "\n".join(lines) + "\n"
 
 
-class WriteConfigError(Exception):
-    """The config file could not be written (it exists, or the folder is not writable)."""
-
-
 def write_config_file(path: Path, text: str, *, force: bool) -> None:
     """Write a config after checking it loads; without ``force`` an existing file is kept."""
     parse_config(tomllib.loads(text), str(path), path.parent.resolve())
@@ -148,9 +143,9 @@ def write_config_file(path: Path, text: str, *, force: bool) -> None:
         with path.open("w" if force else "x", encoding="utf-8") as file:
             file.write(text)
     except FileExistsError as exc:
-        raise WriteConfigError(f"{path} exists; add --force to overwrite it") from exc
+        raise WriteConfigError(path, f"{path} exists; add --force to overwrite it") from exc
     except OSError as exc:
-        raise WriteConfigError(f"cannot write {path}: {exc.strerror}") from exc
+        raise WriteConfigError(path, f"cannot write {path}: {exc.strerror}") from exc
 
 
 def _profiles(refs: Sequence[str]) -> list[SimProfile]:

@@ -18,9 +18,10 @@ import typer
 from drivers.profile import load_profile
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.model import GatewayConfig, parse_config
+from gateway.core.errors import BrokerNotInstalled
 from gateway.runtime.app import run_gateway
 from gateway.uplink.forwarder import readings_topic
-from simulator.broker import BrokerNotInstalled, LocalMosquitto
+from simulator.broker import LocalMosquitto
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 
 DEMO_FLEET = ("sdm120", "sdm630", "xy-md02")

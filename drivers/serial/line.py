@@ -19,17 +19,13 @@ from dataclasses import dataclass
 
 from drivers.serial.frame_stats import BadReason, FrameStats
 from gateway.config.devices import LineField
-from gateway.core.errors import FrameError
+from gateway.core.errors import FrameError, NoMatchError
 from gateway.core.model import Sample
 
-__all__ = ["MAX_LINE", "LineFormat", "LineStream", "NoMatchError", "decode_line"]
+__all__ = ["MAX_LINE", "LineFormat", "LineStream", "decode_line"]
 
 #: Longest line kept, in bytes; anything longer is garbage (a missing line end, line noise).
 MAX_LINE = 512
-
-
-class NoMatchError(FrameError):
-    """A line that does not match the pattern (or is not text in the device's encoding)."""
 
 
 @dataclass(frozen=True)

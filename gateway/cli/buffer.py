@@ -25,13 +25,11 @@ import typer
 from gateway.cli.common import ConfigOption, err, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
-from gateway.core.errors import StoreError
+from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
 from gateway.runtime.state_file import GatewayView, current_view, state_path
 from gateway.store.reader import (
     EXPORT_COLUMNS,
     BufferStatus,
-    OutboxDamaged,
-    OutboxMissing,
     PurgePlan,
     buffer_status,
     exporting,

@@ -4,6 +4,25 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from gateway.core.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    CredsFileMissing,
+    CredsNotConfigured,
+    CredsPermissionDenied,
+    CredsWouldOverwrite,
+    DeviceUnreachable,
+    FleetBadRequest,
+    FleetNotFound,
+    FleetPermissionDenied,
+    FleetUnreachable,
+    OutboxDamaged,
+    OutboxForeign,
+    OutboxLocked,
+    OutboxMissing,
+    UnsafeKeyFile,
+)
+
 
 class ExitCode(IntEnum):
     """What a command's exit status means; the same number means the same thing everywhere."""
@@ -17,3 +36,35 @@ class ExitCode(IntEnum):
     NOT_FOUND = 6  # what the command was asked about does not exist (yet)
     DAMAGED = 7  # a data file is damaged (left untouched)
     DECLINED = 8  # refused or declined: nothing changed
+
+
+#: Most specific first: the first type an exception is an instance of decides its code.
+_EXIT_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
+    (CredsFileMissing, ExitCode.NOT_FOUND),
+    (CredsPermissionDenied, ExitCode.PERMISSION),
+    (CredsNotConfigured, ExitCode.CONFIG),
+    (CredsWouldOverwrite, ExitCode.DECLINED),
+    (FleetUnreachable, ExitCode.UNREACHABLE),
+    (FleetNotFound, ExitCode.NOT_FOUND),
+    (FleetPermissionDenied, ExitCode.PERMISSION),
+    (FleetBadRequest, ExitCode.USAGE),
+    (ConfigError, ExitCode.CONFIG),
+    (OutboxMissing, ExitCode.NOT_FOUND),
+    (OutboxDamaged, ExitCode.DAMAGED),
+    (OutboxLocked, ExitCode.DECLINED),
+    (OutboxForeign, ExitCode.DECLINED),
+    (UnsafeKeyFile, ExitCode.PERMISSION),
+    (DeviceUnreachable, ExitCode.UNREACHABLE),
+    (BrokerUnavailable, ExitCode.UNREACHABLE),
+)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit status a command ends with when ``exc`` stops it: decided here, not by the error.
+
+    Anything not listed (a failed check, a runtime error) is ``FAILURE``.
+    """
+    for kind, code in _EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return ExitCode.FAILURE

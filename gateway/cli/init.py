@@ -45,7 +45,7 @@ from gateway.config.devices import (
 )
 from gateway.config.model import GatewayConfig, MqttConfig, OutboxConfig, parse_config
 from gateway.config.toml_write import dumps
-from gateway.core.errors import ConfigError
+from gateway.core.errors import BadAnswer, ConfigError
 from gateway.core.key_files import unsafe_mode, write_atomically
 from gateway.core.validation import issues_from_validation_error
 
@@ -72,10 +72,6 @@ DEVICE_KINDS: dict[str, type[BaseModel]] = {
 }
 
 _INT_KEYS = {"port", "unit_id", "baudrate", "stopbits"}
-
-
-class BadAnswer(ValueError):
-    """An answer the config would reject; the message says why."""
 
 
 def _err(message: str) -> None:

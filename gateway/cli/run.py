@@ -14,10 +14,15 @@ import typer
 from gateway.cli.common import load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.change import read_marker
-from gateway.core.errors import ConfigError, StreetgateError, UnsafeKeyFile
+from gateway.core.errors import (
+    ConfigError,
+    OutboxForeign,
+    OutboxLocked,
+    StreetgateError,
+    UnsafeKeyFile,
+)
 from gateway.runtime.journal_log import log_handler
 from gateway.runtime.supervisor import Supervisor
-from gateway.store.outbox_files import OutboxForeign, OutboxLocked
 
 
 def setup_logging(level: str) -> None:

@@ -26,15 +26,9 @@ import typer
 from gateway.cli.common import load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
-from gateway.core.errors import StoreError
+from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
 from gateway.runtime.state_file import current_view, state_path
-from gateway.store.reader import (
-    OutboxDamaged,
-    OutboxMissing,
-    buffer_status,
-    exporting,
-    reading_fields,
-)
+from gateway.store.reader import buffer_status, exporting, reading_fields
 
 __all__ = ["POLL_INTERVAL", "format_reading", "register"]
 

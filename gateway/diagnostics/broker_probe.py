@@ -22,8 +22,9 @@ from pathlib import Path
 import aiomqtt
 
 from gateway.config.model import GatewayConfig
-from gateway.core.errors import ConfigError, StreetgateError
+from gateway.core.errors import BrokerUnavailable, ConfigError, StreetgateError
 from gateway.diagnostics.doctor import CheckResult
+from gateway.uplink.boundary import mqtt_errors
 from gateway.uplink.forwarder import read_password, tls_context
 
 __all__ = ["EXPIRY_WARNING_DAYS", "BrokerSetup", "broker_checks", "broker_setup"]
@@ -163,7 +164,7 @@ async def broker_checks(setup: BrokerSetup) -> AsyncIterator[CheckResult]:
                 return
     finally:
         if session.client is not None:  # the caller stopped between CONNECT and read-back
-            with contextlib.suppress(aiomqtt.MqttError):
+            with contextlib.suppress(BrokerUnavailable), mqtt_errors(setup.host, setup.port):
                 await session.client.__aexit__(None, None, None)
 
 
@@ -296,8 +297,9 @@ async def _mqtt_connect(setup: BrokerSetup, session: _Session) -> CheckResult:
     )
     try:
         async with asyncio.timeout(setup.timeout):
-            await client.__aenter__()
-    except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+            with mqtt_errors(setup.host, setup.port):
+                await client.__aenter__()
+    except (BrokerUnavailable, OSError, TimeoutError) as exc:
         hint = "check mqtt.username and mqtt.password_file against the broker's accounts"
         if setup.tls is not None:
             hint = (
@@ -328,18 +330,19 @@ async def _readback(setup: BrokerSetup, session: _Session) -> CheckResult:
     payload = secrets.token_hex(8).encode()
     try:
         async with asyncio.timeout(setup.timeout):
-            await client.subscribe(setup.topic, qos=1)
-            await client.publish(setup.topic, payload, qos=1)
-            async for message in client.messages:
-                if message.payload == payload:
-                    break
+            with mqtt_errors(setup.host, setup.port):
+                await client.subscribe(setup.topic, qos=1)
+                await client.publish(setup.topic, payload, qos=1)
+                async for message in client.messages:
+                    if message.payload == payload:
+                        break
         ok = True
         detail = f"published to {setup.topic} and read it back"
-    except (aiomqtt.MqttError, TimeoutError) as exc:
+    except (BrokerUnavailable, TimeoutError) as exc:
         ok = False
         detail = f"{setup.topic}: {_connect_error(exc, setup)}"
     finally:
-        with contextlib.suppress(aiomqtt.MqttError):
+        with contextlib.suppress(BrokerUnavailable), mqtt_errors(setup.host, setup.port):
             await client.__aexit__(None, None, None)
     hint = (
         ""

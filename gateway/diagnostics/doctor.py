@@ -27,9 +27,9 @@ from gateway.config.devices import (
 from gateway.config.model import GatewayConfig
 from gateway.config.transport_security import transport_warnings
 from gateway.core.clock import SystemClock
-from gateway.core.errors import PortUnavailable, StoreError
+from gateway.core.errors import OutboxDamaged, OutboxMissing, PortUnavailable, StoreError
 from gateway.runtime.state_file import current_view, read_state, state_path
-from gateway.store.reader import OutboxDamaged, OutboxMissing, buffer_status, integrity_problems
+from gateway.store.reader import buffer_status, integrity_problems
 
 __all__ = [
     "CheckResult",

@@ -24,8 +24,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.config.management import ManagementConfig
+from gateway.core.errors import CommandRejected, ErrorCode
 from gateway.core.key_files import write_atomically
-from gateway.management.protocol import MAX_COMMAND_BYTES, CommandRejected, ErrorCode
+from gateway.management.protocol import MAX_COMMAND_BYTES
 from gateway.management.signing import verify_command
 
 log = logging.getLogger(__name__)

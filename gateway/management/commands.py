@@ -29,18 +29,11 @@ from gateway.cli.config import effective_config
 from gateway.config.change import merge_patch, read_marker, stage_change
 from gateway.config.environment import overlay
 from gateway.config.model import GatewayConfig, parse_config
-from gateway.core.errors import ConfigError, DeviceError, DeviceTimeout
+from gateway.core.errors import CommandRejected, ConfigError, DeviceError, DeviceTimeout, ErrorCode
 from gateway.core.safe_files import MAX_CONFIG_BYTES, read_config_file
 from gateway.management.auth import CommandGuard
 from gateway.management.command_ids import ReplyMemory, replies_path
-from gateway.management.protocol import (
-    Command,
-    CommandRejected,
-    ErrorCode,
-    ReplyStatus,
-    parse_command,
-    reply_payload,
-)
+from gateway.management.protocol import Command, ReplyStatus, parse_command, reply_payload
 from gateway.management.remote_scope import refused_changes
 from gateway.uplink.forwarder import Forwarder, command_topic, reply_topic
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from gateway.core.errors import CommandRejected, ErrorCode
+
 __all__ = [
     "MAX_COMMAND_BYTES",
     "Command",
-    "CommandRejected",
-    "ErrorCode",
     "ReplyStatus",
     "parse_command",
     "reply_payload",
@@ -37,32 +37,6 @@ class ReplyStatus(StrEnum):
     ERROR = "error"  # not done; ``error`` says why
 
 
-class ErrorCode(StrEnum):
-    """``error.code`` in a reply."""
-
-    BAD_PAYLOAD = "bad_payload"  # not UTF-8 JSON, or too large
-    BAD_REQUEST = "bad_request"  # JSON, but not a command object (id, command, args)
-    WRONG_GATEWAY = "wrong_gateway"  # addressed to another gateway
-    RETAINED = "retained"  # a retained command would run again on every reconnect
-    UNKNOWN_COMMAND = "unknown_command"
-    BAD_ARGS = "bad_args"  # the command's args are missing or of the wrong type
-    BUSY = "busy"  # the command queue is full, or a config change is still pending
-    NOT_FOUND = "not_found"  # no such device
-    UNSUPPORTED = "unsupported"  # the device or gateway cannot do this
-    DEVICE_ERROR = "device_error"  # the device could not be read
-    TIMEOUT = "timeout"
-    INVALID_CONFIG = "invalid_config"  # config-set: the new config does not validate
-    LOCAL_ONLY = "local_only"  # config-set: a key that may be changed on site only
-    WRITE_FAILED = "write_failed"  # config-set: the config file could not be written
-    ROLLED_BACK = "rolled_back"  # config-set: see ReplyStatus.ROLLED_BACK
-    INTERNAL = "internal"  # a bug: the gateway logged it
-    # [management] require_signed (docs/mqtt.md#signed-commands):
-    UNSIGNED = "unsigned"  # no signature, and this gateway requires one
-    BAD_SIGNATURE = "bad_signature"  # does not verify with the configured command key
-    STALE = "stale"  # ts outside the accepted window (too old, or from the future)
-    REPLAYED = "replayed"  # this nonce was already used
-
-
 @dataclass(frozen=True, slots=True)
 class Command:
     """One command as the platform sent it."""
@@ -70,26 +44,6 @@ class Command:
     id: str
     command: str
     args: dict[str, Any] = field(default_factory=dict)
-
-
-class CommandRejected(Exception):
-    """A payload that cannot be run; replied to with ``code`` and ``message``."""
-
-    def __init__(
-        self,
-        code: ErrorCode,
-        message: str,
-        *,
-        command_id: str | None = None,
-        command: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.command_id = command_id
-        self.command = command
-        self.details = details or {}
 
 
 def parse_command(payload: bytes, gateway_id: str, *, retained: bool = False) -> Command:

@@ -34,7 +34,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.management.protocol import CommandRejected, ErrorCode
+from gateway.core.errors import CommandRejected, ErrorCode
 
 __all__ = [
     "NONCE_BYTES",

@@ -32,9 +32,9 @@ from gateway.config.change import (
     start_trial,
 )
 from gateway.config.model import GatewayConfig, load_config
-from gateway.core.errors import ConfigError
+from gateway.core.errors import CommandRejected, ConfigError, ErrorCode
 from gateway.management.commands import CommandServer
-from gateway.management.protocol import CommandRejected, ErrorCode, ReplyStatus
+from gateway.management.protocol import ReplyStatus
 from gateway.runtime.app import Gateway, run_gateway
 from gateway.runtime.notify import Notifier
 from gateway.store.outbox_files import OutboxLock

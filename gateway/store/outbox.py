@@ -35,15 +35,9 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from gateway.config.model import OutboxConfig
-from gateway.core.errors import StoreError
+from gateway.core.errors import OutboxForeign, OutboxFull, StoreError
 from gateway.core.model import Reading
-from gateway.store.outbox_files import (
-    PRIVATE_MODE,
-    OutboxForeign,
-    OutboxLock,
-    open_companion,
-    refuse_symlink,
-)
+from gateway.store.outbox_files import PRIVATE_MODE, OutboxLock, open_companion, refuse_symlink
 from gateway.store.reserve import DiskReserve
 
 log = logging.getLogger(__name__)
@@ -95,10 +89,6 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 
 #: What an outbox epoch looks like (see migration 0003_outbox_epoch).
 EPOCH_PATTERN = r"^[0-9a-f]{16}$"
-
-
-class OutboxFull(StoreError):
-    """The disk is full and no room could be made; the batch was not committed."""
 
 
 #: Seconds between attempts to commit while the disk is full.

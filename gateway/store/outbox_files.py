@@ -23,13 +23,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from gateway.core.errors import StoreError
+from gateway.core.errors import OutboxForeign, OutboxLocked
 
 __all__ = [
     "PRIVATE_MODE",
-    "OutboxForeign",
     "OutboxLock",
-    "OutboxLocked",
     "lock_path",
     "open_companion",
     "refuse_symlink",
@@ -37,28 +35,6 @@ __all__ = [
 
 #: Mode of every file the gateway writes that may hold readings or secrets.
 PRIVATE_MODE = 0o600
-
-
-class OutboxLocked(StoreError):
-    """Another process (a running gateway) holds the outbox's lock."""
-
-    def __init__(self, path: Path, pid: int | None) -> None:
-        self.path = path
-        self.pid = pid
-        holder = f"the gateway with pid {pid}" if pid is not None else "another process"
-        super().__init__(
-            f"outbox {path} is in use by {holder} (lock {lock_path(path)}):"
-            " one gateway per outbox; stop that one first"
-        )
-
-
-class OutboxForeign(StoreError):
-    """The file at outbox.path (or at a companion's place) is not the gateway's: left alone."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"outbox {path}: {reason}; refusing to use, rename or overwrite it")
 
 
 def lock_path(outbox_path: Path) -> Path:

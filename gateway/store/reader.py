@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from gateway.core.errors import StoreError
+from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
 from gateway.store.outbox import MIGRATIONS
 
 __all__ = [
@@ -38,8 +38,6 @@ __all__ = [
     "EXPORT_COLUMNS",
     "PURGE_CHUNK",
     "BufferStatus",
-    "OutboxDamaged",
-    "OutboxMissing",
     "PurgePlan",
     "buffer_status",
     "exporting",
@@ -57,23 +55,6 @@ BUSY_TIMEOUT = 10.0  # seconds purge waits for the gateway's write lock
 EXPORT_COLUMNS = ("seq", "device", "metric", "value", "unit", "ts", "quality")
 
 _DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
-
-
-class OutboxMissing(StoreError):
-    """There is no outbox at the path (or the gateway never set it up)."""
-
-    def __init__(self, path: Path, detail: str) -> None:
-        self.path = path
-        super().__init__(f"no outbox at {path}: {detail}")
-
-
-class OutboxDamaged(StoreError):
-    """The file is not a readable SQLite database (the gateway would quarantine it)."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"outbox {path} is damaged ({reason})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,13 @@ from gateway import __version__
 from gateway.config.model import GatewayConfig, MqttConfig, MqttProtocol, PayloadFormat, TlsConfig
 from gateway.core.backoff import next_delay
 from gateway.core.cancelling import raise_if_cancelled
-from gateway.core.errors import ConfigError, ConfigIssue, ForwardError, UnsafeKeyFile
+from gateway.core.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    ConfigIssue,
+    ForwardError,
+    UnsafeKeyFile,
+)
 from gateway.core.key_files import unsafe_mode
 from gateway.core.safe_files import (
     MAX_PASSWORD_BYTES,
@@ -40,6 +46,7 @@ from gateway.core.safe_files import (
 )
 from gateway.management.protocol import MAX_COMMAND_BYTES
 from gateway.store.outbox import Outbox
+from gateway.uplink.boundary import mqtt_errors
 from gateway.uplink.inbound import Inbound, InboundLimits
 from gateway.uplink.senml import build_pack
 
@@ -273,8 +280,9 @@ class Forwarder:
         while True:
             self.stats.state = ForwarderState.CONNECTING
             try:
-                await self._session()
-            except* aiomqtt.MqttError as group:
+                with mqtt_errors(self._mqtt.host, self._mqtt.port):
+                    await self._session()
+            except* BrokerUnavailable as group:
                 self._lost(group.exceptions[0])
             if self.stats.state is ForwarderState.CONNECTED:
                 attempt = 0  # the connection worked; start backing off from the bottom again
@@ -349,8 +357,9 @@ class Forwarder:
             return False
         try:
             async with asyncio.timeout(self._mqtt.publish_timeout):
-                await client.publish(topic, payload, qos=1, retain=retain)
-        except (aiomqtt.MqttError, TimeoutError):
+                with mqtt_errors(self._mqtt.host, self._mqtt.port):
+                    await client.publish(topic, payload, qos=1, retain=retain)
+        except (BrokerUnavailable, TimeoutError):
             return False
         raise_if_cancelled()  # the caller (health, commands) must stop, not wait on forever
         return True
@@ -359,13 +368,14 @@ class Forwarder:
         """On a clean stop, replace the retained 'online' (the will is only sent on a lost link)."""
         try:
             async with asyncio.timeout(2):
-                await client.publish(
-                    self._status_topic,
-                    status_message("offline", reason="shutdown"),
-                    qos=1,
-                    retain=True,
-                )
-        except (aiomqtt.MqttError, TimeoutError):
+                with mqtt_errors(self._mqtt.host, self._mqtt.port):
+                    await client.publish(
+                        self._status_topic,
+                        status_message("offline", reason="shutdown"),
+                        qos=1,
+                        retain=True,
+                    )
+        except (BrokerUnavailable, TimeoutError):
             log.info("could not publish the offline status on shutdown")
 
     async def _drain(self, client: aiomqtt.Client) -> None:

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from firmware.bundle import (
-    ManifestError,
     check_files,
     check_path,
     key_id,
@@ -34,7 +33,13 @@ from firmware.release import (
 )
 from gateway.cli.exit_codes import ExitCode
 from gateway.cli.main import _register_subcommands, app
-from gateway.core.errors import BundleError, ReleaseKeyError, SignatureInvalid, UnsafeReleaseKey
+from gateway.core.errors import (
+    BundleError,
+    ManifestError,
+    ReleaseKeyError,
+    SignatureInvalid,
+    UnsafeReleaseKey,
+)
 from tests.support.node_firmware import firmware_dir
 
 _register_subcommands()

@@ -20,12 +20,16 @@ from drivers import build_driver
 from drivers.modbus.tcp import ModbusTcpDriver
 from drivers.profile import Profile, builtin_profiles, load_profile, parse_profile
 from gateway.config.model import ModbusTcpDevice, load_config
-from gateway.core.errors import ConfigError, DeviceUnreachable, ModbusExceptionCode
+from gateway.core.errors import (
+    ConfigError,
+    DeviceUnreachable,
+    ModbusExceptionCode,
+    WriteConfigError,
+)
 from simulator.cli import (
     ConfigDevice,
     GatewaySettings,
     SimProfile,
-    WriteConfigError,
     config_toml,
     fleet,
     register,

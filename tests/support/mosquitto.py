@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.broker import BrokerNotInstalled, LocalMosquitto, free_port
+from gateway.core.errors import BrokerNotInstalled
+from simulator.broker import LocalMosquitto, free_port
 
 __all__ = ["Mosquitto", "free_port"]
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.serial.frame_stats import BadReason
-from drivers.serial.line import LineFormat, LineStream, NoMatchError, decode_line
+from drivers.serial.line import LineFormat, LineStream, decode_line
 from gateway.config.devices import LineField
-from gateway.core.errors import FrameError
+from gateway.core.errors import FrameError, NoMatchError
 from gateway.core.model import Sample
 
 WEATHER = LineFormat.build(

@@ -19,7 +19,8 @@ from drivers.profile import load_profile
 from gateway.cli.exit_codes import ExitCode
 from gateway.cli.main import _register_subcommands, app
 from gateway.cli.tail import format_reading
-from gateway.store.reader import BufferStatus, OutboxMissing, buffer_status
+from gateway.core.errors import OutboxMissing
+from gateway.store.reader import BufferStatus, buffer_status
 from simulator.broker import free_port
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.gateway.cli.test_buffer_live import gateway_process

@@ -24,8 +24,8 @@ from gateway.config.change import (
     write_marker,
 )
 from gateway.config.toml_write import dumps
+from gateway.core.errors import CommandRejected, ErrorCode
 from gateway.management.commands import _validate
-from gateway.management.protocol import CommandRejected, ErrorCode
 from gateway.runtime.app import Gateway
 from gateway.runtime.supervisor import Supervisor
 from simulator.modbus_server import DeviceSpec, ModbusSimulator

@@ -15,9 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.config.management import ManagementConfig
 from gateway.config.model import parse_config
-from gateway.core.errors import ConfigError
+from gateway.core.errors import CommandRejected, ConfigError, ErrorCode
 from gateway.management.auth import MAX_NONCES, CommandGuard, NonceLedger, nonces_path
-from gateway.management.protocol import CommandRejected, ErrorCode
 from gateway.management.signing import canonical, sign_command, verify_command
 
 GW = "pole-17"

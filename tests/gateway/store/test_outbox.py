@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from gateway.config.model import OutboxConfig
-from gateway.core.errors import StoreError
+from gateway.core.errors import OutboxForeign, OutboxLocked, StoreError
 from gateway.core.model import Quality, Reading
 from gateway.store import outbox as outbox_module
 from gateway.store.outbox import APPLICATION_ID, MIGRATIONS, Outbox, encode_reading
-from gateway.store.outbox_files import OutboxForeign, OutboxLocked
 
 
 def readings(n: int, start: int = 0, device: str = "meter-1") -> list[Reading]:
