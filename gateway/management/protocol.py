@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from gateway.uplink.inbound import MAX_COMMAND_BYTES
+
 __all__ = [
     "MAX_COMMAND_BYTES",
     "Command",
@@ -22,9 +24,6 @@ __all__ = [
     "parse_command",
     "reply_payload",
 ]
-
-#: Larger payloads are refused unread (a config-set of a big config is a few kB).
-MAX_COMMAND_BYTES = 256 * 1024
 
 
 class ReplyStatus(StrEnum):

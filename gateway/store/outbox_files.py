@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Self
 
 from gateway.core.errors import StoreError
+from gateway.core.key_files import PRIVATE_MODE
 
 __all__ = [
     "PRIVATE_MODE",
@@ -34,9 +35,6 @@ __all__ = [
     "open_companion",
     "refuse_symlink",
 ]
-
-#: Mode of every file the gateway writes that may hold readings or secrets.
-PRIVATE_MODE = 0o600
 
 
 class OutboxLocked(StoreError):
