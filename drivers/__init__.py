@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from drivers.ble.common import BleBackends
     from gateway.core.clock import SystemClock
 
-__all__ = ["build_driver", "build_sources"]
+__all__ = ["AnyDevice", "PolledDevice", "build_driver", "build_sources"]
 
 #: What build_driver takes: the kinds polled one device at a time by the scheduler.
 PolledDevice = ModbusTcpDevice | Sds011Device | Pms5003Device | LineSensor | GattDevice
