@@ -10,18 +10,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from drivers.ble.config import BthomeDevice, GattDevice, RuuviDevice
+from drivers.modbus.config import ModbusRtuBus, ModbusTcpDevice
+from drivers.serial.config import LineSensor, Pms5003Device, Sds011Device
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     from drivers.base import Driver, Sink, Source
     from drivers.ble.common import BleBackends
-    from gateway.config.devices import DeviceConfig, PolledDevice
     from gateway.core.clock import SystemClock
 
-__all__ = ["build_driver", "build_sources"]
+__all__ = ["AnyDevice", "PolledDevice", "build_driver", "build_sources"]
 
-# Driver modules are imported when needed: gateway.config imports drivers.profile, which runs
-# this package's __init__ first, and validating a config should not import pymodbus or bleak.
+#: What build_driver takes: the kinds polled one device at a time by the scheduler.
+PolledDevice = ModbusTcpDevice | Sds011Device | Pms5003Device | LineSensor | GattDevice
+#: What build_sources looks through (gateway.config.devices.DeviceConfig is this union).
+AnyDevice = PolledDevice | ModbusRtuBus | BthomeDevice | RuuviDevice
+
+# Driver modules are imported when a device needs them, not for their config models: validating
+# a config, or a gateway without BLE or serial devices, should not import pymodbus, bleak or
+# pyserial (slow to import on a Pi, and bleak wants D-Bus).
 
 
 def build_driver(config: PolledDevice, *, ble: BleBackends | None = None) -> Driver:
@@ -49,7 +58,7 @@ def build_driver(config: PolledDevice, *, ble: BleBackends | None = None) -> Dri
 
 
 def build_sources(
-    devices: Sequence[DeviceConfig],
+    devices: Sequence[AnyDevice],
     sink: Sink,
     clock: SystemClock,
     *,
@@ -61,10 +70,8 @@ def build_sources(
     ``ble_counters``: the file that keeps the last accepted BTHome encryption counters across
     restarts (:func:`drivers.ble_counters.counters_path`); None: in memory only.
     """
-    from gateway.config.devices import BthomeDevice, RuuviDevice  # noqa: PLC0415 - see above
-
     sources: list[Source] = []
-    # The kinds of gateway.config_devices.PASSIVE_BLE_KINDS, narrowed for the type checker.
+    # The kinds of gateway.config.devices.PASSIVE_BLE_KINDS, narrowed for the type checker.
     passive_ble = [d for d in devices if isinstance(d, BthomeDevice | RuuviDevice)]
     if passive_ble:  # one scanner hears every passive BLE device
         from drivers.ble.counters import CounterFile  # noqa: PLC0415

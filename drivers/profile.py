@@ -230,6 +230,20 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
     return _load_builtin(ref)
 
 
+def load_profile_field(value: Any, info: ValidationInfo) -> Any:
+    """Field validator body: a profile given by name or path becomes a loaded Profile.
+
+    Relative paths resolve against ``base_dir`` in the validation context (the config's folder).
+    """
+    if isinstance(value, str):
+        base = (info.context or {}).get("base_dir")
+        try:
+            return load_profile(value, base)
+        except ConfigError as exc:
+            raise ValueError("; ".join(str(i) for i in exc.issues) + f" [{exc.source}]") from exc
+    return value
+
+
 @cache
 def _load_builtin(name: str) -> Profile:
     """Shipped profiles are package data: read and validated once per process."""

@@ -37,7 +37,7 @@ from gateway.core.errors import (
 if TYPE_CHECKING:
     from bleak.backends.client import BaseBleakClient
 
-    from gateway.config.devices import GattDevice
+    from drivers.ble.config import GattDevice
     from gateway.core.model import Sample
 
 __all__ = ["GattDriver"]

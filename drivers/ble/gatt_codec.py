@@ -17,7 +17,7 @@ from gateway.core.errors import FrameError
 from gateway.core.model import Sample
 
 if TYPE_CHECKING:
-    from gateway.config.devices import GattCharacteristic
+    from drivers.ble.config import GattCharacteristic
 
 __all__ = ["CharacteristicCodec"]
 

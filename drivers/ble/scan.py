@@ -11,7 +11,7 @@ two more tasks, ``scan:ble:deliver`` and ``scan:ble:watchdog``:
   every device goes DOWN and the start is retried after :func:`gateway.backoff.next_delay`.
 - The advertisement callback runs on the event loop for every advert and never blocks: it picks
   the device by MAC (case-insensitive; a BTHome advert may also carry its MAC), decodes it,
-  drops repeats, stamps the samples (:func:`gateway.scheduler.stamp`) and appends them to a
+  drops repeats, stamps the samples (:func:`gateway.core.polling.stamp`) and appends them to a
   bounded queue. A bad advert is a :class:`gateway.errors.BadFrame` on its device.
 - ``scan:ble:deliver`` hands the queued readings to the sink (the outbox) in batches.
   **When the queue is full** (the sink is held back longer than ``queue_size`` adverts take to
@@ -61,15 +61,15 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from drivers.base import Sink
 from drivers.ble.bthome import INFO_MAC_INCLUDED, SERVICE_UUID, SERVICE_UUID16, BthomeDecoder
 from drivers.ble.common import BleakErrors
+from drivers.ble.config import BthomeDevice, RuuviDevice
 from drivers.ble.counters import CounterFile, counter_id
 from drivers.ble.ruuvi import MANUFACTURER_ID, decode_ruuvi
-from gateway.config.devices import BthomeDevice, RuuviDevice
 from gateway.core.backoff import next_delay
 from gateway.core.clock import SystemClock
 from gateway.core.errors import AdapterUnavailable, BadFrame, DeviceError, DeviceTimeout, FrameError
 from gateway.core.health import DeviceStatus, Health, health_after
 from gateway.core.model import Quality, Reading, Sample
-from gateway.runtime.scheduler import stamp
+from gateway.core.polling import stamp
 
 __all__ = ["COUNTER_EARLY_WRITE", "REPLAY", "BleScanSource", "BleScanStats", "Seen", "is_repeat"]
 

@@ -42,13 +42,13 @@ from gateway.core.backoff import next_delay
 from gateway.core.errors import BadFrame, DeviceError, DeviceTimeout, FrameError, PortUnavailable
 from gateway.core.health import DeviceStatus
 from gateway.core.model import Quality
-from gateway.runtime.scheduler import BACKOFF_CAP, next_slot, record_failure, record_success, stamp
+from gateway.core.polling import BACKOFF_CAP, next_slot, record_failure, record_success, stamp
 
 if TYPE_CHECKING:
     from pymodbus.pdu import ModbusPDU
 
     from drivers.base import Sink
-    from gateway.config.devices import ModbusRtuBus, RtuUnit
+    from drivers.modbus.config import ModbusRtuBus, RtuUnit
     from gateway.core.clock import SystemClock
     from gateway.core.model import Sample
 

@@ -20,7 +20,7 @@ from gateway.core.errors import DeviceUnreachable
 if TYPE_CHECKING:
     from pymodbus.pdu import ModbusPDU
 
-    from gateway.config.model import ModbusTcpDevice
+    from drivers.modbus.config import ModbusTcpDevice
     from gateway.core.model import Sample
 
 __all__ = ["ModbusTcpDriver"]

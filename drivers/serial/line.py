@@ -1,7 +1,7 @@
 """Line protocols: one reading per text line, fields picked out by a regular expression.
 
 Pure code: bytes in, samples out, no I/O. Each named group of the pattern is a metric; its
-:class:`gateway.config_devices.LineField` turns the matched text into ``float(text) × scale +
+:class:`drivers.serial.config.LineField` turns the matched text into ``float(text) × scale +
 offset`` (without binary noise) with a unit. Lines end with ``\\n``, ``\\r\\n`` or a lone
 ``\\r``; blank lines are ignored. :func:`decode_line` raises
 :class:`gateway.errors.FrameError` and nothing else; :class:`LineStream` splits a byte stream
@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from drivers.serial.config import LineField
 from drivers.serial.frame_stats import BadReason, FrameStats
-from gateway.config.devices import LineField
 from gateway.core.errors import FrameError, NoMatchError
 from gateway.core.model import Sample
 

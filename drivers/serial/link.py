@@ -28,7 +28,7 @@ from drivers.serial.port import resolve_port_async
 from gateway.core.errors import DeviceError, PortUnavailable
 
 if TYPE_CHECKING:
-    from gateway.config.devices import SerialLine
+    from drivers.serial.config import SerialLine
 
 __all__ = ["SerialLink"]
 

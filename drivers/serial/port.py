@@ -1,6 +1,6 @@
 """Where a serial port named in the config is: a device path, a USB identity, or a pyserial URL.
 
-Config syntax (:data:`gateway.config_devices.SERIAL_PORT_PATTERN`):
+Config syntax (:data:`drivers.serial.config.SERIAL_PORT_PATTERN`):
 
 - ``/dev/ttyUSB0``, ``/dev/serial/by-id/usb-FTDI_...-if00-port0``, ``COM3``: used as written. A
   ``by-id`` symlink is kept as a path (the OS follows it when the port is opened), so a re-plugged

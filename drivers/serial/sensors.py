@@ -30,7 +30,7 @@ from gateway.core.errors import BadFrame, DeviceTimeout, FrameError, PortUnavail
 from gateway.core.model import Sample
 
 if TYPE_CHECKING:
-    from gateway.config.devices import LineSensor, Pms5003Device, Sds011Device
+    from drivers.serial.config import LineSensor, Pms5003Device, Sds011Device
 
 __all__ = ["LineSensorDriver", "Pms5003Driver", "Sds011Driver"]
 

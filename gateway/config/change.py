@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.toml_write import dumps
-from gateway.core.key_files import write_atomically
-from gateway.store.outbox_files import PRIVATE_MODE
+from gateway.core.key_files import PRIVATE_MODE, write_atomically
 
 __all__ = [
     "ChangeState",

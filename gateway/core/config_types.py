@@ -1,16 +1,17 @@
-"""Building blocks of the config models: frozen base, durations, sizes, names, profiles."""
+"""Building blocks of the config models: frozen base, durations, sizes, names."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from drivers.profile import Profile, load_profile
-from gateway.core.errors import ConfigError
 from gateway.core.units import parse_duration, parse_size
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # safe in MQTT topics, file names and task names
+
+#: A device name, as readings carry it.
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 
 
 def _duration(value: Any) -> Any:
@@ -40,23 +41,11 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def load_profile_field(value: Any, info: ValidationInfo) -> Any:
-    """Field validator body: a profile given by name or path becomes a loaded Profile."""
-    if isinstance(value, str):
-        base = (info.context or {}).get("base_dir")
-        try:
-            return load_profile(value, base)
-        except ConfigError as exc:
-            raise ValueError("; ".join(str(i) for i in exc.issues) + f" [{exc.source}]") from exc
-    return value
-
-
 __all__ = [
     "NAME_PATTERN",
     "Bytes",
     "BytesOrZero",
     "Frozen",
-    "Profile",
+    "Name",
     "Seconds",
-    "load_profile_field",
 ]

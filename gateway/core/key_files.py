@@ -7,7 +7,10 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["UNSAFE_BITS", "unsafe_mode", "write_atomically"]
+__all__ = ["PRIVATE_MODE", "UNSAFE_BITS", "unsafe_mode", "write_atomically"]
+
+#: Mode of every file the gateway writes that may hold readings or secrets.
+PRIVATE_MODE = 0o600
 
 # Like ssh: a private key that its group or anyone else may read or write is not private.
 UNSAFE_BITS = 0o077

@@ -61,7 +61,7 @@ def issues_from_validation_error(exc: ValidationError) -> list[ConfigIssue]:
     return issues
 
 
-#: Device kinds (the ``kind`` tags of gateway.config_devices.DeviceConfig; a test keeps them equal).
+#: Device kinds (the ``kind`` tags of gateway.config.devices.DeviceConfig; a test keeps them equal).
 _UNION_TAGS = (
     "modbus_tcp",
     "modbus_rtu",

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import __version__
-from gateway.cli.config import effective_config
 from gateway.config.change import merge_patch, read_marker, stage_change
+from gateway.config.effective import effective_config
 from gateway.config.environment import overlay
 from gateway.config.model import GatewayConfig, parse_config
 from gateway.core.errors import CommandRejected, ConfigError, DeviceError, DeviceTimeout, ErrorCode
@@ -38,7 +38,8 @@ from gateway.management.remote_scope import refused_changes
 from gateway.uplink.forwarder import Forwarder, command_topic, reply_topic
 
 if TYPE_CHECKING:
-    from gateway.runtime.app import Gateway
+    from gateway.core.health import DeviceStatus
+    from gateway.core.model import Reading
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,30 @@ class Control(Protocol):
 
     def request_restart(self, reason: str) -> None:
         """Stop the gateway and start it again with the config file as it is now."""
+        ...
+
+
+class _Poller(Protocol):
+    async def read_now(self) -> list[Reading]: ...
+
+
+class _Health(Protocol):
+    def devices(self) -> dict[str, DeviceStatus]: ...
+
+    async def snapshot(self) -> dict[str, Any]: ...
+
+
+class Gateway(Protocol):
+    """What commands read of the running gateway (gateway.runtime.app.Gateway, the layer above)."""
+
+    @property
+    def pollers(self) -> Mapping[str, _Poller]:
+        """The devices polled one at a time, by name (read-now)."""
+        ...
+
+    @property
+    def health(self) -> _Health | None:
+        """Device and outbox health (None while the gateway starts)."""
         ...
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from gateway.core.errors import CommandRejected, ErrorCode
+from gateway.uplink.inbound import MAX_COMMAND_BYTES
 
 __all__ = [
     "MAX_COMMAND_BYTES",
@@ -22,9 +23,6 @@ __all__ = [
     "parse_command",
     "reply_payload",
 ]
-
-#: Larger payloads are refused unread (a config-set of a big config is a few kB).
-MAX_COMMAND_BYTES = 256 * 1024
 
 
 class ReplyStatus(StrEnum):

@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from drivers.base import Source
 from gateway.config.model import GatewayConfig, MqttConfig
 from gateway.core.health import DeviceStatus
-from gateway.runtime.scheduler import BACKOFF_CAP, DevicePoller
+from gateway.core.polling import BACKOFF_CAP
+from gateway.runtime.scheduler import DevicePoller
 from gateway.runtime.watchdog import Probe
 from gateway.store.outbox import Outbox
 from gateway.uplink.forwarder import Forwarder, ForwarderState

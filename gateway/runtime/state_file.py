@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.core.key_files import write_atomically
-from gateway.store.outbox_files import PRIVATE_MODE
+from gateway.core.key_files import PRIVATE_MODE, write_atomically
 from gateway.uplink.forwarder import ForwarderStats
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Self
 
 from gateway.core.errors import OutboxForeign, OutboxLocked
+from gateway.core.key_files import PRIVATE_MODE
 
 __all__ = [
     "PRIVATE_MODE",
@@ -32,9 +33,6 @@ __all__ = [
     "open_companion",
     "refuse_symlink",
 ]
-
-#: Mode of every file the gateway writes that may hold readings or secrets.
-PRIVATE_MODE = 0o600
 
 
 def lock_path(outbox_path: Path) -> Path:

@@ -44,10 +44,9 @@ from gateway.core.safe_files import (
     check_config_file,
     read_config_file,
 )
-from gateway.management.protocol import MAX_COMMAND_BYTES
 from gateway.store.outbox import Outbox
 from gateway.uplink.boundary import mqtt_errors
-from gateway.uplink.inbound import Inbound, InboundLimits
+from gateway.uplink.inbound import MAX_COMMAND_BYTES, Inbound, InboundLimits
 from gateway.uplink.senml import build_pack
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 
 import aiomqtt
 
-from gateway.management.protocol import MAX_COMMAND_BYTES
-
 log = logging.getLogger(__name__)
 
-__all__ = ["Inbound", "InboundLimits", "TokenBucket"]
+__all__ = ["MAX_COMMAND_BYTES", "Inbound", "InboundLimits", "TokenBucket"]
+
+#: Larger command payloads are refused unread (a config-set of a big config is a few kB); the
+#: uplink checks it on arrival, gateway.management.protocol again when it parses.
+MAX_COMMAND_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)

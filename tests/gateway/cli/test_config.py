@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from gateway.cli.config import MASK
 from gateway.cli.exit_codes import ExitCode
 from gateway.cli.main import EXIT_CODE_MEANINGS, _register_subcommands, app
+from gateway.config.effective import MASK
 from gateway.config.model import parse_config
 
 _register_subcommands()
@@ -139,7 +139,7 @@ def test_show_json_parses_and_masks(config: Path) -> None:
 
 
 def test_anything_named_like_a_secret_is_masked() -> None:
-    from gateway.cli.config import _plain  # noqa: PLC0415
+    from gateway.config.effective import _plain  # noqa: PLC0415
 
     data = {"api_token": "t0k", "password": "pw", "key_file": "/k.pem", "keepalive": "x"}
     assert _plain(data, "", redact=True) == {

@@ -16,7 +16,8 @@ from gateway.core.clock import SystemClock
 from gateway.core.errors import DeviceTimeout, DeviceUnreachable
 from gateway.core.health import Health, health_after
 from gateway.core.model import Reading, Sample
-from gateway.runtime.scheduler import DevicePoller, next_slot
+from gateway.core.polling import next_slot
+from gateway.runtime.scheduler import DevicePoller
 
 
 class FakeDriver:

@@ -1,0 +1,80 @@
+"""Config models of the BLE transport: passive BTHome and Ruuvi sensors, active GATT devices."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from drivers.profile import DataType, Order
+from gateway.core.config_types import NAME_PATTERN, Frozen, Name, Seconds
+
+__all__ = ["MAC_PATTERN", "BthomeDevice", "GattCharacteristic", "GattDevice", "Mac", "RuuviDevice"]
+
+#: A BLE MAC address, upper or lower case, colon separated.
+MAC_PATTERN = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
+Mac = Annotated[str, Field(pattern=MAC_PATTERN)]
+
+
+class BthomeDevice(Frozen):
+    """A BTHome v2 BLE sensor, heard passively; ``key`` (32 hex digits) if it encrypts."""
+
+    kind: Literal["bthome"]
+    name: Name
+    mac: Mac
+    key: SecretStr | None = None
+    stale_after: Seconds = 300.0  # no advertisement for this long: the device is down
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_128_bit_hex(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and re.fullmatch(r"[0-9A-Fa-f]{32}", key.get_secret_value()) is None:
+            raise ValueError("expected the bindkey as 32 hexadecimal digits (128 bits)")
+        return key
+
+
+class RuuviDevice(Frozen):
+    """A RuuviTag (data format 5), heard passively."""
+
+    kind: Literal["ruuvi"]
+    name: Name
+    mac: Mac
+    stale_after: Seconds = 300.0
+
+
+class GattCharacteristic(Frozen):
+    """One GATT characteristic read as a metric (little-endian, as GATT defines)."""
+
+    uuid: str = Field(
+        pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+    )
+    metric: Annotated[str, Field(pattern=NAME_PATTERN)]
+    type: DataType = DataType.INT16
+    byte_order: Order = Order.LITTLE
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, allow_inf_nan=False)
+    unit: str = ""
+
+
+class GattDevice(Frozen):
+    """A BLE device read actively: connect, read characteristics, disconnect."""
+
+    kind: Literal["ble_gatt"]
+    name: Name
+    mac: Mac
+    interval: Seconds = 60.0
+    timeout: Seconds = 10.0  # per connection attempt
+    connect_attempts: int = Field(default=3, ge=1, le=10)
+    characteristics: tuple[GattCharacteristic, ...] = Field(min_length=1)
+
+    @field_validator("characteristics")
+    @classmethod
+    def _unique_metrics(
+        cls, characteristics: tuple[GattCharacteristic, ...]
+    ) -> tuple[GattCharacteristic, ...]:
+        metrics = [c.metric for c in characteristics]
+        duplicates = sorted({m for m in metrics if metrics.count(m) > 1})
+        if duplicates:
+            raise ValueError(f"each characteristic needs its own metric; repeated: {duplicates}")
+        return characteristics

@@ -1,0 +1,119 @@
+"""Config models of the serial transport: the line settings and the UART sensors on it.
+
+The serial drivers own their schema (as an esphome component does); gateway.config.devices
+joins every transport's models into the ``[[devices]]`` union.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.core.config_types import NAME_PATTERN, Frozen, Name, Seconds
+
+__all__ = [
+    "BAUD_RATES",
+    "SERIAL_PORT_PATTERN",
+    "LineField",
+    "LineSensor",
+    "Pms5003Device",
+    "Sds011Device",
+    "SerialLine",
+    "SerialPortName",
+]
+
+#: A serial port: an absolute device path (prefer the stable ``/dev/serial/by-id/...`` names; a
+#: udev or socat symlink elsewhere, e.g. ``/run/rs485``, works too) or a USB identity
+#: ``usb:VID:PID[:SERIAL]`` (hex ids, as ``lsusb`` prints them) resolved at start.
+#: ``socket://host:port`` and ``rfc2217://host:port`` (pyserial URLs) reach remote ports.
+SERIAL_PORT_PATTERN = (
+    r"^(/\S+|usb:[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}(:\S+)?|(socket|rfc2217)://\S+:\d+|COM\d+)$"
+)
+SerialPortName = Annotated[str, Field(pattern=SERIAL_PORT_PATTERN)]
+
+BAUD_RATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)
+
+
+class SerialLine(Frozen):
+    """Settings shared by everything on a serial line."""
+
+    port: SerialPortName
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+
+    @field_validator("baudrate")
+    @classmethod
+    def _standard_baud(cls, value: int) -> int:
+        if value not in BAUD_RATES:
+            raise ValueError(f"expected one of the standard baud rates {list(BAUD_RATES)}")
+        return value
+
+
+class Sds011Device(SerialLine):
+    """Nova Fitness SDS011 particulate sensor on a UART (9600 8N1)."""
+
+    kind: Literal["sds011"]
+    name: Name
+    mode: Literal["active", "query"] = "active"  # active: the sensor reports once a second
+    interval: Seconds = 10.0
+    timeout: Seconds = 3.0  # no valid frame within this: the device is failing
+
+
+class Pms5003Device(SerialLine):
+    """Plantower PMS5003 (and PMS7003, PMS1003) particulate sensor on a UART (9600 8N1)."""
+
+    kind: Literal["pms5003"]
+    name: Name
+    interval: Seconds = 10.0
+    timeout: Seconds = 5.0
+
+
+class LineField(Frozen):
+    """How one named group of a line-protocol pattern becomes a metric."""
+
+    unit: str = ""
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, allow_inf_nan=False)
+
+
+class LineSensor(SerialLine):
+    """A simple ASCII device: one reading per line, fields picked out by a regular expression.
+
+    Each named group of ``pattern`` is a metric; ``fields`` gives its unit, scale and offset.
+    """
+
+    kind: Literal["line"]
+    name: Name
+    pattern: str = Field(min_length=1)
+    fields: dict[Annotated[str, Field(pattern=NAME_PATTERN)], LineField] = Field(min_length=1)
+    encoding: str = "ascii"
+    interval: Seconds = 10.0
+    timeout: Seconds = 5.0
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown text encoding {value!r}; expected e.g. 'ascii', 'utf-8', 'latin-1'"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _groups_match_fields(self) -> LineSensor:
+        try:
+            groups = set(re.compile(self.pattern).groupindex)
+        except re.error as exc:
+            raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        if groups != set(self.fields):
+            raise ValueError(
+                f"the pattern's named groups {sorted(groups)} must be exactly the fields "
+                f"{sorted(self.fields)}"
+            )
+        return self
