@@ -217,3 +217,20 @@ def test_e1_encoder_and_decoder_agree(fields: RuuviAirFields):
             assert abs(got[name] - sent) <= step / 2 + 1e-9, name
     assert advert.sequence == fields.sequence
     assert advert.mac == (None if fields.mac == "FF:FF:FF:FF:FF:FF" else fields.mac)
+
+
+def test_docs_ble_md_lists_every_ruuvi_format_and_metric():
+    text = (Path(__file__).resolve().parents[3] / "docs" / "ble.md").read_text(encoding="utf-8")
+    table = text.split("## Ruuvi", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "bytes" in line]
+    assert [row.split("|")[1].split()[0].rstrip(",") for row in rows] == [
+        f"{f:X}" for f in sorted(DATA_FORMATS)
+    ]
+    metrics = {
+        s.metric
+        for key in ("ruuvi", "ruuvi_v3", "ruuvi_v6", "ruuvi_e1")
+        for v in VECTORS[key]
+        for s in decode_ruuvi(bytes.fromhex(v["manufacturer_data"])).samples
+    }
+    missing = {m for m in metrics if f"`{m}" not in table and m.split("_")[0] != "acceleration"}
+    assert not missing, f"docs/ble.md does not name {sorted(missing)}"
