@@ -7,8 +7,13 @@ A BTHome v2 sensor broadcasts Service Data for the 16-bit UUID 0xFCD2 (bthome.io
 
 Device info: bit 0 encrypted, bit 1 MAC included, bit 2 trigger-based (irregular sending),
 bits 5-7 the version (2). Each object is ``<id><value, little-endian>``; the id fixes the
-value's length, sign and factor, so an unknown id makes the rest of the payload unreadable
-(:class:`gateway.errors.FrameError`). Encrypted payloads are AES-128-CCM with a 4-byte MIC and
+value's length, sign and factor. :data:`OBJECTS` is the complete table of bthome.io/format
+(checked against the ``bthome-ble`` parser by tests/drivers/ble/test_bthome_table.py), so every
+object a conforming device sends is read, and one the gateway cannot turn into a sample (text,
+raw, device info) is skipped by its length. Only an id outside the table stops the decoder: the
+format carries no lengths, so nothing after such an id can be found, and the advert is refused
+with :class:`UnknownObjectError` (a :class:`gateway.core.errors.FrameError` naming the id, its
+offset and why). Encrypted payloads are AES-128-CCM with a 4-byte MIC and
 the nonce ``MAC (6) | UUID 0xFCD2 little-endian (2) | device info (1) | counter (4)``; a MIC that
 does not match (wrong key, damaged advertisement) is a :class:`gateway.errors.ChecksumError`.
 
@@ -30,10 +35,11 @@ from functools import cache
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from gateway.core.errors import ChecksumError, FrameError
+from gateway.core.errors import ChecksumError, FrameError, UnknownObjectError
 from gateway.core.model import Sample
 
 __all__ = [
+    "COMMAND_OPCODES",
     "INFO_ENCRYPTED",
     "INFO_MAC_INCLUDED",
     "INFO_TRIGGER_BASED",
@@ -44,6 +50,7 @@ __all__ = [
     "BthomeDecoder",
     "ObjectKind",
     "ObjectType",
+    "UnknownObjectError",
     "decode_bthome",
     "encode_bthome",
     "mac_bytes",
@@ -72,6 +79,7 @@ class ObjectKind(StrEnum):
     EVENT = "event"  # button press, dimmer turn: a sample with the event code
     META = "meta"  # packet id, device type, firmware version: not a sample
     VARIABLE = "variable"  # text/raw with a length byte: skipped, not a sample
+    COMMAND = "command"  # 0x3B: a length byte (low 5 bits: argument bytes), opcode, arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +89,7 @@ class ObjectType:
     object_id: int
     metric: str
     unit: str
-    length: int  # value bytes after the id (0 for VARIABLE: a length byte follows the id)
+    length: int  # value bytes after the id (0 for VARIABLE and COMMAND: a length byte follows)
     signed: bool = False
     factor: float = 1.0
     kind: ObjectKind = ObjectKind.SENSOR
@@ -121,13 +129,28 @@ def _ratio(factor: float) -> tuple[int, int]:
     return numerator, denominator
 
 
+#: The command object's standard opcodes (0x05-0xFF are reserved; arguments are
+#: opcode- and manufacturer-specific).
+COMMAND_OPCODES: dict[int, str] = {
+    0x00: "off",
+    0x01: "on",
+    0x02: "toggle",
+    0x03: "step_up",
+    0x04: "step_down",
+}
+_STEP_OPCODES = (0x03, 0x04)
+_COMMAND_ARGS_MASK = 0x1F  # low 5 bits of the command's length byte; the high 3 are reserved
+
+
 def _objects(*types: ObjectType) -> dict[int, ObjectType]:
     return {t.object_id: t for t in types}
 
 
 _S, _B, _E, _M = ObjectKind.SENSOR, ObjectKind.BINARY, ObjectKind.EVENT, ObjectKind.META
 
-#: Every object id this decoder knows (bthome.io/format; bthome-ble 3.x ``const.py``).
+#: Every object id of BTHome v2 (bthome.io/format as of May 2026, settings revision 0x65 and
+#: command 0x3B included; bthome-ble 3.25 ``const.py`` agrees: tests/drivers/ble/
+#: test_bthome_table.py).
 OBJECTS: dict[int, ObjectType] = _objects(
     ObjectType(0x00, "packet_id", "", 1, kind=_M),
     ObjectType(0x01, "battery", "%", 1),
@@ -178,6 +201,7 @@ OBJECTS: dict[int, ObjectType] = _objects(
     ObjectType(0x2E, "humidity", "%RH", 1),
     ObjectType(0x2F, "moisture", "%", 1),
     ObjectType(0x3A, "button", "", 1, kind=_E),
+    ObjectType(0x3B, "command", "", 0, kind=ObjectKind.COMMAND),
     ObjectType(0x3C, "dimmer", "", 2, kind=_E),
     ObjectType(0x3D, "count", "", 2),
     ObjectType(0x3E, "count", "", 4),
@@ -219,6 +243,7 @@ OBJECTS: dict[int, ObjectType] = _objects(
     ObjectType(0x62, "speed", "m/s", 4, signed=True, factor=0.000001),
     ObjectType(0x63, "acceleration", "m/s2", 4, signed=True, factor=0.000001),
     ObjectType(0x64, "light_level", "", 1),
+    ObjectType(0x65, "settings_revision", "", 1),
     ObjectType(0xF0, "device_type_id", "", 2, kind=_M),
     ObjectType(0xF1, "firmware_version", "", 4, kind=_M),
     ObjectType(0xF2, "firmware_version", "", 3, kind=_M),
@@ -349,20 +374,22 @@ def _parse_objects(payload: bytes) -> tuple[list[Sample], int | None]:
         object_id = payload[i]
         shape = wire.get(object_id)
         if shape is None:
-            raise FrameError(
-                f"unknown BTHome object id 0x{object_id:02x} at byte {i} of the payload: "
-                "its length is unknown, so nothing after it can be read"
-            )
+            raise UnknownObjectError(object_id, i)
         length, signed, numerator, denominator, metric, unit, kind = shape
+        at = i  # where the object starts, for messages
         i += 1
-        if kind is ObjectKind.VARIABLE:
+        if kind is ObjectKind.VARIABLE or kind is ObjectKind.COMMAND:
             if i >= end:
                 raise FrameError(f"BTHome object 0x{object_id:02x} lacks its length byte")
-            length = payload[i]
+            # a command's length byte counts its arguments; the opcode comes first
+            if kind is ObjectKind.VARIABLE:
+                length = payload[i]
+            else:
+                length = 1 + (payload[i] & _COMMAND_ARGS_MASK)
             i += 1
         if i + length > end:
             raise FrameError(
-                f"BTHome object 0x{object_id:02x} at byte {i - 1} needs {length} bytes, "
+                f"BTHome object 0x{object_id:02x} at byte {at} needs {length} bytes, "
                 f"only {end - i} left"
             )
         if kind is ObjectKind.SENSOR or kind is ObjectKind.BINARY:
@@ -370,6 +397,8 @@ def _parse_objects(payload: bytes) -> tuple[list[Sample], int | None]:
             samples.append(Sample(metric, raw * numerator / denominator, unit))
         elif kind is ObjectKind.EVENT:
             samples.append(Sample(metric, _event_value(object_id, payload[i : i + length]), unit))
+        elif kind is ObjectKind.COMMAND:
+            samples.extend(_command_samples(payload[i : i + length]))
         elif object_id == 0x00:
             packet_id = payload[i]
         i += length
@@ -383,6 +412,17 @@ def _event_value(object_id: int, value: bytes) -> float:
         event, steps = value[0], value[1]
         return float(-steps if event == 1 else steps if event == 2 else 0)
     return float(value[0])  # button: 0 none, 1 press, 2 double press, ... (bthome.io)
+
+
+def _command_samples(value: bytes) -> list[Sample]:
+    """A command: its opcode as ``command``; a step up/down's one-byte step count as
+    ``command_steps`` (bthome.io: "step up 5 steps" is ``3B 01 03 05``). Other arguments are
+    manufacturer-specific and not turned into numbers."""
+    opcode, args = value[0], value[1:]
+    samples = [Sample("command", float(opcode), "")]
+    if opcode in _STEP_OPCODES and len(args) == 1:
+        samples.append(Sample("command_steps", float(args[0]), ""))
+    return samples
 
 
 def _number_repeated_metrics(samples: list[Sample]) -> None:
@@ -449,6 +489,12 @@ def _encode_object(object_id: int, value: float) -> bytes:
     shape = OBJECTS.get(object_id)
     if shape is None or shape.kind in (ObjectKind.META, ObjectKind.VARIABLE):
         raise ValueError(f"cannot encode BTHome object id 0x{object_id:02x} as a number")
+    if shape.kind is ObjectKind.COMMAND:  # the opcode, without arguments
+        if value not in COMMAND_OPCODES:
+            raise ValueError(
+                f"BTHome command opcode {value!r} is not one of {sorted(COMMAND_OPCODES)}"
+            )
+        return bytes((object_id, 0, int(value)))
     if shape.kind is ObjectKind.EVENT and object_id == 0x3C:
         if not math.isfinite(value) or not -255 <= (steps := round(value)) <= 255:
             raise ValueError(f"dimmer steps {value!r} are outside -255..255")

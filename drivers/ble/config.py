@@ -35,7 +35,7 @@ class BthomeDevice(Frozen):
 
 
 class RuuviDevice(Frozen):
-    """A RuuviTag (data format 5), heard passively."""
+    """A Ruuvi sensor (RuuviTag data format 3 or 5, Ruuvi Air 6 or E1), heard passively."""
 
     kind: Literal["ruuvi"]
     name: Name

@@ -1,5 +1,5 @@
 """One BLE scan of everything in range, for ``streetgate scan ble``: who advertises, how loud,
-and what the adverts say where the format is known (BTHome v2, RuuviTag DF5).
+and what the adverts say where the format is known (BTHome v2, Ruuvi 3, 5, 6 and E1).
 
 :func:`discover` runs an active scan for a number of seconds through bleak (``backend=`` takes
 the simulator's scanner in tests, as :class:`drivers.ble_scan.BleScanSource` does) and returns
@@ -19,7 +19,7 @@ from bleak.args.bluez import BlueZScannerArgs
 
 from drivers.ble.bthome import INFO_ENCRYPTED, INFO_MAC_INCLUDED, SERVICE_UUID, decode_bthome
 from drivers.ble.common import BleakErrors
-from drivers.ble.ruuvi import DATA_FORMAT, MANUFACTURER_ID, decode_ruuvi
+from drivers.ble.ruuvi import DATA_FORMATS, MANUFACTURER_ID, decode_ruuvi
 from gateway.core.errors import FrameError
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def interpret(found: BleFound, adv: AdvertisementData) -> None:
         except FrameError as exc:
             found.note = f"does not decode: {exc}"
             return
-    elif ruuvi and ruuvi[0] == DATA_FORMAT:
+    elif ruuvi and ruuvi[0] in DATA_FORMATS:
         found.format = "ruuvi"
         try:
             advert = decode_ruuvi(bytes(ruuvi))

@@ -1,4 +1,4 @@
-"""Passive BLE sensors (BTHome v2, RuuviTag DF5): one bleak scanner hears all of them.
+"""Passive BLE sensors (BTHome v2, Ruuvi 3, 5, 6, E1): one bleak scanner hears all of them.
 
 :class:`BleScanSource` is a :class:`drivers.base.Source` run as the task ``scan:ble``; it owns
 two more tasks, ``scan:ble:deliver`` and ``scan:ble:watchdog``:

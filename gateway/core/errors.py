@@ -14,7 +14,8 @@ Exception tree::
     │       └── BadFrame                  garbage, a bad CRC/checksum (.reason: a FrameError)
     ├── FrameError             (also a ValueError) bytes are not a valid frame; raised by the
     │   ├── ChecksumError          pure decoders, which know no device
-    │   └── NoMatchError           a serial line that does not match the device's pattern
+    │   ├── NoMatchError           a serial line that does not match the device's pattern
+    │   └── UnknownObjectError     a BTHome object id outside the table (.object_id, .offset)
     ├── StoreError             the SQLite outbox failed
     │   ├── OutboxFull             the disk is full and no room could be made
     │   ├── OutboxLocked           another process holds the outbox's lock (.path, .pid)
@@ -172,6 +173,20 @@ class ChecksumError(FrameError):
 
 class NoMatchError(FrameError):
     """A line that does not match the pattern (or is not text in the device's encoding)."""
+
+
+class UnknownObjectError(FrameError):
+    """An object id outside the BTHome v2 table: its length, so the rest, cannot be read."""
+
+    def __init__(self, object_id: int, offset: int) -> None:
+        self.object_id = object_id
+        self.offset = offset  # byte offset of the id in the (decrypted) object payload
+        super().__init__(
+            f"unknown BTHome object id 0x{object_id:02x} at byte {offset} of the payload: "
+            "not in the BTHome v2 object table (bthome.io/format), and the format gives no "
+            "length, so nothing after it can be read; the advertisement is refused (a newer "
+            "object id than this gateway knows, or a damaged advertisement)"
+        )
 
 
 class BadFrame(ProtocolError):

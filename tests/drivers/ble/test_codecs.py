@@ -20,6 +20,7 @@ from drivers.ble.bthome import (
     OBJECTS,
     BthomeDecoder,
     ObjectKind,
+    UnknownObjectError,
     decode_bthome,
     encode_bthome,
     mac_bytes,
@@ -35,6 +36,7 @@ VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[2] / "vectors" / "ble.json").read_text(encoding="utf-8")
 )
 BTHOME_VECTORS = VECTORS["bthome"]
+BTHOME_SPEC_EXAMPLES = VECTORS["bthome_spec_examples"]
 RUUVI_VECTORS = VECTORS["ruuvi"]
 
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
@@ -139,6 +141,66 @@ def test_bthome_text_and_raw_objects_are_skipped_and_events_and_binaries_kept():
         Sample("button", 2.0, ""),
         Sample("dimmer", -3.0, ""),
     ]
+
+
+@pytest.mark.parametrize(("hex_object", "value"), BTHOME_SPEC_EXAMPLES, ids=str)
+def test_bthome_spec_example_of_every_numeric_object_decodes_and_encodes(
+    hex_object: str, value: float
+):
+    object_id = int(hex_object[:2], 16)
+    advert = decode_bthome(bytes.fromhex("40" + hex_object))
+    assert [(s.value, s.unit) for s in advert.samples] == [(value, OBJECTS[object_id].unit)]
+    assert encode_bthome([(object_id, value)]).hex() == "40" + hex_object
+
+
+def test_bthome_spec_examples_cover_every_numeric_object():
+    numeric = {i for i, t in OBJECTS.items() if t.kind in (ObjectKind.SENSOR, ObjectKind.BINARY)}
+    # 0x50 timestamp: its example's result is a date, not given as a number
+    assert {int(h[:2], 16) for h, _ in BTHOME_SPEC_EXAMPLES} == numeric - {0x50}
+
+
+@pytest.mark.parametrize(
+    ("hex_data", "expected"),
+    [
+        # bthome.io/format's event, command and device examples
+        ("40 3a00", [("button", 0.0)]),
+        ("40 3a80", [("button", 128.0)]),  # hold_press
+        ("40 3b0000", [("command", 0.0)]),  # off
+        ("40 3b0002", [("command", 2.0)]),  # toggle
+        ("40 3b010305", [("command", 3.0), ("command_steps", 5.0)]),  # step up 5 steps
+        ("40 3b010405", [("command", 4.0), ("command_steps", 5.0)]),  # step down 5 steps
+        ("40 3b0205aabb", [("command", 5.0)]),  # reserved opcode, manufacturer arguments
+        ("40 3c0103", [("dimmer", -3.0)]),  # rotate left 3 steps
+        ("40 3c020a", [("dimmer", 10.0)]),  # rotate right 10 steps
+        ("40 f00100 f100010204 f2000106 6503", [("settings_revision", 3.0)]),
+        ("40 530c48656c6c6f20576f726c6421 540c48656c6c6f20576f726c6421 0161", [("battery", 97.0)]),
+    ],
+)
+def test_bthome_events_commands_and_skipped_objects(hex_data: str, expected: list[Any]):
+    advert = decode_bthome(bytes.fromhex(hex_data))
+    assert [(s.metric, s.value) for s in advert.samples] == expected
+
+
+def test_bthome_objects_after_a_command_are_found_by_its_length_byte():
+    # 3 argument bytes, and the reserved high bits of the length byte set: still 3
+    advert = decode_bthome(bytes.fromhex("40 3b e3 01 aabbcc 6507"))
+    assert values(advert.samples) == {"command": 1.0, "settings_revision": 7.0}
+    with pytest.raises(FrameError, match=r"0x3b at byte 0 needs 4 bytes, only 3 left"):
+        decode_bthome(bytes.fromhex("40 3b 03 01 aabb"))
+    assert encode_bthome([(0x3B, 2), (0x65, 3)]).hex() == "403b00026503"
+    with pytest.raises(ValueError, match="command opcode 9"):
+        encode_bthome([(0x3B, 9)])
+
+
+def test_bthome_unknown_object_id_is_refused_with_the_reason_and_its_place():
+    with pytest.raises(UnknownObjectError) as caught:
+        decode_bthome(bytes.fromhex("40 02ca09 66 01 03bf13"))
+    error = caught.value
+    assert isinstance(error, FrameError)
+    assert (error.object_id, error.offset) == (0x66, 3)
+    assert "0x66 at byte 3" in str(error)
+    assert "not in the BTHome v2 object table" in str(error)
+    assert "gives no length" in str(error)
 
 
 def test_bthome_two_objects_of_one_metric_are_numbered():
