@@ -49,9 +49,9 @@ from gateway.core.errors import (
     UnsafeReleaseKey,
 )
 
-__all__ = ["exit_code_for", "format_boards", "register"]
+__all__ = ["app", "exit_code_for", "format_boards"]
 
-node_app = typer.Typer(
+app = typer.Typer(
     name="node",
     help="Our MicroPython sensor nodes: find boards, sign releases, deploy, watch the console.",
     no_args_is_help=True,
@@ -106,7 +106,7 @@ def format_boards(boards: list[NodeBoard]) -> str:
     return "\n".join(lines)
 
 
-@node_app.command("list")
+@app.command("list")
 def list_boards(as_json: JsonOption = False) -> None:
     """Attached boards that look like MicroPython devices, by USB VID:PID."""
     from serial.tools.list_ports import comports  # type: ignore[import-untyped]  # noqa: PLC0415
@@ -123,7 +123,7 @@ def list_boards(as_json: JsonOption = False) -> None:
 # -- keys and releases -----------------------------------------------------------------------
 
 
-@node_app.command()
+@app.command()
 def keygen(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Private key file; the public key is OUT.pub.")
@@ -155,7 +155,7 @@ def keygen(
     )
 
 
-@node_app.command()
+@app.command()
 def release(
     version: Annotated[str, typer.Option("--version", help="The release's version, e.g. 1.2.0.")],
     key: Annotated[Path, typer.Option("--key", help="The release private key (node keygen).")],
@@ -233,7 +233,7 @@ def _node_settings(  # noqa: PLR0917 - the node options, as the commands take th
         raise _fail(exc) from exc
 
 
-@node_app.command("config")
+@app.command("config")
 def show_config(  # noqa: PLR0917 - one parameter per CLI option
     node_id: NodeIdOption,
     sample_interval: IntervalOption = 10,
@@ -282,7 +282,7 @@ class _Bar:
         self._progress.update(self._task, completed=sum(self._done.values()), description=path)
 
 
-@node_app.command("deploy")
+@app.command("deploy")
 def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
     port: PortOption,
     bundle: Annotated[Path, typer.Option("--bundle", "-b", help="Signed bundle (node release).")],
@@ -385,7 +385,7 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
 # -- monitor ----------------------------------------------------------------------------------
 
 
-@node_app.command()
+@app.command()
 def monitor(
     port: PortOption,
     seconds: Annotated[
@@ -412,10 +412,3 @@ def monitor(
         raise typer.Exit(ExitCode.UNREACHABLE) from exc
     finally:
         console.close()
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``node`` to the CLI (once)."""
-    if any(group.name == "node" for group in app.registered_groups):
-        return
-    app.add_typer(node_app)

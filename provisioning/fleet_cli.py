@@ -28,7 +28,7 @@ from provisioning.fleet import (
 )
 from provisioning.progress import working
 
-__all__ = ["register", "status_dict"]
+__all__ = ["app", "status_dict"]
 
 T = TypeVar("T")
 
@@ -341,25 +341,20 @@ def status(  # noqa: PLR0917 - one parameter per CLI option
     typer.echo(json.dumps(status_dict(found)) if as_json else _status_text(found))
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``fleet enrol|env|tag|pin|status`` to the CLI (once)."""
-    if any(group.name == "fleet" for group in app.registered_groups):
-        return
-    fleet = typer.Typer(
-        name="fleet",
-        help="balena fleet enrolment: register, variables, tags, pin a release, status"
-        " (needs the extra streetgate\\[fleet]).",
-        no_args_is_help=True,
-    )
-    fleet.command("enrol")(enrol)
-    env = typer.Typer(name="env", help="Device environment variables.", no_args_is_help=True)
-    env.command("set")(env_set)
-    env.command("list")(env_list)
-    fleet.add_typer(env, name="env")
-    tag = typer.Typer(name="tag", help="Device tags.", no_args_is_help=True)
-    tag.command("set")(tag_set)
-    tag.command("list")(tag_list)
-    fleet.add_typer(tag, name="tag")
-    fleet.command("pin")(pin)
-    fleet.command("status")(status)
-    app.add_typer(fleet, name="fleet")
+app = typer.Typer(
+    name="fleet",
+    help="balena fleet enrolment: register, variables, tags, pin a release, status"
+    " (needs the extra streetgate\\[fleet]).",
+    no_args_is_help=True,
+)
+app.command("enrol")(enrol)
+env = typer.Typer(name="env", help="Device environment variables.", no_args_is_help=True)
+env.command("set")(env_set)
+env.command("list")(env_list)
+app.add_typer(env, name="env")
+tag = typer.Typer(name="tag", help="Device tags.", no_args_is_help=True)
+tag.command("set")(tag_set)
+tag.command("list")(tag_list)
+app.add_typer(tag, name="tag")
+app.command("pin")(pin)
+app.command("status")(status)

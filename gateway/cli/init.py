@@ -31,6 +31,7 @@ import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from drivers.profile import builtin_profiles
+from gateway.cli.config import summary
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import (
     BthomeDevice,
@@ -52,8 +53,8 @@ from gateway.core.validation import issues_from_validation_error
 __all__ = [
     "DEFAULT_OUTBOX",
     "DEVICE_KINDS",
+    "init",
     "parse_device_flag",
-    "register",
     "stdin_is_terminal",
 ]
 
@@ -540,8 +541,6 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
             ExitCode.PERMISSION if isinstance(exc, PermissionError) else ExitCode.FAILURE
         ) from exc
 
-    from gateway.cli.main import summary  # noqa: PLC0415 - gateway.cli.main imports this module
-
     _err(f"wrote {path} (mode 0600)")
     _err(summary(config))
     if not devices:
@@ -554,10 +553,3 @@ def _names(device: dict[str, Any]) -> list[str]:
     if device["kind"] == "modbus_rtu":
         return [u["name"] for u in device.get("units", [])]
     return [device["name"]]
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``init`` to the CLI (once)."""
-    if any(c.name == "init" for c in app.registered_commands):
-        return
-    app.command("init")(init)

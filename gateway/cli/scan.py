@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from gateway.diagnostics.scan import ModbusProber
 
-__all__ = ["format_ble", "format_modbus", "format_serial", "register", "scan_ble"]
+__all__ = ["app", "format_ble", "format_modbus", "format_serial", "scan_ble"]
 
 
 def _err(message: str) -> None:
@@ -264,16 +264,11 @@ def ble(
         _err("no BLE device heard")
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``scan serial|modbus|ble`` to the CLI (once)."""
-    if any(group.name == "scan" for group in app.registered_groups):
-        return
-    scan = typer.Typer(
-        name="scan",
-        help="Find devices: serial ports, Modbus unit ids, BLE sensors.",
-        no_args_is_help=True,
-    )
-    scan.command("serial")(serial)
-    scan.command("modbus")(modbus)
-    scan.command("ble")(ble)
-    app.add_typer(scan, name="scan")
+app = typer.Typer(
+    name="scan",
+    help="Find devices: serial ports, Modbus unit ids, BLE sensors.",
+    no_args_is_help=True,
+)
+app.command("serial")(serial)
+app.command("modbus")(modbus)
+app.command("ble")(ble)

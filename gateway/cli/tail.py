@@ -36,7 +36,7 @@ from gateway.store.reader import (
     reading_fields,
 )
 
-__all__ = ["POLL_INTERVAL", "format_reading", "register"]
+__all__ = ["POLL_INTERVAL", "format_reading", "tail"]
 
 #: Seconds between two looks at the outbox.
 POLL_INTERVAL = 0.2
@@ -120,10 +120,3 @@ def tail(
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``tail`` to the CLI (once)."""
-    if any(c.name == "tail" for c in app.registered_commands):
-        return
-    app.command("tail")(tail)
