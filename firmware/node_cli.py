@@ -34,6 +34,7 @@ from firmware.release import (
     open_bundle,
     write_bundle,
 )
+from gateway.cli.common import err
 from gateway.cli.exit_codes import ExitCode
 from gateway.core.errors import (
     BoardDidNotReturn,
@@ -66,10 +67,6 @@ PortOption = Annotated[
 ]
 
 
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
 def exit_code_for(exc: NodeToolError | ConfigError) -> ExitCode:  # noqa: PLR0911 - one per kind
     """The exit status for an error of ``streetgate node``."""
     if isinstance(exc, ConfigError):
@@ -88,7 +85,7 @@ def exit_code_for(exc: NodeToolError | ConfigError) -> ExitCode:  # noqa: PLR091
 
 
 def _fail(exc: NodeToolError | ConfigError) -> typer.Exit:
-    _err(f"streetgate node: {exc}")
+    err(f"streetgate node: {exc}")
     return typer.Exit(exit_code_for(exc))
 
 
@@ -117,7 +114,7 @@ def list_boards(as_json: JsonOption = False) -> None:
     elif boards:
         typer.echo(format_boards(boards))
     if not boards:
-        _err("no MicroPython boards found (USB VID:PID of Espressif, RP2 or a USB-UART bridge)")
+        err("no MicroPython boards found (USB VID:PID of Espressif, RP2 or a USB-UART bridge)")
 
 
 # -- keys and releases -----------------------------------------------------------------------
@@ -135,7 +132,7 @@ def keygen(
     try:
         pair = make_key_pair(out, force=force)
     except FileExistsError:
-        _err(f"streetgate node: {out} exists; not replacing a release key without --force")
+        err(f"streetgate node: {out} exists; not replacing a release key without --force")
         raise typer.Exit(ExitCode.DECLINED) from None
     if as_json:
         typer.echo(
@@ -149,7 +146,7 @@ def keygen(
         )
     else:
         typer.echo(str(pair.public_file))
-    _err(
+    err(
         f"release key {pair.key_id}: private {pair.private_file} (mode 0600, keep it off"
         f" gateways), public {pair.public_file} (give it to whoever deploys)"
     )
@@ -177,7 +174,7 @@ def release(
         typer.echo(json.dumps(document | {"files": files}))
     else:
         typer.echo(str(out))
-    _err(
+    err(
         f"release {manifest.version}: {len(manifest.files)} files, {manifest.total_size} bytes,"
         f" signed with key {manifest.key_id}"
     )
@@ -325,7 +322,7 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
     given key only to a board that holds it with its counter state (else exit 8).
     """
     if rotate_key and ble_key not in {None, "generate"}:
-        _err("streetgate node: give either --rotate-key (a new key) or --ble-key HEX, not both")
+        err("streetgate node: give either --rotate-key (a new key) or --ble-key HEX, not both")
         raise typer.Exit(ExitCode.USAGE)
     new_key = rotate_key or ble_key == "generate"
     settings = _node_settings(
@@ -376,10 +373,10 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
         if settings.ble.key is not None:
             typer.echo(f"ble key: {settings.ble.key}")
     if result.removed:
-        _err(f"removed {len(result.removed)} file(s) of the previous release: {result.removed}")
-    _err(f"board after reset: {first_line}")
+        err(f"removed {len(result.removed)} file(s) of the previous release: {result.removed}")
+    err(f"board after reset: {first_line}")
     if new_key:
-        _err("the BLE key is the node's BTHome key: put it in the gateway's bthome device config")
+        err("the BLE key is the node's BTHome key: put it in the gateway's bthome device config")
 
 
 # -- monitor ----------------------------------------------------------------------------------
@@ -399,7 +396,7 @@ def monitor(
         console = open_console(port)
     except BoardError as exc:
         raise _fail(exc) from exc
-    _err(f"console of {port} (Ctrl-C to stop)")
+    err(f"console of {port} (Ctrl-C to stop)")
     try:
         while deadline is None or time.monotonic() < deadline:
             data = console.read(4096)
@@ -408,7 +405,7 @@ def monitor(
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        _err(f"streetgate node: {port}: the port went away ({exc})")
+        err(f"streetgate node: {port}: the port went away ({exc})")
         raise typer.Exit(ExitCode.UNREACHABLE) from exc
     finally:
         console.close()

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from gateway.cli.common import load_or_exit
+from gateway.cli.common import err, load_or_exit
 from provisioning.fleet import (
     DEFAULT_TIMEOUT,
     URL_ENV,
@@ -71,12 +71,8 @@ TimeoutOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document.")]
 
 
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
 def _fail(exc: FleetError) -> typer.Exit:
-    _err(f"streetgate fleet: {exc}")
+    err(f"streetgate fleet: {exc}")
     return typer.Exit(exc.exit_code)
 
 
@@ -119,11 +115,11 @@ def _pairs(pairs: list[str], gateway_id_name: str, config: Path | None) -> dict[
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            _err(f"streetgate fleet: {pair!r} is not NAME=VALUE")
+            err(f"streetgate fleet: {pair!r} is not NAME=VALUE")
             raise typer.Exit(2)
         values[name] = value
     if not values:
-        _err("streetgate fleet: nothing to set: give NAME=VALUE pairs or --config")
+        err("streetgate fleet: nothing to set: give NAME=VALUE pairs or --config")
         raise typer.Exit(2)
     return values
 
@@ -166,7 +162,7 @@ def enrol(  # noqa: PLR0917 - one parameter per CLI option
         )
     else:
         typer.echo(new_uuid)
-    _err(
+    err(
         f"registered in {fleet}; next: set its variables and tags, e.g.\n"
         f"  streetgate fleet env set -d {new_uuid} -c gw.toml SITE=...\n"
         "and put the UUID in the device's config.json (balena os configure)"
@@ -196,7 +192,7 @@ def env_set(  # noqa: PLR0917 - one parameter per CLI option
         lambda c: c.env_set(device, values),
     )
     _print_values({n: stored[n] for n in values}, as_json, "streetgate.fleet.env/1")
-    _err(f"set {len(values)} variable(s) on {device}; the device restarts its services to use them")
+    err(f"set {len(values)} variable(s) on {device}; the device restarts its services to use them")
 
 
 def env_list(  # noqa: PLR0917 - one parameter per CLI option
@@ -288,7 +284,7 @@ def pin(  # noqa: PLR0917 - one parameter per CLI option
         )
     else:
         typer.echo(pinned)
-    _err(f"device {device} pinned to release {pinned}")
+    err(f"device {device} pinned to release {pinned}")
 
 
 def status_dict(status: DeviceStatus) -> dict[str, Any]:

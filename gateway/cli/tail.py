@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import load_or_exit
+from gateway.cli.common import err, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.core.errors import StoreError
@@ -57,10 +57,6 @@ def _last_seq(path: Path) -> int:
     return buffer_status(path).last_committed_seq
 
 
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
 def tail(
     config: Annotated[
         Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=False)
@@ -84,10 +80,10 @@ def tail(
     path = cfg.outbox.path
     known = {n for d in cfg.devices for n in device_names(d)}
     if device is not None and device not in known:
-        _err(f"note: no device {device!r} in {config}; following its readings if any appear")
+        err(f"note: no device {device!r} in {config}; following its readings if any appear")
     view = current_view(state_path(path))
     if not view.running:
-        _err(f"note: the gateway is {view.reason}; following {path} anyway")
+        err(f"note: the gateway is {view.reason}; following {path} anyway")
     shown = 0
     cursor: int | None = None if from_seq is None else from_seq - 1
     waiting_said = False
@@ -106,17 +102,17 @@ def tail(
                 sys.stdout.flush()
             except OutboxMissing:
                 if not waiting_said:
-                    _err(f"no outbox at {path} yet; waiting for the gateway to create it")
+                    err(f"no outbox at {path} yet; waiting for the gateway to create it")
                     waiting_said = True
             except OutboxDamaged as exc:
-                _err(f"streetgate: {exc}; left untouched")
+                err(f"streetgate: {exc}; left untouched")
                 raise typer.Exit(ExitCode.DAMAGED) from exc
             except StoreError as exc:
-                _err(f"streetgate: {exc}")
+                err(f"streetgate: {exc}")
                 raise typer.Exit(ExitCode.FAILURE) from exc
             time.sleep(POLL_INTERVAL)
     except KeyboardInterrupt:
-        _err(f"stopped after {shown:,} reading(s)")
+        err(f"stopped after {shown:,} reading(s)")
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
