@@ -34,6 +34,7 @@ from firmware.release import (
     open_bundle,
     write_bundle,
 )
+from gateway.cli.common import err
 from gateway.cli.exit_codes import ExitCode
 from gateway.core.errors import (
     BoardDidNotReturn,
@@ -49,9 +50,9 @@ from gateway.core.errors import (
     UnsafeReleaseKey,
 )
 
-__all__ = ["exit_code_for", "format_boards", "register"]
+__all__ = ["app", "exit_code_for", "format_boards"]
 
-node_app = typer.Typer(
+app = typer.Typer(
     name="node",
     help="Our MicroPython sensor nodes: find boards, sign releases, deploy, watch the console.",
     no_args_is_help=True,
@@ -64,10 +65,6 @@ PortOption = Annotated[
         "--port", "-p", help="The board's port: /dev/ttyACM0, or a pyserial URL (socket://...)."
     ),
 ]
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 def exit_code_for(exc: NodeToolError | ConfigError) -> ExitCode:  # noqa: PLR0911 - one per kind
@@ -88,7 +85,7 @@ def exit_code_for(exc: NodeToolError | ConfigError) -> ExitCode:  # noqa: PLR091
 
 
 def _fail(exc: NodeToolError | ConfigError) -> typer.Exit:
-    _err(f"streetgate node: {exc}")
+    err(f"streetgate node: {exc}")
     return typer.Exit(exit_code_for(exc))
 
 
@@ -106,7 +103,7 @@ def format_boards(boards: list[NodeBoard]) -> str:
     return "\n".join(lines)
 
 
-@node_app.command("list")
+@app.command("list")
 def list_boards(as_json: JsonOption = False) -> None:
     """Attached boards that look like MicroPython devices, by USB VID:PID."""
     from serial.tools.list_ports import comports  # type: ignore[import-untyped]  # noqa: PLC0415
@@ -117,13 +114,13 @@ def list_boards(as_json: JsonOption = False) -> None:
     elif boards:
         typer.echo(format_boards(boards))
     if not boards:
-        _err("no MicroPython boards found (USB VID:PID of Espressif, RP2 or a USB-UART bridge)")
+        err("no MicroPython boards found (USB VID:PID of Espressif, RP2 or a USB-UART bridge)")
 
 
 # -- keys and releases -----------------------------------------------------------------------
 
 
-@node_app.command()
+@app.command()
 def keygen(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Private key file; the public key is OUT.pub.")
@@ -135,7 +132,7 @@ def keygen(
     try:
         pair = make_key_pair(out, force=force)
     except FileExistsError:
-        _err(f"streetgate node: {out} exists; not replacing a release key without --force")
+        err(f"streetgate node: {out} exists; not replacing a release key without --force")
         raise typer.Exit(ExitCode.DECLINED) from None
     if as_json:
         typer.echo(
@@ -149,13 +146,13 @@ def keygen(
         )
     else:
         typer.echo(str(pair.public_file))
-    _err(
+    err(
         f"release key {pair.key_id}: private {pair.private_file} (mode 0600, keep it off"
         f" gateways), public {pair.public_file} (give it to whoever deploys)"
     )
 
 
-@node_app.command()
+@app.command()
 def release(
     version: Annotated[str, typer.Option("--version", help="The release's version, e.g. 1.2.0.")],
     key: Annotated[Path, typer.Option("--key", help="The release private key (node keygen).")],
@@ -177,7 +174,7 @@ def release(
         typer.echo(json.dumps(document | {"files": files}))
     else:
         typer.echo(str(out))
-    _err(
+    err(
         f"release {manifest.version}: {len(manifest.files)} files, {manifest.total_size} bytes,"
         f" signed with key {manifest.key_id}"
     )
@@ -233,7 +230,7 @@ def _node_settings(  # noqa: PLR0917 - the node options, as the commands take th
         raise _fail(exc) from exc
 
 
-@node_app.command("config")
+@app.command("config")
 def show_config(  # noqa: PLR0917 - one parameter per CLI option
     node_id: NodeIdOption,
     sample_interval: IntervalOption = 10,
@@ -282,7 +279,7 @@ class _Bar:
         self._progress.update(self._task, completed=sum(self._done.values()), description=path)
 
 
-@node_app.command("deploy")
+@app.command("deploy")
 def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
     port: PortOption,
     bundle: Annotated[Path, typer.Option("--bundle", "-b", help="Signed bundle (node release).")],
@@ -325,7 +322,7 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
     given key only to a board that holds it with its counter state (else exit 8).
     """
     if rotate_key and ble_key not in {None, "generate"}:
-        _err("streetgate node: give either --rotate-key (a new key) or --ble-key HEX, not both")
+        err("streetgate node: give either --rotate-key (a new key) or --ble-key HEX, not both")
         raise typer.Exit(ExitCode.USAGE)
     new_key = rotate_key or ble_key == "generate"
     settings = _node_settings(
@@ -376,16 +373,16 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
         if settings.ble.key is not None:
             typer.echo(f"ble key: {settings.ble.key}")
     if result.removed:
-        _err(f"removed {len(result.removed)} file(s) of the previous release: {result.removed}")
-    _err(f"board after reset: {first_line}")
+        err(f"removed {len(result.removed)} file(s) of the previous release: {result.removed}")
+    err(f"board after reset: {first_line}")
     if new_key:
-        _err("the BLE key is the node's BTHome key: put it in the gateway's bthome device config")
+        err("the BLE key is the node's BTHome key: put it in the gateway's bthome device config")
 
 
 # -- monitor ----------------------------------------------------------------------------------
 
 
-@node_app.command()
+@app.command()
 def monitor(
     port: PortOption,
     seconds: Annotated[
@@ -399,7 +396,7 @@ def monitor(
         console = open_console(port)
     except BoardError as exc:
         raise _fail(exc) from exc
-    _err(f"console of {port} (Ctrl-C to stop)")
+    err(f"console of {port} (Ctrl-C to stop)")
     try:
         while deadline is None or time.monotonic() < deadline:
             data = console.read(4096)
@@ -408,14 +405,7 @@ def monitor(
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        _err(f"streetgate node: {port}: the port went away ({exc})")
+        err(f"streetgate node: {port}: the port went away ({exc})")
         raise typer.Exit(ExitCode.UNREACHABLE) from exc
     finally:
         console.close()
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``node`` to the CLI (once)."""
-    if any(group.name == "node" for group in app.registered_groups):
-        return
-    app.add_typer(node_app)

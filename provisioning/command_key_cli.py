@@ -24,7 +24,7 @@ from gateway.config.management import read_command_key
 from gateway.core.key_files import unsafe_mode, write_atomically
 from gateway.management.signing import sign_command
 
-__all__ = ["INSTALLED_NAME", "register"]
+__all__ = ["INSTALLED_NAME", "app", "sign"]
 
 #: The public key's file name in the gateway's credentials directory.
 INSTALLED_NAME = "platform-command-key.pub"
@@ -158,14 +158,11 @@ def _load_private(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def register(creds: typer.Typer) -> None:
-    """Add ``command-key new|install`` and ``sign-command`` to the ``creds`` group."""
-    group = typer.Typer(
-        name="command-key",
-        help="The platform's Ed25519 key for signed commands: make it, install it on a gateway.",
-        no_args_is_help=True,
-    )
-    group.command("new")(new)
-    group.command("install")(install)
-    creds.add_typer(group, name="command-key")
-    creds.command("sign-command")(sign)
+#: ``creds command-key``; provisioning/creds_cli.py mounts it and :func:`sign` (``sign-command``).
+app = typer.Typer(
+    name="command-key",
+    help="The platform's Ed25519 key for signed commands: make it, install it on a gateway.",
+    no_args_is_help=True,
+)
+app.command("new")(new)
+app.command("install")(install)

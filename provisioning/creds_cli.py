@@ -30,7 +30,7 @@ from provisioning.creds import (
 )
 from provisioning.progress import working
 
-__all__ = ["register", "show_dict"]
+__all__ = ["app", "show_dict"]
 
 
 def _fail(exc: CredsError) -> typer.Exit:
@@ -188,17 +188,13 @@ def show(
         raise typer.Exit(code)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``creds init|install|show`` to the CLI (once)."""
-    if any(group.name == "creds" for group in app.registered_groups):
-        return
-    creds = typer.Typer(
-        name="creds",
-        help="The gateway's TLS client key and certificate; the platform's command key.",
-        no_args_is_help=True,
-    )
-    creds.command("init")(init)
-    creds.command("install")(install)
-    creds.command("show")(show)
-    command_key_cli.register(creds)
-    app.add_typer(creds, name="creds")
+app = typer.Typer(
+    name="creds",
+    help="The gateway's TLS client key and certificate; the platform's command key.",
+    no_args_is_help=True,
+)
+app.command("init")(init)
+app.command("install")(install)
+app.command("show")(show)
+app.add_typer(command_key_cli.app, name="command-key")
+app.command("sign-command")(command_key_cli.sign)

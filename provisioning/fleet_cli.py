@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from gateway.cli.common import load_or_exit
+from gateway.cli.common import err, load_or_exit
 from gateway.cli.exit_codes import exit_code_for
 from gateway.core.errors import FleetError
 from provisioning.fleet import (
@@ -29,7 +29,7 @@ from provisioning.fleet import (
 )
 from provisioning.progress import working
 
-__all__ = ["register", "status_dict"]
+__all__ = ["app", "status_dict"]
 
 T = TypeVar("T")
 
@@ -72,12 +72,8 @@ TimeoutOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document.")]
 
 
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
 def _fail(exc: FleetError) -> typer.Exit:
-    _err(f"streetgate fleet: {exc}")
+    err(f"streetgate fleet: {exc}")
     return typer.Exit(exit_code_for(exc))
 
 
@@ -120,11 +116,11 @@ def _pairs(pairs: list[str], gateway_id_name: str, config: Path | None) -> dict[
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            _err(f"streetgate fleet: {pair!r} is not NAME=VALUE")
+            err(f"streetgate fleet: {pair!r} is not NAME=VALUE")
             raise typer.Exit(2)
         values[name] = value
     if not values:
-        _err("streetgate fleet: nothing to set: give NAME=VALUE pairs or --config")
+        err("streetgate fleet: nothing to set: give NAME=VALUE pairs or --config")
         raise typer.Exit(2)
     return values
 
@@ -167,7 +163,7 @@ def enrol(  # noqa: PLR0917 - one parameter per CLI option
         )
     else:
         typer.echo(new_uuid)
-    _err(
+    err(
         f"registered in {fleet}; next: set its variables and tags, e.g.\n"
         f"  streetgate fleet env set -d {new_uuid} -c gw.toml SITE=...\n"
         "and put the UUID in the device's config.json (balena os configure)"
@@ -197,7 +193,7 @@ def env_set(  # noqa: PLR0917 - one parameter per CLI option
         lambda c: c.env_set(device, values),
     )
     _print_values({n: stored[n] for n in values}, as_json, "streetgate.fleet.env/1")
-    _err(f"set {len(values)} variable(s) on {device}; the device restarts its services to use them")
+    err(f"set {len(values)} variable(s) on {device}; the device restarts its services to use them")
 
 
 def env_list(  # noqa: PLR0917 - one parameter per CLI option
@@ -289,7 +285,7 @@ def pin(  # noqa: PLR0917 - one parameter per CLI option
         )
     else:
         typer.echo(pinned)
-    _err(f"device {device} pinned to release {pinned}")
+    err(f"device {device} pinned to release {pinned}")
 
 
 def status_dict(status: DeviceStatus) -> dict[str, Any]:
@@ -342,25 +338,20 @@ def status(  # noqa: PLR0917 - one parameter per CLI option
     typer.echo(json.dumps(status_dict(found)) if as_json else _status_text(found))
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``fleet enrol|env|tag|pin|status`` to the CLI (once)."""
-    if any(group.name == "fleet" for group in app.registered_groups):
-        return
-    fleet = typer.Typer(
-        name="fleet",
-        help="balena fleet enrolment: register, variables, tags, pin a release, status"
-        " (needs the extra streetgate\\[fleet]).",
-        no_args_is_help=True,
-    )
-    fleet.command("enrol")(enrol)
-    env = typer.Typer(name="env", help="Device environment variables.", no_args_is_help=True)
-    env.command("set")(env_set)
-    env.command("list")(env_list)
-    fleet.add_typer(env, name="env")
-    tag = typer.Typer(name="tag", help="Device tags.", no_args_is_help=True)
-    tag.command("set")(tag_set)
-    tag.command("list")(tag_list)
-    fleet.add_typer(tag, name="tag")
-    fleet.command("pin")(pin)
-    fleet.command("status")(status)
-    app.add_typer(fleet, name="fleet")
+app = typer.Typer(
+    name="fleet",
+    help="balena fleet enrolment: register, variables, tags, pin a release, status"
+    " (needs the extra streetgate\\[fleet]).",
+    no_args_is_help=True,
+)
+app.command("enrol")(enrol)
+env = typer.Typer(name="env", help="Device environment variables.", no_args_is_help=True)
+env.command("set")(env_set)
+env.command("list")(env_list)
+app.add_typer(env, name="env")
+tag = typer.Typer(name="tag", help="Device tags.", no_args_is_help=True)
+tag.command("set")(tag_set)
+tag.command("list")(tag_list)
+app.add_typer(tag, name="tag")
+app.command("pin")(pin)
+app.command("status")(status)

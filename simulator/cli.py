@@ -43,8 +43,8 @@ __all__ = [
     "SimProfile",
     "config_toml",
     "fleet",
-    "register",
     "serve",
+    "sim",
     "write_config_file",
 ]
 
@@ -426,8 +426,3 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
         hint = "" if rtu else "; for free ports use --base-port 0"
         typer.echo(f"error: {exc}{hint}", err=True)
         raise typer.Exit(ExitCode.FAILURE) from exc
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``sim`` to the CLI."""
-    app.command("sim")(sim)

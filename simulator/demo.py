@@ -124,30 +124,26 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``demo`` to the CLI."""
-
-    @app.command()
-    def demo(
-        devices: Annotated[int, typer.Option(min=1, max=500, help="Simulated devices.")] = 3,
-        duration: Annotated[
-            float | None, typer.Option(min=0.1, help="Stop after this many seconds.")
-        ] = None,
-        workdir: Annotated[
-            Path | None, typer.Option(help="Keep broker and outbox files here (default: temp).")
-        ] = None,
-    ) -> None:
-        """Run mosquitto, simulated devices and the gateway; print readings as they arrive."""
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-        specs = demo_specs(devices)  # reads profile files: before the event loop starts
-        try:
-            if workdir is not None:
-                workdir.mkdir(parents=True, exist_ok=True)
-                asyncio.run(run_demo(specs, duration, workdir.resolve()))
-            else:
-                with tempfile.TemporaryDirectory(prefix="streetgate-demo-") as tmp:
-                    asyncio.run(run_demo(specs, duration, Path(tmp)))
-        except BrokerNotInstalled as exc:
-            say(f"demo: {exc}")
-            raise typer.Exit(ExitCode.FAILURE) from exc
+def demo(
+    devices: Annotated[int, typer.Option(min=1, max=500, help="Simulated devices.")] = 3,
+    duration: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds.")
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Keep broker and outbox files here (default: temp).")
+    ] = None,
+) -> None:
+    """Run mosquitto, simulated devices and the gateway; print readings as they arrive."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    specs = demo_specs(devices)  # reads profile files: before the event loop starts
+    try:
+        if workdir is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+            asyncio.run(run_demo(specs, duration, workdir.resolve()))
+        else:
+            with tempfile.TemporaryDirectory(prefix="streetgate-demo-") as tmp:
+                asyncio.run(run_demo(specs, duration, Path(tmp)))
+    except BrokerNotInstalled as exc:
+        say(f"demo: {exc}")
+        raise typer.Exit(ExitCode.FAILURE) from exc

@@ -42,8 +42,8 @@ from gateway.store.reader import (
 __all__ = [
     "ExportFormat",
     "Exported",
+    "app",
     "format_status",
-    "register",
     "status_dict",
     "write_rows",
 ]
@@ -345,16 +345,11 @@ def purge_command(
     err(f"purged {deleted:,} readings up to seq {plan.last_seq}{note} ({total:,} purged in total)")
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``buffer status|export|purge`` to the CLI (once)."""
-    if any(group.name == "buffer" for group in app.registered_groups):
-        return
-    buffer = typer.Typer(
-        name="buffer",
-        help="The outbox as a technician sees it: status, export, purge (safe while it runs).",
-        no_args_is_help=True,
-    )
-    buffer.command("status")(status)
-    buffer.command("export")(export)
-    buffer.command("purge")(purge_command)
-    app.add_typer(buffer, name="buffer")
+app = typer.Typer(
+    name="buffer",
+    help="The outbox as a technician sees it: status, export, purge (safe while it runs).",
+    no_args_is_help=True,
+)
+app.command("status")(status)
+app.command("export")(export)
+app.command("purge")(purge_command)

@@ -1,4 +1,4 @@
-"""``streetgate config validate|show``: check a config file, print the effective config.
+"""``streetgate validate`` and ``config validate|show``: check a config, print the effective one.
 
 ``show`` prints the config after defaults (what the gateway will use), as TOML or with
 ``--json`` as one JSON object; secrets are masked unless ``--no-redact``: BTHome bindkeys and
@@ -14,11 +14,16 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import load_or_exit
+from gateway.cli.common import err, load_or_exit
+from gateway.cli.exit_codes import ExitCode
+from gateway.config.devices import describe, device_names
 from gateway.config.effective import effective_config
+from gateway.config.model import GatewayConfig, load_config
 from gateway.config.toml_write import dumps
+from gateway.config.transport_security import insecure_flags, transport_warnings
+from gateway.core.errors import ConfigError
 
-__all__ = ["register"]
+__all__ = ["app", "show", "summary", "transport_warning_lines", "validate", "validate_json"]
 
 
 def show(
@@ -33,17 +38,81 @@ def show(
     typer.echo(json.dumps(data) if as_json else dumps(data), nl=as_json)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``config validate|show`` to the CLI (once)."""
-    if any(group.name == "config" for group in app.registered_groups):
-        return
-    from gateway.cli.main import validate  # noqa: PLC0415 - gateway.cli.main imports this module
+def _transport(config: GatewayConfig) -> str:
+    tls = config.mqtt.tls
+    if tls is None:
+        return "plain TCP"
+    return "TLS, certificate NOT verified" if tls.insecure_skip_verify else "TLS"
 
-    group = typer.Typer(
-        name="config",
-        help="Check a config file, or print the effective config (secrets masked).",
-        no_args_is_help=True,
-    )
-    group.command("validate")(validate)
-    group.command("show")(show)
-    app.add_typer(group, name="config")
+
+def summary(config: GatewayConfig) -> str:
+    """One paragraph a technician can check against the cabinet."""
+    lines = [
+        f"gateway {config.gateway_id}: broker {config.mqtt.host}:{config.mqtt.port}"
+        f" ({_transport(config)}), outbox {config.outbox.path}",
+        f"{sum(len(device_names(d)) for d in config.devices)} device(s):",
+    ]
+    lines += [f"  {line}" for device in config.devices for line in describe(device)]
+    return "\n".join(lines)
+
+
+def transport_warning_lines(config: GatewayConfig) -> list[str]:
+    """``warning: ...`` lines for an insecure broker connection
+    (gateway/config/transport_security.py)."""
+    return [
+        f"{'warning' if w.serious else 'note'}: {w.message}; {w.hint}"
+        for w in transport_warnings(config.mqtt)
+    ]
+
+
+def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
+    """``validate --json``: the verdict, every issue and the devices, as one JSON document."""
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        issues = [{"location": i.location, "message": i.message} for i in exc.issues]
+        return {"file": str(file), "valid": False, "issues": issues}, None
+    devices = [{"name": name, "kind": d.kind} for d in config.devices for name in device_names(d)]
+    return {
+        "file": str(file),
+        "valid": True,
+        "gateway_id": config.gateway_id,
+        "broker": f"{config.mqtt.host}:{config.mqtt.port}",
+        "tls": config.mqtt.tls is not None,
+        "insecure": insecure_flags(config.mqtt),
+        "warnings": transport_warning_lines(config),
+        "outbox": str(config.outbox.path),
+        "devices": devices,
+        "summary": summary(config).splitlines(),
+    }, config
+
+
+def validate(
+    file: Annotated[Path, typer.Argument(help="Config file to check.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Check a config file: print "ok" and a summary, or every error (non-zero exit).
+
+    The same as ``streetgate config validate``.
+    """
+    if as_json:
+        data, config = validate_json(file)
+        typer.echo(json.dumps(data))
+        if config is None:
+            err(f"invalid configuration in {file}")
+            raise typer.Exit(ExitCode.CONFIG)
+        return
+    config = load_or_exit(file)
+    typer.echo(f"ok: {file}")
+    typer.echo(summary(config))
+    for line in transport_warning_lines(config):
+        err(line)
+
+
+app = typer.Typer(
+    name="config",
+    help="Check a config file, or print the effective config (secrets masked).",
+    no_args_is_help=True,
+)
+app.command("validate")(validate)
+app.command("show")(show)

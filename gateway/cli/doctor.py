@@ -23,7 +23,7 @@ from gateway.core.errors import ConfigError
 from gateway.diagnostics.broker_probe import broker_checks, broker_setup
 from gateway.diagnostics.doctor import CheckResult, local_checks
 
-__all__ = ["format_check", "register"]
+__all__ = ["doctor", "format_check"]
 
 _MARKS = {"PASS": "green", "FAIL": "red", "SKIP": "yellow", "WARN": "yellow"}
 
@@ -130,10 +130,3 @@ def doctor(
         raise typer.Exit(ExitCode.CONFIG)
     if failed:
         raise typer.Exit(ExitCode.FAILURE)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``doctor`` to the CLI (once)."""
-    if any(c.name == "doctor" for c in app.registered_commands):
-        return
-    app.command("doctor")(doctor)

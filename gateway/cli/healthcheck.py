@@ -20,7 +20,7 @@ from gateway.cli.common import load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.runtime.watchdog import Verdict, heartbeat_path, heartbeat_verdict, read_heartbeat
 
-__all__ = ["check", "register"]
+__all__ = ["check", "healthcheck"]
 
 
 def check(heartbeat: Path) -> Verdict:
@@ -32,30 +32,26 @@ def check(heartbeat: Path) -> Verdict:
     return heartbeat_verdict(data, time.time())
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``healthcheck`` to the CLI."""
-
-    @app.command()
-    def healthcheck(
-        config: Annotated[
-            Path,
-            typer.Option(
-                "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
-            ),
-        ],
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    ) -> None:
-        """Exit 0 if the running gateway makes progress, 1 if it is stuck, stalled or gone."""
-        cfg = load_or_exit(config)
-        path = heartbeat_path(cfg.outbox.path)
-        verdict = check(path)
-        if as_json:
-            typer.echo(
-                json.dumps(
-                    {"healthy": verdict.healthy, "reason": verdict.reason, "heartbeat": str(path)}
-                )
+def healthcheck(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Exit 0 if the running gateway makes progress, 1 if it is stuck, stalled or gone."""
+    cfg = load_or_exit(config)
+    path = heartbeat_path(cfg.outbox.path)
+    verdict = check(path)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"healthy": verdict.healthy, "reason": verdict.reason, "heartbeat": str(path)}
             )
-        else:
-            typer.echo(verdict.reason if verdict.healthy else f"unhealthy: {verdict.reason}")
-        if not verdict.healthy:
-            raise typer.Exit(ExitCode.FAILURE)
+        )
+    else:
+        typer.echo(verdict.reason if verdict.healthy else f"unhealthy: {verdict.reason}")
+    if not verdict.healthy:
+        raise typer.Exit(ExitCode.FAILURE)

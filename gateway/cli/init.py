@@ -31,6 +31,8 @@ import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from drivers.profile import builtin_profiles
+from gateway.cli.common import err
+from gateway.cli.config import summary
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import (
     BthomeDevice,
@@ -52,8 +54,8 @@ from gateway.core.validation import issues_from_validation_error
 __all__ = [
     "DEFAULT_OUTBOX",
     "DEVICE_KINDS",
+    "init",
     "parse_device_flag",
-    "register",
     "stdin_is_terminal",
 ]
 
@@ -72,10 +74,6 @@ DEVICE_KINDS: dict[str, type[BaseModel]] = {
 }
 
 _INT_KEYS = {"port", "unit_id", "baudrate", "stopbits"}
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 def stdin_is_terminal() -> bool:
@@ -123,7 +121,7 @@ def _secret_file(text: str, why: str) -> Path:
     path = _existing_file(text)
     mode = unsafe_mode(path)
     if mode is not None:
-        _err(
+        err(
             f"warning: {path} can be read by other users (mode {mode:04o}); {why}: chmod 600 {path}"
         )
     return path
@@ -166,7 +164,7 @@ def ask(
         try:
             return check(str(answer).strip())
         except BadAnswer as exc:
-            _err(f"  {exc}; try again")
+            err(f"  {exc}; try again")
 
 
 def ask_field(  # noqa: PLR0917 - the question and how to check it
@@ -319,7 +317,7 @@ def _parse_key_files(values: list[str]) -> dict[str, Path]:
 
 
 def _usage(message: str) -> typer.Exit:
-    _err(f"streetgate init: {message}")
+    err(f"streetgate init: {message}")
     return typer.Exit(ExitCode.USAGE)
 
 
@@ -384,7 +382,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
 ) -> None:
     """Ask for the gateway's settings and write a valid config file (mode 0600)."""
     if path.exists() and not force:
-        _err(f"streetgate init: {path} exists; add --force to overwrite it. Nothing was written.")
+        err(f"streetgate init: {path} exists; add --force to overwrite it. Nothing was written.")
         raise typer.Exit(ExitCode.DECLINED)
     interactive = not non_interactive and stdin_is_terminal()
     try:
@@ -447,7 +445,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         raise _usage(f"missing answers ({why}, so nothing is asked): {', '.join(missing)}")
 
     if interactive:
-        _err(f"Setting up {path}; every question is also a flag (streetgate init --help).")
+        err(f"Setting up {path}; every question is also a flag (streetgate init --help).")
         if "gateway_id" not in answers:
             answers["gateway_id"] = ask("Gateway id", _field_check(GatewayConfig, "gateway_id", {}))
         if "host" not in answers:
@@ -497,7 +495,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
             kinds = [*DEVICE_KINDS, "done"]
             while (kind := _choose("Add a device", kinds, "done")) != "done":
                 devices.append(ask_device(kind, taken))
-                _err(f"  added {kind} {devices[-1]['name']}")
+                err(f"  added {kind} {devices[-1]['name']}")
 
     mqtt: dict[str, Any] = {
         "host": answers["host"],
@@ -526,34 +524,25 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     try:
         config = parse_config(tomllib.loads(text), str(path), path.parent.resolve())
     except ConfigError as exc:  # the answers were checked one by one; together they must fit
-        _err(str(exc))
+        err(str(exc))
         raise typer.Exit(ExitCode.FAILURE) from exc
     try:
         write_atomically(path, text.encode(), 0o600)
     except OSError as exc:
-        _err(f"streetgate init: cannot write {path}: {exc.strerror}")
+        err(f"streetgate init: cannot write {path}: {exc.strerror}")
         raise typer.Exit(
             ExitCode.PERMISSION if isinstance(exc, PermissionError) else ExitCode.FAILURE
         ) from exc
 
-    from gateway.cli.main import summary  # noqa: PLC0415 - gateway.cli.main imports this module
-
-    _err(f"wrote {path} (mode 0600)")
-    _err(summary(config))
+    err(f"wrote {path} (mode 0600)")
+    err(summary(config))
     if not devices:
-        _err("note: no devices yet; add [[devices]] tables (see README.md) or run init again")
-    _err(f"next: streetgate config validate {path}")
-    _err(f"      streetgate doctor -c {path}")
+        err("note: no devices yet; add [[devices]] tables (see README.md) or run init again")
+    err(f"next: streetgate config validate {path}")
+    err(f"      streetgate doctor -c {path}")
 
 
 def _names(device: dict[str, Any]) -> list[str]:
     if device["kind"] == "modbus_rtu":
         return [u["name"] for u in device.get("units", [])]
     return [device["name"]]
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``init`` to the CLI (once)."""
-    if any(c.name == "init" for c in app.registered_commands):
-        return
-    app.command("init")(init)

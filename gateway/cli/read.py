@@ -36,7 +36,7 @@ from gateway.core.clock import SystemClock
 from gateway.core.errors import DeviceError, DeviceTimeout, DeviceUnreachable
 from gateway.core.model import Reading, Sample
 
-__all__ = ["find_device", "read_device", "register"]
+__all__ = ["find_device", "read", "read_device"]
 
 #: How long ``read`` listens for a passive BLE sensor by default (they advertise every few s).
 BLE_LISTEN = 30.0
@@ -148,10 +148,3 @@ def read(
         typer.echo(json.dumps({"device": device, "ts": iso, "readings": readings}))
     else:
         typer.echo(_table(samples))
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``read`` to the CLI (once)."""
-    if any(c.name == "read" for c in app.registered_commands):
-        return
-    app.command("read")(read)

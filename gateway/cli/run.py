@@ -40,38 +40,34 @@ async def _serve(config_path: Path) -> None:
     await supervisor.run()
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``run`` to the CLI."""
-
-    @app.command()
-    def run(
-        config: Annotated[
-            Path,
-            typer.Option(
-                "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
-            ),
-        ],
-        log_level: Annotated[
-            str, typer.Option(envvar="STREETGATE_LOG_LEVEL", help="debug, info, warning or error.")
-        ] = "info",
-    ) -> None:
-        """Run the gateway: poll devices, buffer readings, forward them to the broker."""
-        if read_marker(config) is None:
-            load_or_exit(config)  # with a remote change pending, the supervisor settles it first
-        setup_logging(log_level)
-        try:
-            asyncio.run(_serve(config.absolute()))  # config-get reports where it is
-        except Exception as exc:
-            error = find_error(exc)
-            if error is None:
-                raise
-            typer.echo(f"streetgate: {error}", err=True)
-            code = ExitCode.PERMISSION if isinstance(error, UnsafeKeyFile) else ExitCode.FAILURE
-            if isinstance(error, ConfigError):
-                code = ExitCode.CONFIG
-            elif isinstance(error, OutboxLocked | OutboxForeign):
-                code = ExitCode.DECLINED  # refused; nothing was written
-            raise typer.Exit(code) from exc
+def run(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
+        ),
+    ],
+    log_level: Annotated[
+        str, typer.Option(envvar="STREETGATE_LOG_LEVEL", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Run the gateway: poll devices, buffer readings, forward them to the broker."""
+    if read_marker(config) is None:
+        load_or_exit(config)  # with a remote change pending, the supervisor settles it first
+    setup_logging(log_level)
+    try:
+        asyncio.run(_serve(config.absolute()))  # config-get reports where it is
+    except Exception as exc:
+        error = find_error(exc)
+        if error is None:
+            raise
+        typer.echo(f"streetgate: {error}", err=True)
+        code = ExitCode.PERMISSION if isinstance(error, UnsafeKeyFile) else ExitCode.FAILURE
+        if isinstance(error, ConfigError):
+            code = ExitCode.CONFIG
+        elif isinstance(error, OutboxLocked | OutboxForeign):
+            code = ExitCode.DECLINED  # refused; nothing was written
+        raise typer.Exit(code) from exc
 
 
 def find_error(exc: BaseException) -> StreetgateError | None:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from drivers.ble.discovery import BleFound, discover, toml_snippet
+from gateway.cli.common import err
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import BAUD_RATES
 from gateway.core.errors import AdapterUnavailable, DeviceUnreachable
@@ -40,11 +41,7 @@ if TYPE_CHECKING:
 
     from gateway.diagnostics.scan import ModbusProber
 
-__all__ = ["format_ble", "format_modbus", "format_serial", "register", "scan_ble"]
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
+__all__ = ["app", "format_ble", "format_modbus", "format_serial", "scan_ble"]
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -80,7 +77,7 @@ def serial(as_json: JsonOption = False) -> None:
     elif entries:
         typer.echo(format_serial(entries))
     if not entries:
-        _err("no serial ports found (is the adapter plugged in? `dmesg | tail` says)")
+        err("no serial ports found (is the adapter plugged in? `dmesg | tail` says)")
 
 
 def format_modbus(found: list[UnitFound]) -> str:
@@ -140,19 +137,19 @@ def modbus(  # noqa: PLR0917 - every option of the command (typer passes them by
     """Probe Modbus unit ids on a TCP host or an RS-485 bus; show which answer and which shipped
     profile fits each (best first)."""
     if (host is None) == (serial_port is None):
-        _err("give exactly one of --host HOST or --serial PORT")
+        err("give exactly one of --host HOST or --serial PORT")
         raise typer.Exit(ExitCode.USAGE)
     try:
         unit_ids = parse_units(units)
     except ValueError as exc:
-        _err(f"--units: {exc}")
+        err(f"--units: {exc}")
         raise typer.Exit(ExitCode.USAGE) from exc
     prober: ModbusProber
     if host is not None:
         prober = TcpProber(host, port, timeout)
     elif serial_port is not None:
         if parity not in {"N", "E", "O"} or stopbits not in {1, 2} or baud not in BAUD_RATES:
-            _err(
+            err(
                 "--parity must be N, E or O, --stopbits 1 or 2, "
                 f"--baud one of {', '.join(map(str, BAUD_RATES))}"
             )
@@ -167,21 +164,21 @@ def modbus(  # noqa: PLR0917 - every option of the command (typer passes them by
             stopbits=line_stopbits,
             timeout=timeout,
         )
-    _err(
+    err(
         f"probing {len(unit_ids)} unit id(s) on {prober.where}: up to {timeout:g} s each, "
         f"at most {len(unit_ids) * timeout:.1f} s plus the profile reads of units that answer"
     )
     try:
         found = asyncio.run(_scan(prober, unit_ids))
     except DeviceUnreachable as exc:
-        _err(f"cannot reach {prober.where}: {exc}")
+        err(f"cannot reach {prober.where}: {exc}")
         raise typer.Exit(ExitCode.UNREACHABLE) from exc
     if as_json:
         typer.echo(json.dumps([u.as_dict() for u in found]))
     elif found:
         typer.echo(format_modbus(found))
     if not found:
-        _err(f"no unit answered on {prober.where}")
+        err(f"no unit answered on {prober.where}")
 
 
 def format_ble(found: list[BleFound]) -> str:
@@ -247,11 +244,11 @@ def ble(
 ) -> None:
     """Nearby BLE devices, loudest first, decoded where the format is known (BTHome v2, Ruuvi),
     with the [[devices]] entry to paste for each recognised sensor."""
-    _err(f"listening for BLE adverts for {timeout:g} s")
+    err(f"listening for BLE adverts for {timeout:g} s")
     try:
         found = asyncio.run(scan_ble(timeout))
     except AdapterUnavailable as exc:
-        _err(
+        err(
             f"no usable Bluetooth adapter ({exc}); "
             "check `bluetoothctl list` and that bluetoothd runs"
         )
@@ -261,19 +258,14 @@ def ble(
     elif found:
         typer.echo(format_ble(found))
     if not found:
-        _err("no BLE device heard")
+        err("no BLE device heard")
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``scan serial|modbus|ble`` to the CLI (once)."""
-    if any(group.name == "scan" for group in app.registered_groups):
-        return
-    scan = typer.Typer(
-        name="scan",
-        help="Find devices: serial ports, Modbus unit ids, BLE sensors.",
-        no_args_is_help=True,
-    )
-    scan.command("serial")(serial)
-    scan.command("modbus")(modbus)
-    scan.command("ble")(ble)
-    app.add_typer(scan, name="scan")
+app = typer.Typer(
+    name="scan",
+    help="Find devices: serial ports, Modbus unit ids, BLE sensors.",
+    no_args_is_help=True,
+)
+app.command("serial")(serial)
+app.command("modbus")(modbus)
+app.command("ble")(ble)

@@ -18,7 +18,7 @@ from gateway.cli.common import ConfigOption, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.runtime.state_file import GatewayView, current_view, read_state, state_path
 
-__all__ = ["format_status", "register"]
+__all__ = ["format_status", "status"]
 
 
 def _age(seconds: float | None) -> str:
@@ -99,10 +99,3 @@ def status(
             typer.echo(f"streetgate: the figures above are {_age(age)} old", err=True)
     if not view.running:
         raise typer.Exit(ExitCode.NOT_FOUND)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``status`` to the CLI (once)."""
-    if any(c.name == "status" for c in app.registered_commands):
-        return
-    app.command("status")(status)

@@ -23,14 +23,14 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import load_or_exit
+from gateway.cli.common import err, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
 from gateway.runtime.state_file import current_view, state_path
 from gateway.store.reader import buffer_status, exporting, reading_fields
 
-__all__ = ["POLL_INTERVAL", "format_reading", "register"]
+__all__ = ["POLL_INTERVAL", "format_reading", "tail"]
 
 #: Seconds between two looks at the outbox.
 POLL_INTERVAL = 0.2
@@ -49,10 +49,6 @@ def format_reading(seq: int, body: str) -> str:
 def _last_seq(path: Path) -> int:
     """The highest sequence number committed so far (0 for a new outbox)."""
     return buffer_status(path).last_committed_seq
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 def tail(
@@ -78,10 +74,10 @@ def tail(
     path = cfg.outbox.path
     known = {n for d in cfg.devices for n in device_names(d)}
     if device is not None and device not in known:
-        _err(f"note: no device {device!r} in {config}; following its readings if any appear")
+        err(f"note: no device {device!r} in {config}; following its readings if any appear")
     view = current_view(state_path(path))
     if not view.running:
-        _err(f"note: the gateway is {view.reason}; following {path} anyway")
+        err(f"note: the gateway is {view.reason}; following {path} anyway")
     shown = 0
     cursor: int | None = None if from_seq is None else from_seq - 1
     waiting_said = False
@@ -100,24 +96,17 @@ def tail(
                 sys.stdout.flush()
             except OutboxMissing:
                 if not waiting_said:
-                    _err(f"no outbox at {path} yet; waiting for the gateway to create it")
+                    err(f"no outbox at {path} yet; waiting for the gateway to create it")
                     waiting_said = True
             except OutboxDamaged as exc:
-                _err(f"streetgate: {exc}; left untouched")
+                err(f"streetgate: {exc}; left untouched")
                 raise typer.Exit(ExitCode.DAMAGED) from exc
             except StoreError as exc:
-                _err(f"streetgate: {exc}")
+                err(f"streetgate: {exc}")
                 raise typer.Exit(ExitCode.FAILURE) from exc
             time.sleep(POLL_INTERVAL)
     except KeyboardInterrupt:
-        _err(f"stopped after {shown:,} reading(s)")
+        err(f"stopped after {shown:,} reading(s)")
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``tail`` to the CLI (once)."""
-    if any(c.name == "tail" for c in app.registered_commands):
-        return
-    app.command("tail")(tail)

@@ -32,7 +32,7 @@ from firmware.release import (
     open_bundle,
 )
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.core.errors import (
     BundleError,
     ManifestError,
@@ -41,8 +41,6 @@ from gateway.core.errors import (
     UnsafeReleaseKey,
 )
 from tests.support.node_firmware import firmware_dir
-
-_register_subcommands()
 
 FIXTURE = firmware_dir()
 

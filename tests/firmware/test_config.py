@@ -13,10 +13,8 @@ from firmware.boards import BoardKind, identify, node_boards
 from firmware.node_cli import format_boards
 from firmware.node_config import node_config, node_json
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.core.errors import ConfigError
-
-_register_subcommands()
 
 # The example of the contract, verbatim.
 CONTRACT = """{"schema": 1, "node_id": "pole-17-aq", "sample_interval_s": 10,

@@ -21,13 +21,11 @@ from typer.testing import CliRunner, Result
 from firmware.deploy import deploy as deploy_files
 from firmware.release import DEFAULT_SOURCE, collect_files, make_key_pair
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from simulator.board import BoardFault, VirtualBoard, find_micropython
 from tests.support.node_firmware import firmware_dir
 from tests.support.readme_examples import readme_commands
 from tests.support.sim_thread import in_thread
-
-_register_subcommands()
 
 FIXTURE = firmware_dir()
 

@@ -10,14 +10,12 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.config.model import load_config
 from gateway.management.signing import verify_command
 from provisioning.command_key_cli import INSTALLED_NAME
 from tests.provisioning.test_creds import GATEWAY, write_config
 from tests.support.readme_examples import readme_commands
-
-_register_subcommands()
 
 
 def creds(*args: str) -> Result:

@@ -16,15 +16,13 @@ from typer.testing import CliRunner, Result
 
 from gateway.cli.common import load_or_exit
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.core.errors import ForwardError, UnsafeKeyFile
 from gateway.runtime.app import pipeline
 from gateway.uplink.forwarder import tls_context
 from tests.support.cert_authority import CertificateAuthority, pem
 from tests.support.mosquitto import Mosquitto
 from tests.support.readme_examples import readme_commands
-
-_register_subcommands()
 
 GATEWAY = "pole-17"
 HEADING = "Credentials and fleet enrolment"

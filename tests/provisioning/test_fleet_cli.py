@@ -16,12 +16,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from provisioning.fleet import FleetClient
 from tests.support.balena_stub import FLEET_KEY, USER_KEY, BalenaStub
 from tests.support.readme_examples import readme_commands
-
-_register_subcommands()
 
 FLEET = "acme/streetfleet"
 DEVICE = "d" * 32
@@ -346,10 +344,7 @@ def test_without_balena_sdk_the_command_says_what_to_install(stub: BalenaStub) -
 
 
 def test_the_cli_does_not_import_balena_until_a_fleet_command_runs() -> None:
-    code = (
-        "import sys; from gateway.cli.main import _register_subcommands; _register_subcommands();"
-        " print('balena' in sys.modules)"
-    )
+    code = "import sys; import gateway.cli.main; print('balena' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )

@@ -32,8 +32,8 @@ from simulator.cli import (
     SimProfile,
     config_toml,
     fleet,
-    register,
     serve,
+    sim,
     write_config_file,
 )
 from simulator.modbus_server import DeviceSpec, ModbusSimulator, SimulatedDevice
@@ -350,7 +350,7 @@ def sim_app() -> typer.Typer:
     def main() -> None:
         """Keep ``sim`` a subcommand, as in the real CLI."""
 
-    register(app)
+    app.command("sim")(sim)
     return app
 
 

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.config.model import OutboxConfig
 from gateway.core.model import Quality, Reading
 from gateway.runtime.state_file import (
@@ -35,8 +35,6 @@ from gateway.runtime.state_file import (
 from gateway.store import reader as buffer_store
 from gateway.store.outbox import MIGRATIONS, Outbox
 from gateway.uplink.forwarder import ForwarderState, ForwarderStats
-
-_register_subcommands()
 
 T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from drivers.profile import load_profile
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.config.model import parse_config
 from gateway.core.model import Reading
 from gateway.runtime.app import pipeline
@@ -28,8 +28,6 @@ from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.support.mosquitto import Mosquitto
 from tests.support.sim_thread import in_thread
 from tests.support.subscriber import Subscriber
-
-_register_subcommands()
 
 
 def buffer(*args: str) -> Result:

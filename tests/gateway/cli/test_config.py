@@ -10,11 +10,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import EXIT_CODE_MEANINGS, _register_subcommands, app
+from gateway.cli.main import EXIT_CODE_MEANINGS, app
 from gateway.config.effective import MASK
 from gateway.config.model import parse_config
-
-_register_subcommands()
 
 KEY = "0123456789abcdef0123456789abcdef"
 

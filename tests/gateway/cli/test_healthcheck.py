@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.runtime.notify import Notifier
 from gateway.runtime.watchdog import Probe, Watchdog, heartbeat_path
 from tests.support.readme_examples import readme_commands
@@ -33,7 +33,6 @@ def config(tmp_path: Path) -> Path:
 
 
 def healthcheck(*args: str, env: dict[str, str] | None = None) -> Result:
-    _register_subcommands()
     return CliRunner().invoke(app, ["healthcheck", *args], env=env)
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from gateway.cli import init as init_cli
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.config.devices import (
     BthomeDevice,
     ModbusRtuBus,
@@ -25,8 +25,6 @@ from gateway.config.devices import (
 )
 from gateway.config.model import load_config
 from tests.support.readme_examples import readme_commands
-
-_register_subcommands()
 
 KEY = "0123456789abcdef0123456789ABCDEF"
 

@@ -9,15 +9,13 @@ from typer.testing import CliRunner, Result
 
 from drivers.profile import load_profile
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.core.errors import ModbusExceptionCode
 from simulator.broker import free_port
 from simulator.modbus_rtu_server import ModbusRtuSimulator
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from simulator.serial_sensors import Sds011Sim
 from tests.support.sim_thread import in_thread
-
-_register_subcommands()
 
 
 def write_config(tmp_path: Path, devices: str) -> Path:

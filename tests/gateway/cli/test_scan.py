@@ -38,7 +38,6 @@ from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.support.readme_examples import readme_commands
 from tests.support.sim_thread import in_thread
 
-scan_cli.register(app)
 runner = CliRunner()
 
 SDM120 = load_profile("sdm120")

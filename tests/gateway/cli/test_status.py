@@ -12,13 +12,11 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from tests.gateway.cli.test_buffer_live import gateway_process
 from tests.support.mosquitto import Mosquitto
 from tests.support.platform_client import platform
 from tests.support.readme_examples import readme_commands
-
-_register_subcommands()
 
 
 def status(config: Path, *args: str) -> Result:

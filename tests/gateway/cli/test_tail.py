@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from drivers.profile import load_profile
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.cli.tail import format_reading
 from gateway.core.errors import OutboxMissing
 from gateway.store.reader import BufferStatus, buffer_status
@@ -26,8 +26,6 @@ from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.gateway.cli.test_buffer_live import gateway_process
 from tests.support.readme_examples import readme_commands
 from tests.support.sim_thread import in_thread
-
-_register_subcommands()
 
 METRICS = len(load_profile("sdm120").metrics)
 

@@ -56,11 +56,10 @@ interval = "soon"
 
 
 def validate(*args: str) -> Result:
-    """Run ``streetgate validate ARGS`` against ``gateway.cli.app``.
+    """Run ``streetgate validate ARGS`` against ``gateway.cli.main.app``.
 
-    ``main()`` registers more subcommands before running the app; on its own, the app holds only
-    ``validate``, and typer then runs that command without its name. Either way the same command
-    function runs.
+    The root app is built at import with every command group; a one-command app would run
+    ``validate`` without its name, so the name is given only when the app is a group.
     """
     command = typer.main.get_command(app)
     argv = ["validate", *args] if isinstance(command, typer.core.TyperGroup) else list(args)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.config.environment import COMMAND_VARIABLES, overlay, variables
 from gateway.config.model import GatewayConfig, Synchronous, load_config
 from gateway.core.errors import ConfigError
@@ -163,7 +163,6 @@ def test_variable_names_are_unique_and_acceptable_to_balena() -> None:
 def test_config_validate_names_the_variable(
     config_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _register_subcommands()
     monkeypatch.setenv("STREETGATE_MQTT_PORT", "eighty")
     result = CliRunner().invoke(app, ["config", "validate", str(config_file)])
     assert result.exit_code == ExitCode.CONFIG

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gateway.cli.exit_codes import ExitCode
-from gateway.cli.main import _register_subcommands, app
+from gateway.cli.main import app
 from gateway.config.model import parse_config
 from gateway.core.clock import SystemClock
 from gateway.diagnostics.doctor import (
@@ -33,8 +33,6 @@ from simulator.serial_sensors import Sds011Sim
 from tests.support.mosquitto import Mosquitto
 from tests.support.pki import make_pki, tls_mosquitto
 from tests.support.sim_thread import in_thread
-
-_register_subcommands()
 
 BROKER_STEPS = ["broker:dns", "broker:tcp", "broker:mqtt-connect", "broker:publish-readback"]
 TLS_STEPS = ["broker:dns", "broker:tcp", "broker:tls", "broker:mqtt-connect",
