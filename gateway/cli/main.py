@@ -149,6 +149,7 @@ def _register_subcommands() -> None:
     from gateway.cli import doctor as doctor_cli  # noqa: PLC0415
     from gateway.cli import healthcheck as healthcheck_cli  # noqa: PLC0415
     from gateway.cli import init as init_cli  # noqa: PLC0415
+    from gateway.cli import page as page_cli  # noqa: PLC0415
     from gateway.cli import read as read_cli  # noqa: PLC0415
     from gateway.cli import run as cli_run  # noqa: PLC0415
     from gateway.cli import status as status_cli  # noqa: PLC0415
@@ -168,6 +169,8 @@ def _register_subcommands() -> None:
     creds_cli.register(app)
     fleet_cli.register(app)
     node_cli.register(app)
+    if page_cli.app not in [group.typer_instance for group in app.registered_groups]:
+        app.add_typer(page_cli.app, name="page")
     for module in (doctor_cli, read_cli, tail_cli, healthcheck_cli, status_cli):
         module.register(app)
 
