@@ -19,34 +19,33 @@ function age(s) {
 function num(v) {
   if (v === null) return "–";
   const a = Math.abs(v);
-  return a !== 0 && (a >= 1e6 || a < 1e-3) ? v.toExponential(3) : String(Number(v.toPrecision(6)));
+  return a !== 0 && (a >= 1e6 || a < 1e-3) ? v.toExponential(3) : String(Number(v.toPrecision(5)));
 }
 function facts(dl, rows) {
   dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
 
-function chart(values) {
+function chart(all) {
+  const values = all.slice(Math.max(0, all.findIndex((v) => v !== null))); // the hour, or since start
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "chart");
   svg.setAttribute("viewBox", "0 0 120 28");
   svg.setAttribute("preserveAspectRatio", "none");
   const known = values.filter((v) => v !== null);
   if (!known.length) return svg;
-  const lo = Math.min(...known), hi = Math.max(...known), span = hi - lo || 1;
+  const lo = Math.min(...known), hi = Math.max(...known);
+  const y = (v) => (hi === lo ? 14 : 26 - ((v - lo) / (hi - lo)) * 24);
   const step = 120 / Math.max(1, values.length - 1);
   let run = [];
   const flush = () => {
     if (!run.length) return;
-    if (run.length === 1) run.push(run[0]); // one point: a dot (round line cap)
+    if (run.length === 1) run.unshift([Math.max(0, run[0][0] - 1.5), run[0][1]]); // one point: a dash
     const line = document.createElementNS(SVG, "polyline");
-    line.setAttribute("points", run.join(" "));
+    line.setAttribute("points", run.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "));
     svg.append(line);
     run = [];
   };
-  values.forEach((v, i) => {
-    if (v === null) return flush();
-    run.push(`${(i * step).toFixed(1)},${(26 - ((v - lo) / span) * 24).toFixed(1)}`);
-  });
+  values.forEach((v, i) => (v === null ? flush() : run.push([i * step, y(v)])));
   flush();
   return svg;
 }
@@ -54,7 +53,7 @@ function chart(values) {
 function device(dev) {
   const errors = Object.entries(dev.errors).map(([k, n]) => `${k} ${n}`).join(", ");
   const rows = dev.metrics.map((m) => el("tr", {"data-metric": m.name},
-    el("td", {}, m.name),
+    el("td", {class: "name", title: m.name}, m.name),
     el("td", {class: "value"}, `${num(m.value)} ${m.unit}`.trim()),
     el("td", {class: "chart"}, chart(history.get(`${dev.name}\u0000${m.name}`) || [m.value]))));
   const card = el("article", {class: "card device", "data-device": dev.name, "data-health": dev.health},
