@@ -6,9 +6,9 @@ One :class:`Series` per (device, metric): a ring of ``POINTS`` slots of ``STEP_S
 the reading's own timestamp, so polls of any interval share one time axis.
 
 Memory: the ring is 120 × 8 = 960 bytes of data; with the array's header, the series object and
-its key, about 1.2 KB per metric (``Series.nbytes()`` measures it; tests/gateway/runtime/
+its key, about 1.3 KB per metric (``Series.nbytes()`` measures it; tests/gateway/runtime/
 test_history.py pins the bound). A cabinet of 10 energy meters of ~20 metrics and a few sensors
-(~220 metrics) costs about 260 KB. At most ``MAX_SERIES`` series are kept (then new ones are
+(~220 metrics) costs about 290 KB. At most ``MAX_SERIES`` series are kept (then new ones are
 counted, not recorded), so a source that invents metric names cannot grow it without bound.
 
 :meth:`History.tap` wraps the outbox's ``put_many`` (the sink every poller and source hands its
@@ -31,7 +31,7 @@ __all__ = ["MAX_SERIES", "POINTS", "STEP_S", "History", "Series"]
 #: Seconds per chart point and points per series: one hour.
 STEP_S = 30
 POINTS = 120
-#: Series kept at most (devices × metrics); 4096 × 1.2 KB ≈ 5 MB at worst.
+#: Series kept at most (devices × metrics); 4096 × 1.3 KB ≈ 5.5 MB at worst.
 MAX_SERIES = 4096
 
 _NAN = math.nan
