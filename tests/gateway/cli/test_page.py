@@ -46,3 +46,19 @@ def test_show_without_a_token_is_not_found_and_loopback_is_explained(tmp_path: P
     result = runner.invoke(app, ["page", "token", "-c", str(config)])
     assert result.exit_code == 0
     assert "loopback only" in result.stderr
+
+
+def test_the_documented_token_commands_run(tmp_path: Path) -> None:
+    doc = Path(__file__).parents[3] / "docs" / "status-page.md"
+    commands = [
+        line.split("#", 1)[0].split()
+        for line in doc.read_text().splitlines()
+        if line.startswith("streetgate page token")
+    ]
+    assert len(commands) == 2
+    config = write_config(tmp_path, '[metrics]\nlisten = "0.0.0.0:9464"\nallow_remote = true\n')
+    for argv in commands:
+        args = [str(config) if a.endswith(".toml") else a for a in argv[1:]]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, (argv, result.output)
+        assert read_token(tmp_path / "outbox.db.page-token") == result.stdout.strip()
