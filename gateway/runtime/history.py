@@ -55,6 +55,12 @@ class Series:
         self.last_value = value
         self.last_ts_ms = ts_ms
         slot = ts_ms // self._step_ms
+        if slot != self._head:  # most values land in the newest slot: skip this then
+            self._advance(slot)
+        slots = self._slots
+        slots[slot % len(slots)] = value
+
+    def _advance(self, slot: int) -> None:
         head = self._head
         slots = self._slots
         size = len(slots)
@@ -62,12 +68,10 @@ class Series:
             # First value, the wall clock went back, or over an hour of silence: start afresh.
             if head is not None:
                 slots[:] = array("d", [_NAN]) * size
-            self._head = slot
-        elif slot > head:
+        else:
             for gap in range(head + 1, slot):  # slots nothing was read in
                 slots[gap % size] = _NAN
-            self._head = slot
-        slots[slot % size] = value
+        self._head = slot
 
     def points(self) -> tuple[int | None, list[float | None]]:
         """(Unix seconds of the newest slot's start, the values oldest first; None for gaps)."""
