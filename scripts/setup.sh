@@ -26,6 +26,9 @@ if [[ ",$extras," == *,dev,* ]]; then
     ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
     command -v systemd-analyze >/dev/null || need_apt+=(systemd)  # verifies deploy/systemd's unit
     command -v tmux >/dev/null || need_apt+=(tmux)  # terminal tests drive the CLI in a real terminal
+    # the status page is tested in a real browser: Debian's chromium, driven by Selenium
+    [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+    [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     need_apt+=(python3-venv)

@@ -14,7 +14,19 @@ from typing import Annotated
 import typer
 
 from firmware import node_cli
-from gateway.cli import buffer, config, doctor, healthcheck, init, read, run, scan, status, tail
+from gateway.cli import (
+    buffer,
+    config,
+    doctor,
+    healthcheck,
+    init,
+    page,
+    read,
+    run,
+    scan,
+    status,
+    tail,
+)
 from gateway.cli.exit_codes import ExitCode
 from provisioning import creds_cli, fleet_cli
 from simulator import cli as sim_cli
@@ -89,6 +101,7 @@ app.command("read")(read.read)
 app.command("tail")(tail.tail)
 app.command("healthcheck")(healthcheck.healthcheck)
 app.command("status")(status.status)
+app.add_typer(page.app, name="page")
 
 
 def main() -> None:

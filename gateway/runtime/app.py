@@ -17,11 +17,13 @@ from gateway.config.model import GatewayConfig
 from gateway.config.transport_security import insecure_flags, transport_warnings
 from gateway.core.clock import SystemClock
 from gateway.runtime.health_report import HealthReporter
+from gateway.runtime.history import History
 from gateway.runtime.metrics import MetricsServer
 from gateway.runtime.notify import Notifier
 from gateway.runtime.progress_probes import gateway_probes
 from gateway.runtime.scheduler import DevicePoller
 from gateway.runtime.state_file import StateFileWriter, state_path
+from gateway.runtime.status_page import StatusPage, page_token_path
 from gateway.runtime.watchdog import Watchdog, heartbeat_path
 from gateway.store.outbox import Outbox
 from gateway.store.outbox_files import OutboxLock
@@ -45,6 +47,7 @@ class Gateway:
     sources: list[Source] = field(default_factory=list)
     health: HealthReporter | None = None
     metrics: MetricsServer | None = None
+    history: History = field(default_factory=History)  # the status page's charts
 
 
 @asynccontextmanager
@@ -101,12 +104,14 @@ async def run_gateway(
         log.log(level, "insecure: %s; %s", warning.message, warning.hint)
     async with pipeline(config, commands, outbox_lock) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
+        # With the status page (served by the metrics listener), readings also feed its charts.
+        sink = outbox.put_many if config.metrics is None else gateway.history.tap(outbox.put_many)
         polled = [d for d in config.devices if isinstance(d, POLLED_TYPES)]
         for device in polled:
             gateway.pollers[device.name] = DevicePoller(
                 build_driver(device, ble=ble),
                 device.interval,
-                outbox.put_many,
+                sink,
                 clock,
                 # Devices with one interval poll together: their answers arrive as one burst
                 # that the outbox commits as soon as it ends (QUIET_COMMIT), so a kill loses
@@ -116,7 +121,7 @@ async def run_gateway(
             )
         gateway.sources = build_sources(
             config.devices,
-            outbox.put_many,
+            sink,
             clock,
             ble=ble,
             ble_counters=counters_path(config.outbox.path),
@@ -165,7 +170,14 @@ async def run_gateway(
             if commands is not None:
                 tasks.append(tg.create_task(commands.run(gateway), name="mgmt:commands"))
             if config.metrics is not None:
-                gateway.metrics = MetricsServer(config.metrics, gateway.health.snapshot)
+                page = StatusPage(
+                    gateway.health.snapshot,
+                    forwarder.stats,
+                    f"{config.mqtt.host}:{config.mqtt.port}",
+                    gateway.history,
+                    page_token_path(config.outbox.path),
+                )
+                gateway.metrics = MetricsServer(config.metrics, gateway.health.snapshot, page)
                 tasks.append(tg.create_task(gateway.metrics.run(), name="status:metrics"))
             log.info(
                 "gateway %s running: %d device(s), broker %s:%d",

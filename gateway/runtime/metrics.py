@@ -1,12 +1,12 @@
 """The health figures as OpenMetrics text on a local HTTP endpoint (``[metrics] listen``).
 
 :func:`render` turns a health snapshot (gateway/runtime/health_report.py) into OpenMetrics 1.0
-text; the
-:class:`MetricsServer` serves it for ``GET /metrics`` with a deliberately small HTTP/1.1 server
-(one request per connection, bounded request size and time, a bounded number of connections
-at once), owned by the ``status:metrics`` task. It listens on loopback unless the config allows
-more (config_metrics.py). A scrape costs one snapshot; between scrapes the server only waits on
-its socket.
+text; the :class:`MetricsServer` serves it for ``GET /metrics``, and the status page
+(gateway/runtime/status_page.py: ``/``, ``/api/status``) beside it, with a deliberately small
+HTTP/1.1 server (one request per connection, bounded request size and time, a bounded number
+of connections at once), owned by the ``status:metrics`` task. It listens on loopback unless
+the config allows more (config_metrics.py). A scrape costs one snapshot; between scrapes the
+server only waits on its socket.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.config.metrics import MetricsConfig, split_listen
+from gateway.runtime.status_page import SECURITY_HEADERS, Response, StatusPage
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +197,14 @@ class MetricsServer:
     """Serves ``GET /metrics``; run ``run()`` as a task (``status:metrics``)."""
 
     def __init__(
-        self, config: MetricsConfig, snapshot: Callable[[], Awaitable[dict[str, Any]]]
+        self,
+        config: MetricsConfig,
+        snapshot: Callable[[], Awaitable[dict[str, Any]]],
+        page: StatusPage | None = None,
     ) -> None:
         self._host, self._port = split_listen(config.listen)
         self._snapshot = snapshot
+        self._page = page  # None: /metrics only
         self.port: int | None = None  # the bound port (the configured one, or a free one for 0)
         self.listening = asyncio.Event()
         self.scrapes = 0
@@ -287,13 +292,16 @@ class MetricsServer:
             return
         self._answering.add(key)
         if head is None:
-            status, body, content_type = "400 Bad Request", b"bad request\n", "text/plain"
+            answer = Response("400 Bad Request", b"bad request\n", "text/plain")
         else:
-            status, body, content_type = await self._answer(head)
+            peer = writer.get_extra_info("peername")
+            answer = await self._answer(head, peer[0] if peer else None)
+        status, body, content_type, extra = answer
+        headers = "".join(f"{k}: {v}\r\n" for k, v in (*SECURITY_HEADERS, *extra))
         try:
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n".encode()
                 + body
             )
             await writer.drain()
@@ -304,16 +312,27 @@ class MetricsServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _answer(self, head: bytes) -> tuple[str, bytes, str]:
+    async def _answer(self, head: bytes, peer: str | None) -> Response:
         request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = request_line.split(" ")
         if len(parts) != 3:
-            return "400 Bad Request", b"bad request line\n", "text/plain"
+            return Response("400 Bad Request", b"bad request line\n", "text/plain")
         method, target, _ = parts
-        if target.split("?", 1)[0] != "/metrics":
-            return "404 Not Found", b"try /metrics\n", "text/plain"
+        path = target.split("?", 1)[0]
+        if self._page is not None:
+            # Beyond loopback, everything (also /metrics) needs the page's access token.
+            refused = await self._page.check_access(target, head, peer)
+            if refused is not None:
+                return refused
+        page = self._page is not None and self._page.handles(path)
+        if path != "/metrics" and not page:
+            return Response("404 Not Found", b"try /metrics\n", "text/plain")
         if method != "GET":
-            return "405 Method Not Allowed", b"GET /metrics\n", "text/plain"
+            return Response(
+                "405 Method Not Allowed", b"GET only\n", "text/plain", (("Allow", "GET"),)
+            )
+        if self._page is not None and page:
+            return await self._page.answer(path)
         text = render(await self._snapshot())
         self.scrapes += 1
-        return "200 OK", text.encode(), CONTENT_TYPE
+        return Response("200 OK", text.encode(), CONTENT_TYPE)

@@ -203,6 +203,7 @@ class ForwarderStats:
     readings_published: int = 0
     last_error: str | None = None
     connected_since: float | None = None  # Unix time the current connection was made
+    last_ack_unix: float | None = None  # Unix time the broker last acknowledged readings
     # Incoming messages (commands) dropped unread, by reason (gateway/uplink/inbound.py).
     incoming_dropped: dict[str, int] = field(default_factory=dict)
 
@@ -429,5 +430,6 @@ class Forwarder:
                         outbox.ack(last)
                         self.stats.messages_published += 1
                         self.stats.readings_published += count
+                        self.stats.last_ack_unix = time.time()
                 else:
                     await outbox.wait_committed(cursor)

@@ -125,7 +125,7 @@ def test_a_scrape_is_valid_openmetrics_with_the_health_figures(
                     == 1
                 )
 
-                assert (await http_get(port, "/"))[0] == 404
+                assert (await http_get(port, "/nope"))[0] == 404
                 assert (await http_get(port, "/metrics", method="POST"))[0] == 405
                 stop.set()
 

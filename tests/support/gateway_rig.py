@@ -1,0 +1,122 @@
+"""A gateway process polling simulated Modbus devices, for tests and benchmarks that stay sync.
+
+The simulator runs on its own event loop in a thread (:func:`simulator_thread`), so a test
+driving a browser can block while devices answer; :func:`gateway_process` is ``streetgate run``
+as its own process, stopped with SIGTERM like systemd does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from simulator.modbus_server import DeviceSpec, ModbusSimulator
+
+__all__ = ["SimThread", "gateway_process", "simulator_thread", "write_config"]
+
+
+class SimThread:
+    """A running :class:`ModbusSimulator` and the loop it runs on."""
+
+    def __init__(self, sim: ModbusSimulator, loop: asyncio.AbstractEventLoop) -> None:
+        self.sim = sim
+        self.loop = loop
+
+    def call(self, coro: Coroutine[Any, Any, None], timeout: float = 10) -> None:
+        """Run a coroutine (``sim["x"].stop()``) on the simulator's loop and wait for it."""
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+@contextmanager
+def simulator_thread(specs: list[DeviceSpec]) -> Iterator[SimThread]:
+    """The simulator, serving in a thread until the block ends."""
+    ready: Future[SimThread] = Future()
+    stop: list[asyncio.Event] = []
+
+    async def serve() -> None:
+        stop.append(asyncio.Event())
+        async with ModbusSimulator(specs) as sim:
+            ready.set_result(SimThread(sim, asyncio.get_running_loop()))
+            await stop[0].wait()
+
+    def main() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    thread = threading.Thread(target=main, name="test:simulator", daemon=True)
+    thread.start()
+    running = ready.result(timeout=10)
+    try:
+        yield running
+    finally:
+        running.loop.call_soon_threadsafe(stop[0].set)
+        thread.join(10)
+
+
+def write_config(
+    path: Path, broker_port: int, sim: ModbusSimulator, metrics_port: int, interval: str = "1s"
+) -> Path:
+    """A config polling every simulated device, with the metrics listener (and page) on."""
+    lines = [
+        'gateway_id = "cabinet-12"',
+        "[mqtt]",
+        'host = "127.0.0.1"',
+        f"port = {broker_port}",
+        'keepalive = "2s"',
+        'reconnect_min = "200ms"',
+        'reconnect_max = "1s"',
+        "[metrics]",
+        f'listen = "127.0.0.1:{metrics_port}"',
+        "[outbox]",
+        'path = "outbox.db"',
+    ]
+    for device in sim:
+        lines += [
+            "[[devices]]",
+            'kind = "modbus_tcp"',
+            f'name = "{device.name}"',
+            'host = "127.0.0.1"',
+            f"port = {device.port}",
+            f"unit_id = {device.unit_id}",
+            f'profile = "{device.profile.name}"',
+            f'interval = "{interval}"',
+            'timeout = "300ms"',
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextmanager
+def gateway_process(config: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``streetgate run -c config``, logging to gateway.log beside it; SIGTERM on exit."""
+    # STREETGATE_* variables are config overrides (docs/deploy.md): the test's own, such as
+    # STREETGATE_SCREENSHOT, are not for the gateway.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREETGATE_")}
+    with (config.parent / "gateway.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "-c", str(config)],
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
