@@ -157,15 +157,15 @@ if [ ! -x "$venv/bin/python" ]; then
     act "creating the virtual environment $OPT/venv" "$PYTHON" -m venv "$venv"
 fi
 # The version FROM names, when it names one: a wheel or sdist file name, a checkout's
-# pyproject.toml, or a pinned requirement; empty for "whatever PyPI has".
+# gateway/__init__.py, or a pinned requirement; empty for "whatever PyPI has".
 wanted_version() {
     case "$FROM" in
         *.whl) basename "$FROM" | cut -d- -f2 ;;
         *.tar.gz) basename "$FROM" .tar.gz | sed 's/^streetgate-//' ;;
         *==*) echo "${FROM#*==}" ;;
         *)
-            if [ -f "$FROM/pyproject.toml" ]; then
-                sed -n 's/^version = "\(.*\)"/\1/p' "$FROM/pyproject.toml" | head -n1
+            if [ -f "$FROM/gateway/__init__.py" ]; then
+                sed -n 's/^__version__ = "\(.*\)"/\1/p' "$FROM/gateway/__init__.py" | head -n1
             fi ;;
     esac
 }
