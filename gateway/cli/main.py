@@ -151,6 +151,7 @@ def _register_subcommands() -> None:
     from gateway.cli import init as init_cli  # noqa: PLC0415
     from gateway.cli import read as read_cli  # noqa: PLC0415
     from gateway.cli import run as cli_run  # noqa: PLC0415
+    from gateway.cli import service as service_cli  # noqa: PLC0415
     from gateway.cli import status as status_cli  # noqa: PLC0415
     from gateway.cli import tail as tail_cli  # noqa: PLC0415
     from gateway.cli.scan import register as register_scan  # noqa: PLC0415
@@ -159,6 +160,7 @@ def _register_subcommands() -> None:
     from simulator import demo  # noqa: PLC0415
 
     cli_run.register(app)
+    app.add_typer(service_cli.app, name="service")
     buffer_cli.register(app)
     config_cli.register(app)
     init_cli.register(app)
