@@ -171,3 +171,38 @@ def test_on_armv7_only_the_known_dependencies_lack_a_pypi_wheel(
         assert name not in missing, result.stderr
         missing.add(name)
     assert missing == ARMV7_FROM_PIWHEELS_OR_SOURCE
+
+
+FAKE_ARMV7 = {
+    # uname -m of a 32-bit Raspberry Pi OS; dpkg-query: none of the build packages installed
+    "uname": '#!/bin/sh\n[ "$1" = -m ] && echo armv7l || exec /usr/bin/uname "$@"\n',
+    "dpkg-query": "#!/bin/sh\nexit 1\n",
+}
+
+
+@pytest.mark.parametrize("arch", ["armv7l", "aarch64"])
+def test_install_sh_on_armv7_adds_piwheels_and_the_build_packages(
+    arch: str, wheel: Path, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in FAKE_ARMV7.items():
+        (bin_dir / name).write_text(script.replace("armv7l", arch))
+        (bin_dir / name).chmod(0o755)
+    result = subprocess.run(
+        [str(DEPLOY / "install.sh"), "--dry-run", "--python", sys.executable, "--from", str(wheel)],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    apt = (
+        "install: would: installing python3-dev libffi-dev build-essential with apt-get"
+        " (32-bit ARM: dependencies without wheels are built)"
+    )
+    piwheels = "(also from https://www.piwheels.org/simple)"
+    if arch == "armv7l":
+        assert apt in result.stdout.splitlines()
+        assert piwheels in result.stdout
+    else:  # PyPI has wheels of everything: neither compilers nor another index
+        assert "apt-get" not in result.stdout
+        assert "piwheels" not in result.stdout
