@@ -100,6 +100,28 @@ if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
         sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv'
 fi
 
+# -- 32-bit Raspberry Pi OS (armv7) ---------------------------------------------------------
+# PyPI has no armv7 wheels of cffi and dbus-fast (bleak's D-Bus library): pip takes them from
+# piwheels, the Raspberry Pi wheel index, or else builds them, which needs a compiler and the
+# headers of Python and libffi. On arm64 and x86_64 PyPI has wheels of every dependency.
+pip_index=()
+case "$(uname -m)" in
+    armv7l|armv6l)
+        pip_index=(--extra-index-url https://www.piwheels.org/simple)
+        build_deps=()
+        for pkg in python3-dev libffi-dev build-essential; do
+            dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' \
+                || build_deps+=("$pkg")
+        done
+        if [ "${#build_deps[@]}" -gt 0 ] && ! live; then
+            say "note: 32-bit ARM: install ${build_deps[*]} in the image, for dependencies piwheels lacks"
+        elif [ "${#build_deps[@]}" -gt 0 ]; then
+            act "installing ${build_deps[*]} with apt-get (32-bit ARM: dependencies without wheels are built)" \
+                sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"' \
+                _ "${build_deps[@]}"
+        fi ;;
+esac
+
 # -- the service user -----------------------------------------------------------------------
 # useradd --prefix edits $ROOT/etc/{passwd,group,shadow} without chroot'ing into $ROOT.
 prefix=()
@@ -157,15 +179,15 @@ if [ ! -x "$venv/bin/python" ]; then
     act "creating the virtual environment $OPT/venv" "$PYTHON" -m venv "$venv"
 fi
 # The version FROM names, when it names one: a wheel or sdist file name, a checkout's
-# pyproject.toml, or a pinned requirement; empty for "whatever PyPI has".
+# gateway/__init__.py, or a pinned requirement; empty for "whatever PyPI has".
 wanted_version() {
     case "$FROM" in
         *.whl) basename "$FROM" | cut -d- -f2 ;;
         *.tar.gz) basename "$FROM" .tar.gz | sed 's/^streetgate-//' ;;
         *==*) echo "${FROM#*==}" ;;
         *)
-            if [ -f "$FROM/pyproject.toml" ]; then
-                sed -n 's/^version = "\(.*\)"/\1/p' "$FROM/pyproject.toml" | head -n1
+            if [ -f "$FROM/gateway/__init__.py" ]; then
+                sed -n 's/^__version__ = "\(.*\)"/\1/p' "$FROM/gateway/__init__.py" | head -n1
             fi ;;
     esac
 }
@@ -179,8 +201,8 @@ want="$(wanted_version)"
 have="$(installed_version)"
 if [ "$REINSTALL" = 1 ] || [ -z "$have" ] || { [ -n "$want" ] && [ "$want" != "$have" ]; }; then
     code_changed=1
-    act "installing streetgate ${want:-(latest)} from $FROM into $OPT/venv" \
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    act "installing streetgate ${want:-(latest)} from $FROM into $OPT/venv${pip_index[1]:+ (also from ${pip_index[1]})}" \
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_index[@]}" \
         $([ "$REINSTALL" = 1 ] && echo --force-reinstall --no-deps) "$FROM"
 fi
 link="$ROOT/usr/local/bin/streetgate"

@@ -24,6 +24,7 @@ from gateway.cli import (
     read,
     run,
     scan,
+    service,
     status,
     tail,
 )
@@ -102,6 +103,7 @@ app.command("tail")(tail.tail)
 app.command("healthcheck")(healthcheck.healthcheck)
 app.command("status")(status.status)
 app.add_typer(page.app, name="page")
+app.add_typer(service.app, name="service")
 
 
 def main() -> None:
