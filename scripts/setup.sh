@@ -26,6 +26,8 @@ if [[ ",$extras," == *,dev,* ]]; then
     ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(faketime)
     command -v systemd-analyze >/dev/null || need_apt+=(systemd)  # verifies deploy/systemd's unit
     command -v tmux >/dev/null || need_apt+=(tmux)  # terminal tests drive the CLI in a real terminal
+    # a 3-node RabbitMQ cluster (MQTT plugin) on loopback: tests/support/rabbitmq.py
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     need_apt+=(python3-venv)
