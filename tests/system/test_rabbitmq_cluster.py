@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -207,3 +208,25 @@ def _queue_exists(cluster: RabbitCluster) -> bool:
         q["name"].startswith("mqtt-subscription-cluster-test-platform") and q["type"] == "quorum"
         for q in json.loads(out)
     )
+
+
+def _processes_under(folder: Path) -> list[int]:
+    """PIDs of processes whose environment names ``folder`` (a node's or epmd's)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if str(folder).encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def test_a_start_that_times_out_leaves_nothing_running(tmp_path: Path) -> None:
+    cluster = RabbitCluster(tmp_path, start_timeout=3.0)
+    with pytest.raises(RuntimeError, match="in time"):
+        cluster.start()
+    assert all(node.proc is None for node in cluster.nodes)
+    assert _processes_under(cluster.workdir) == []
+    with pytest.raises(ConnectionRefusedError):  # no epmd listens any more
+        socket.create_connection(("127.0.0.1", cluster.epmd_port), timeout=1).close()
