@@ -29,6 +29,9 @@ if [[ ",$extras," == *,dev,* ]]; then
     # the status page is tested in a real browser: Debian's chromium, driven by Selenium
     [ -x /usr/bin/chromium ] || need_apt+=(chromium)
     [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+
+    # a 3-node RabbitMQ cluster (MQTT plugin) on loopback: tests/support/rabbitmq.py
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     need_apt+=(python3-venv)

@@ -18,7 +18,7 @@ import re
 import signal
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated, cast
@@ -31,6 +31,14 @@ from gateway.config.devices import BAUD_RATES
 from gateway.config.model import NAME_PATTERN, parse_config
 from gateway.core.errors import ConfigError, WriteConfigError
 from gateway.core.units import format_duration, parse_duration
+from simulator.fleet import (
+    FLEET_PROFILES,
+    FleetGateway,
+    fleet_profile_file,
+    load_fleet_profile,
+    plan_fleet,
+    write_fleet_profiles,
+)
 from simulator.modbus_rtu_server import precise_timer_loop
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from simulator.rtu_cli import ConfigBus, Parity, bus_toml, rtu_fleet, serve_rtu
@@ -44,6 +52,7 @@ __all__ = [
     "config_toml",
     "fleet",
     "serve",
+    "serve_fleet",
     "sim",
     "write_config_file",
 ]
@@ -291,6 +300,131 @@ async def serve(
     typer.echo("stopped", err=True)
 
 
+async def serve_fleet(
+    gateways: Sequence[FleetGateway],
+    *,
+    host: str,
+    base_port: int,
+    settings: GatewaySettings,
+    directory: Path,
+    force: bool = False,
+    stop: asyncio.Event | None = None,
+    started: asyncio.Future[ModbusSimulator] | None = None,
+) -> None:
+    """``sim --fleet``: serve every gateway's devices from this process, on consecutive ports
+    from ``base_port``, and write ``<gateway_id>.toml`` per gateway into ``directory``."""
+    if stop is None:
+        stop = stop_on_signals()
+    specs = [device.spec for gateway in gateways for device in gateway.devices]
+    async with ModbusSimulator(specs, host=host, base_port=base_port, history=8) as sim:
+        refs = [device.profile_ref for gateway in gateways for device in gateway.devices]
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        used = [name for name in FLEET_PROFILES if fleet_profile_file(name) in refs]
+        await asyncio.to_thread(write_fleet_profiles, directory, used)
+        for gateway in gateways:
+            described = [
+                ConfigDevice(d.name, d.profile_ref, host, sim[d.spec.name].port, d.spec.unit_id)
+                for d in gateway.devices
+            ]
+            own = replace(
+                settings, gateway_id=gateway.gateway_id, outbox=Path(f"{gateway.gateway_id}.db")
+            )
+            path = directory / f"{gateway.gateway_id}.toml"
+            # Off the event loop: checking the config reads profile files, then it is written.
+            await asyncio.to_thread(
+                write_config_file, path, config_toml(own, described), force=force
+            )
+            for d in gateway.devices:
+                typer.echo(
+                    f"{gateway.gateway_id}  {d.name}  {d.spec.profile.name}  {host}:"
+                    f"{sim[d.spec.name].port}  unit {d.spec.unit_id}"
+                )
+        typer.echo(
+            f"wrote {len(gateways)} config(s) to {directory}; "
+            f"run a gateway each: streetgate run -c {directory}/<gateway_id>.toml",
+            err=True,
+        )
+        typer.echo(
+            f"serving {len(specs)} device(s) of {len(gateways)} gateway(s); Ctrl-C to stop",
+            err=True,
+        )
+        if started is not None:
+            started.set_result(sim)
+        await stop.wait()
+    typer.echo("stopped", err=True)
+
+
+def _fleet_profiles(refs: Sequence[str]) -> list[tuple[str, Profile]]:
+    """``--profile`` in fleet mode: the simulator's fleet profiles by name, then the usual ones."""
+    loaded = []
+    for ref in refs:
+        if ref in FLEET_PROFILES:
+            loaded.append((fleet_profile_file(ref), load_fleet_profile(ref)))
+        else:
+            loaded.extend((p.ref, p.profile) for p in _profiles([ref]))
+    return loaded
+
+
+def _run_fleet(
+    gateways: int,
+    first: int,
+    directory: Path | None,
+    *,
+    profiles: Sequence[str],
+    count: int,
+    unit_id: int,
+    host: str,
+    base_port: int,
+    settings: GatewaySettings,
+    force: bool,
+) -> None:
+    if directory is None:
+        raise typer.BadParameter(
+            "--fleet needs a folder for the configs", param_hint="'--fleet-dir'"
+        )
+    try:
+        plan = plan_fleet(
+            _fleet_profiles(profiles),
+            gateways=gateways,
+            devices_per_gateway=count,
+            unit_id=unit_id,
+            first=first,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--fleet'") from exc
+    total = gateways * count
+    if base_port and base_port + total - 1 > 65535:
+        raise typer.BadParameter(
+            f"{total} devices from port {base_port} run past 65535; lower it or use 0",
+            param_hint="'--base-port'",
+        )
+    existing = [g.gateway_id for g in plan if (directory / f"{g.gateway_id}.toml").exists()]
+    if existing and not force:
+        raise typer.BadParameter(
+            f"{directory} already holds {existing[0]}.toml; add --force to overwrite",
+            param_hint="'--fleet-dir'",
+        )
+    try:
+        asyncio.run(
+            serve_fleet(
+                plan,
+                host=host,
+                base_port=base_port,
+                settings=settings,
+                directory=directory,
+                force=force,
+            )
+        )
+    except KeyboardInterrupt:  # only where signal handlers could not be installed
+        pass
+    except (WriteConfigError, ConfigError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.FAILURE) from exc
+    except OSError as exc:
+        typer.echo(f"error: {exc}; for free ports use --base-port 0", err=True)
+        raise typer.Exit(ExitCode.FAILURE) from exc
+
+
 def sim(  # noqa: PLR0917 - one parameter per CLI option
     profile: Annotated[
         list[str] | None,
@@ -361,14 +495,50 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
             show_default=False,
         ),
     ] = None,
+    fleet_size: Annotated[
+        int | None,
+        typer.Option(
+            "--fleet",
+            min=1,
+            help="Fleet mode: the devices of this many gateways (--count each, through "
+            "--profile; 'holding10' is ten holding registers), a config each in --fleet-dir.",
+            show_default=False,
+        ),
+    ] = None,
+    fleet_dir: Annotated[
+        Path | None,
+        typer.Option(help="Fleet mode: folder for the configs fleet-NNN.toml.", file_okay=False),
+    ] = None,
+    fleet_first: Annotated[
+        int, typer.Option(min=1, help="Fleet mode: number of the first gateway (fleet-NNN).")
+    ] = 1,
 ) -> None:
     """Serve simulated devices (Modbus TCP; RTU with --rtu; serial sensors with --serial).
 
-    Runs until Ctrl-C; --write-config writes a gateway config for them.
+    Runs until Ctrl-C; --write-config writes a gateway config for them; --fleet serves
+    the devices of many gateways and writes a config for each.
     """
-    profiles = _profiles(profile or ["sdm120"])
     settings = GatewaySettings(gateway_id, broker_host, broker_port, outbox, _interval(interval))
     _check_names(gateway_id, broker_host)
+    if fleet_size is not None:
+        if rtu or serial or write_config is not None:
+            raise typer.BadParameter(
+                "cannot be combined with --rtu, --serial or --write-config", param_hint="'--fleet'"
+            )
+        _run_fleet(
+            fleet_size,
+            fleet_first,
+            fleet_dir,
+            profiles=profile or ["sdm120"],
+            count=count,
+            unit_id=unit_id,
+            host=host,
+            base_port=base_port,
+            settings=settings,
+            force=force,
+        )
+        return
+    profiles = _profiles(profile or ["sdm120"])
     if base_port and base_port + count - 1 > 65535:
         raise typer.BadParameter(
             f"{count} devices from port {base_port} run past 65535; lower it or use 0",
