@@ -14,10 +14,11 @@ import aiomqtt
 import pytest
 
 from gateway.config.model import GatewayConfig, parse_config
-from gateway.core.model import Reading
+from gateway.core.model import Quality, Reading, StoredReading
 from gateway.runtime.app import pipeline
 from gateway.store.outbox import Outbox
-from gateway.uplink.forwarder import build_message, status_topic
+from gateway.uplink.envelope import build_message
+from gateway.uplink.forwarder import status_topic
 from tests.support.mosquitto import Mosquitto
 from tests.support.subscriber import Subscriber
 
@@ -172,20 +173,19 @@ def test_birth_is_retained_and_the_will_reports_a_lost_link(
 
 
 def test_message_envelope() -> None:
-    rows = [(7, '{"seq":7}'), (8, '{"seq":8}')]
-    message = json.loads(
-        build_message("gw-1", epoch="00ff00ff00ff00ff", historical=True, rows=rows)
+    readings = [
+        StoredReading(7, "m-1", "voltage", 230.1, "V", 1_764_230_400_123, Quality.GOOD),
+        StoredReading(8, "m-1", "x", float("nan"), "", 1_764_230_400_123, Quality.CLOCK_UNSYNCED),
+    ]
+    payload = build_message("gw-1", epoch="00ff00ff00ff00ff", historical=True, readings=readings)
+    assert payload == (
+        b'{"v":2,"gateway":"gw-1","epoch":"00ff00ff00ff00ff","historical":true,'
+        b'"first_seq":7,"last_seq":8,"count":2,"readings":['
+        b'{"seq":7,"device":"m-1","metric":"voltage","value":230.1,"unit":"V",'
+        b'"ts":"2025-11-27T08:00:00.123Z","quality":"good"},'
+        b'{"seq":8,"device":"m-1","metric":"x","value":null,"unit":"",'
+        b'"ts":"2025-11-27T08:00:00.123Z","quality":"clock_unsynced"}]}'
     )
-    assert message == {
-        "v": 2,
-        "gateway": "gw-1",
-        "epoch": "00ff00ff00ff00ff",
-        "historical": True,
-        "first_seq": 7,
-        "last_seq": 8,
-        "count": 2,
-        "readings": [{"seq": 7}, {"seq": 8}],
-    }
 
 
 def test_a_stop_while_connecting_ends_the_forwarder_even_if_the_client_swallows_it(
