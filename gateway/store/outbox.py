@@ -666,7 +666,12 @@ class Outbox:
             rows = conn.execute(SELECT_READINGS, (after_seq, upto_seq, limit)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"outbox read failed: {exc}") from exc
-        return [stored_reading(row) for row in rows]
+        # Inline rather than stored_reading() per row: a drain reads 10^5 rows a second.
+        quality, nan = _QUALITY, _NAN
+        return [
+            StoredReading(s, d, m, nan if v is None else v, u, t, quality[q])
+            for s, d, m, v, u, t, q in rows
+        ]
 
     def _stored_figures(self) -> tuple[int, int | None, int | None, int]:
         """(depth, first stored seq, its timestamp, readings purged so far)."""

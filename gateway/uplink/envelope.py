@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from gateway.core.model import StoredReading
+from gateway.core.model import Quality, StoredReading
 
 __all__ = ["build_message", "encode_reading", "iso_time"]
 
@@ -37,22 +37,24 @@ def _middle(device: str, metric: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _after_value(unit: str, ts_ms: int, quality: str) -> str:
-    return f',"unit":{_json_str(unit)},"ts":"{iso_time(ts_ms)}","quality":"{quality}"}}'
+def _after_value(unit: str, ts_ms: int, quality: Quality) -> str:
+    return f',"unit":{_json_str(unit)},"ts":"{iso_time(ts_ms)}","quality":"{quality.value}"}}'
 
 
 def encode_reading(reading: StoredReading) -> str:
-    """The JSON object of one reading, as published (see docs/mqtt.md).
+    """The JSON object of one reading, as published (see docs/mqtt.md)."""
+    return _encode_all((reading,))[0]
 
-    Built from cached pieces: at drain rates (hundreds of thousands a second) formatting each
-    field anew would cost more than the rest of the uplink.
-    """
-    seq, device, metric, value, unit, ts_ms, quality = reading
-    value_text = repr(value) if math.isfinite(value) else "null"
-    return (
-        f'{{"seq":{seq}{_middle(device, metric)}{value_text}'
-        f"{_after_value(unit, ts_ms, quality.value)}"
-    )
+
+def _encode_all(readings: Sequence[StoredReading]) -> list[str]:
+    # Built from cached pieces, in one comprehension without a call per reading: at drain
+    # rates (hundreds of thousands a second) this is most of the uplink's CPU time.
+    isfinite, middle, after_value = math.isfinite, _middle, _after_value
+    return [
+        f'{{"seq":{seq}{middle(device, metric)}{repr(value) if isfinite(value) else "null"}'
+        f"{after_value(unit, ts_ms, quality)}"
+        for seq, device, metric, value, unit, ts_ms, quality in readings
+    ]
 
 
 def build_message(
@@ -69,4 +71,4 @@ def build_message(
         f'"first_seq":{readings[0].seq},"last_seq":{readings[-1].seq},"count":{len(readings)},'
         '"readings":['
     )
-    return (head + ",".join(map(encode_reading, readings)) + "]}").encode()
+    return (head + ",".join(_encode_all(readings)) + "]}").encode()
