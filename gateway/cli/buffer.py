@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ from gateway.cli.common import ConfigOption, err, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
+from gateway.core.model import StoredReading
 from gateway.runtime.state_file import GatewayView, current_view, state_path
 from gateway.store.reader import (
     EXPORT_COLUMNS,
@@ -36,8 +38,8 @@ from gateway.store.reader import (
     integrity_problems,
     plan_purge,
     purge,
-    reading_fields,
 )
+from gateway.uplink.envelope import encode_reading, iso_time
 
 __all__ = [
     "ExportFormat",
@@ -207,26 +209,31 @@ class Exported(NamedTuple):
     last_seq: int
 
 
-def write_rows(rows: Iterator[tuple[int, str]], fmt: ExportFormat, out: IO[str]) -> Exported:
-    """Write stored readings (seq, JSON) to ``out`` as CSV or JSON lines."""
+def csv_fields(reading: StoredReading) -> tuple[object, ...]:
+    """The EXPORT_COLUMNS of one reading, as the CSV export writes them."""
+    seq, device, metric, value, unit, ts_ms, quality = reading
+    value_text = repr(value) if math.isfinite(value) else ""
+    return (seq, device, metric, value_text, unit, iso_time(ts_ms), quality.value)
+
+
+def write_rows(rows: Iterator[StoredReading], fmt: ExportFormat, out: IO[str]) -> Exported:
+    """Write stored readings to ``out`` as CSV or JSON lines."""
     count = first = last = 0
     if fmt is ExportFormat.CSV:
         writer = csv.writer(out)
         writer.writerow(EXPORT_COLUMNS)
-        for seq, body in rows:
-            fields = reading_fields(body)
-            fields["value"] = "" if fields["value"] is None else repr(fields["value"])
-            writer.writerow(fields.values())
-            count, first, last = count + 1, first or seq, seq
+        for reading in rows:
+            writer.writerow(csv_fields(reading))
+            count, first, last = count + 1, first or reading.seq, reading.seq
     else:
-        for seq, body in rows:
-            out.write(body)  # exactly as stored and published
+        for reading in rows:
+            out.write(encode_reading(reading))  # exactly as published
             out.write("\n")
-            count, first, last = count + 1, first or seq, seq
+            count, first, last = count + 1, first or reading.seq, reading.seq
     return Exported(count, first, last)
 
 
-def _export_to_file(rows: Iterator[tuple[int, str]], fmt: ExportFormat, output: Path) -> Exported:
+def _export_to_file(rows: Iterator[StoredReading], fmt: ExportFormat, output: Path) -> Exported:
     """Write to a temporary file next to ``output`` and rename it: all or nothing."""
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     try:

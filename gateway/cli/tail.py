@@ -15,6 +15,7 @@ Exit status: 0 stopped with Ctrl-C (or after ``--count`` readings); 3 invalid co
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
@@ -27,8 +28,10 @@ from gateway.cli.common import err, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
+from gateway.core.model import StoredReading
 from gateway.runtime.state_file import current_view, state_path
-from gateway.store.reader import buffer_status, exporting, reading_fields
+from gateway.store.reader import buffer_status, exporting
+from gateway.uplink.envelope import encode_reading, iso_time
 
 __all__ = ["POLL_INTERVAL", "format_reading", "tail"]
 
@@ -36,13 +39,12 @@ __all__ = ["POLL_INTERVAL", "format_reading", "tail"]
 POLL_INTERVAL = 0.2
 
 
-def format_reading(seq: int, body: str) -> str:
+def format_reading(reading: StoredReading) -> str:
     """``seq ts device metric value unit quality`` of one stored reading."""
-    f = reading_fields(body)
-    value = "-" if f["value"] is None else str(f["value"])
+    seq, device, metric, value, unit, ts_ms, quality = reading
+    value_text = str(value) if math.isfinite(value) else "-"
     return " ".join(
-        str(x)
-        for x in (seq, f["ts"], f["device"], f["metric"], value, f["unit"] or "-", f["quality"])
+        str(x) for x in (seq, iso_time(ts_ms), device, metric, value_text, unit or "-", quality)
     )
 
 
@@ -87,9 +89,9 @@ def tail(
                 if cursor is None:
                     cursor = _last_seq(path)
                 with exporting(path, since_seq=cursor, device=device) as rows:
-                    for seq, body in rows:
-                        typer.echo(body if as_json else format_reading(seq, body))
-                        cursor = seq
+                    for reading in rows:
+                        typer.echo(encode_reading(reading) if as_json else format_reading(reading))
+                        cursor = reading.seq
                         shown += 1
                         if count is not None and shown >= count:
                             return

@@ -19,7 +19,6 @@ Blocking: these functions are for the command line, not for the gateway's event 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
-from gateway.store.outbox import MIGRATIONS
+from gateway.core.model import StoredReading
+from gateway.store.outbox import MIGRATIONS, SELECT_READINGS, stored_reading
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -44,7 +44,6 @@ __all__ = [
     "integrity_problems",
     "plan_purge",
     "purge",
-    "reading_fields",
 ]
 
 EXPORT_CHUNK = 5000
@@ -52,6 +51,11 @@ PURGE_CHUNK = 5000
 BUSY_TIMEOUT = 10.0  # seconds purge waits for the gateway's write lock
 
 #: Export columns, in order: the fields of a reading as published (docs/mqtt.md).
+#: The migration that made stored readings typed rows (gateway/store/outbox.py).
+TYPED_ROWS_VERSION = next(
+    n for n, (name, _) in enumerate(MIGRATIONS, start=1) if name == "0004_typed_readings"
+)
+
 EXPORT_COLUMNS = ("seq", "device", "metric", "value", "unit", "ts", "quality")
 
 _DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
@@ -208,9 +212,9 @@ def exporting(
     since_seq: int = 0,
     device: str | None = None,
     chunk: int = EXPORT_CHUNK,
-) -> Iterator[Iterator[tuple[int, str]]]:
-    """Stored readings with ``seq > since_seq`` (of ``device`` if given), in sequence order,
-    as (seq, JSON exactly as published): ``with exporting(path) as rows: ...``.
+) -> Iterator[Iterator[StoredReading]]:
+    """Stored readings with ``seq > since_seq`` (of ``device`` if given), in sequence order:
+    ``with exporting(path) as readings: ...``.
 
     The outbox is opened on entry (a missing or damaged one raises there, before anything is
     written) and closed on exit; the rows are read as they are consumed, a chunk per read
@@ -219,32 +223,31 @@ def exporting(
     while it runs may be missing from it.
     """
     with _opened(path) as db:
+        version = int(_scalar(db, "PRAGMA user_version"))
+        if version < TYPED_ROWS_VERSION:
+            raise StoreError(
+                f"outbox {path} was written by an older streetgate (schema version {version}):"
+                " start the gateway once to upgrade it, then read it"
+            )
         end = _scalar(db, "SELECT max(seq) FROM readings")
         yield _chunks(db, since_seq, end, device=device, chunk=chunk)
 
 
 def _chunks(
     db: Database, cursor: int, end: int | None, *, device: str | None, chunk: int
-) -> Iterator[tuple[int, str]]:
+) -> Iterator[StoredReading]:
     if end is None:
         return
-    where = "seq > ? AND seq <= ?" + (" AND device = ?" if device is not None else "")
-    sql = f"SELECT seq, body FROM readings WHERE {where} ORDER BY seq LIMIT ?"  # noqa: S608
+    sql = SELECT_READINGS
+    if device is not None:
+        sql = sql.replace(" ORDER BY", " AND device = ? ORDER BY")
     while True:
         params = (cursor, end, *(() if device is None else (device,)), chunk)
-        rows = [(int(r["seq"]), str(r["body"])) for r in db.query(sql, params)]
+        rows = [stored_reading(row) for row in db.execute(sql, params).fetchall()]
         yield from rows
         if len(rows) < chunk:
             return
-        cursor = rows[-1][0]
-
-
-def reading_fields(body: str) -> dict[str, Any]:
-    """The export columns of one stored reading (its JSON as published), in order."""
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise StoreError(f"stored reading is not a JSON object: {body[:80]}")
-    return {column: data.get(column) for column in EXPORT_COLUMNS}
+        cursor = rows[-1].seq
 
 
 def plan_purge(path: Path, upto_seq: int | None = None) -> PurgePlan:

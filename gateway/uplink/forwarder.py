@@ -44,10 +44,11 @@ from gateway.core.safe_files import (
     check_config_file,
     read_config_file,
 )
-from gateway.store.outbox import Outbox
 from gateway.uplink.boundary import mqtt_errors
+from gateway.uplink.envelope import build_message
 from gateway.uplink.inbound import MAX_COMMAND_BYTES, Inbound, InboundLimits
 from gateway.uplink.senml import build_pack
+from gateway.uplink.source import ReadingSource
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +74,6 @@ def health_topic(config: GatewayConfig) -> str:
 def status_topic(config: GatewayConfig) -> str:
     """Retained topic with the gateway's online/offline state (birth and last will)."""
     return f"{config.mqtt.topic_prefix}/{config.gateway_id}/status"
-
-
-def build_message(
-    gateway_id: str, *, epoch: str, historical: bool, rows: list[tuple[int, str]]
-) -> bytes:
-    """One readings message: the envelope around the stored JSON of each reading.
-
-    ``epoch`` is the outbox's (gateway/store/outbox.py): the dedup key is (gateway, epoch, seq).
-    """
-    flag = "true" if historical else "false"
-    head = (
-        f'{{"v":2,"gateway":{json.dumps(gateway_id)},"epoch":{json.dumps(epoch)},'
-        f'"historical":{flag},'
-        f'"first_seq":{rows[0][0]},"last_seq":{rows[-1][0]},"count":{len(rows)},"readings":['
-    )
-    return (head + ",".join(body for _, body in rows) + "]}").encode()
 
 
 def command_topic(config: GatewayConfig) -> str:
@@ -209,14 +194,15 @@ class ForwarderStats:
 
 
 class Forwarder:
-    """Publishes the outbox to the broker; run ``run()`` as a task (``forward:mqtt``)."""
+    """Publishes the readings of ``source`` (the outbox) to the broker, encoded at publish time
+    in ``mqtt.payload_format``; run ``run()`` as a task (``forward:mqtt``)."""
 
     def __init__(
-        self, config: GatewayConfig, outbox: Outbox, rng: random.Random | None = None
+        self, config: GatewayConfig, source: ReadingSource, rng: random.Random | None = None
     ) -> None:
         self._config = config
         self._mqtt = config.mqtt
-        self._outbox = outbox
+        self._source = source
         self._rng = rng or random.Random()
         self._topic = readings_topic(config)
         self._status_topic = status_topic(config)
@@ -311,7 +297,7 @@ class Forwarder:
             self.stats.state = ForwarderState.CONNECTED
             self.stats.connects += 1
             self.stats.connected_since = time.time()
-            birth = status_message("online", epoch=self._outbox.epoch)
+            birth = status_message("online", epoch=self._source.epoch)
             await client.publish(self._status_topic, birth, qos=1, retain=True)
             for topic in self._subscriptions:
                 granted = await client.subscribe(topic, qos=1)
@@ -380,18 +366,19 @@ class Forwarder:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Publish in sequence order with up to ``max_inflight`` messages awaiting PUBACK."""
-        outbox = self._outbox
-        cursor = outbox.acked_seq  # restart after the last acknowledged reading
-        backlog_until = outbox.last_seq  # committed before this connection: historical
+        source = self._source
+        # Restart after the last acknowledged reading; those committed before this connection
+        # are historical.
+        cursor, backlog_until = source.backlog()
         per_message = self._mqtt.readings_per_message
         inflight: deque[tuple[int, int, asyncio.Task[None]]] = deque()
         async with asyncio.TaskGroup() as tg:
             while True:
                 while len(inflight) < self._mqtt.max_inflight:
                     historical = cursor < backlog_until
-                    upto = backlog_until if historical else outbox.last_seq
-                    rows = await outbox.read_batch(cursor, upto, per_message)
-                    if not rows:
+                    upto = backlog_until if historical else source.backlog().last_seq
+                    readings = await source.fetch(cursor, upto, per_message)
+                    if not readings:
                         # Everything up to `upto` is committed, so an empty range was deleted
                         # (dropped, or purged by a technician): move past it, or this loop
                         # would spin on it forever.
@@ -399,23 +386,22 @@ class Forwarder:
                         break
                     payload = self._encode(
                         self._config.gateway_id,
-                        epoch=outbox.epoch,
+                        epoch=source.epoch,
                         historical=historical,
-                        rows=rows,
+                        readings=readings,
                     )
-                    last = rows[-1][0]
+                    last = readings[-1].seq
                     task = tg.create_task(
                         client.publish(self._topic, payload, qos=1),
                         name=f"forward:publish:{last}",
                     )
-                    inflight.append((last, len(rows), task))
-                    outbox.mark_sent(last)
+                    inflight.append((last, len(readings), task))
                     cursor = last
                 if inflight:
                     waiter = None
                     if len(inflight) < self._mqtt.max_inflight:
                         waiter = tg.create_task(
-                            outbox.wait_committed(cursor), name="forward:wait-data"
+                            source.wait_committed(cursor), name="forward:wait-data"
                         )
                     head = inflight[0][2]
                     await asyncio.wait(
@@ -427,9 +413,9 @@ class Forwarder:
                     while inflight and inflight[0][2].done():
                         last, count, task = inflight.popleft()
                         task.result()  # raises MqttError if the publish failed
-                        outbox.ack(last)
+                        source.ack(last)
                         self.stats.messages_published += 1
                         self.stats.readings_published += count
                         self.stats.last_ack_unix = time.time()
                 else:
-                    await outbox.wait_committed(cursor)
+                    await source.wait_committed(cursor)

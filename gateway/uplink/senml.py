@@ -1,7 +1,7 @@
 """Readings as a SenML pack (RFC 8428, JSON), for ``mqtt.payload_format = "senml"``.
 
-The outbox keeps each reading's streetgate JSON (gateway/store/outbox.py ``encode_reading``); this
-module turns one message's rows into one SenML pack when it is published. Mapping (also in
+The store keeps typed readings (gateway/store/outbox.py); this module turns one message's
+readings into one SenML pack when it is published. Mapping (also in
 docs/mqtt.md):
 
 - base name ``bn`` = ``"<gateway_id>:"`` on the first record; each record's name ``n`` =
@@ -22,46 +22,41 @@ docs/mqtt.md):
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from functools import lru_cache
+import math
+from collections.abc import Sequence
 from typing import Any
+
+from gateway.core.model import Quality, StoredReading
 
 __all__ = ["build_pack"]
 
 
-@lru_cache(maxsize=256)  # the readings of one poll share their time
-def _unix_ms(iso: str) -> int:
-    stamp = datetime.fromisoformat(iso)
-    return round(stamp.timestamp() * 1000)
-
-
 def build_pack(
-    gateway_id: str, *, epoch: str, historical: bool, rows: list[tuple[int, str]]
+    gateway_id: str, *, epoch: str, historical: bool, readings: Sequence[StoredReading]
 ) -> bytes:
-    """One SenML pack for the stored readings ``rows`` (``(seq, json)`` in seq order) of the
-    outbox with epoch ``epoch``."""
-    readings = [json.loads(body) for _, body in rows]
-    base_ms = _unix_ms(readings[0]["ts"])
+    """One SenML pack for the stored ``readings`` (in seq order) of the outbox with epoch
+    ``epoch``."""
+    base_ms = readings[0].ts_ms
     records: list[dict[str, Any]] = []
     for reading in readings:
         record: dict[str, Any] = {}
         if not records:
             record["bn"] = f"{gateway_id}:"
             record["bt"] = base_ms / 1000
-        record["n"] = f"{reading['device']}:{reading['metric']}"
-        if reading["unit"]:
-            record["u"] = reading["unit"]
-        if reading["value"] is not None:
-            record["v"] = reading["value"]
-        offset_ms = _unix_ms(reading["ts"]) - base_ms
+        record["n"] = f"{reading.device}:{reading.metric}"
+        if reading.unit:
+            record["u"] = reading.unit
+        if math.isfinite(reading.value):
+            record["v"] = reading.value
+        offset_ms = reading.ts_ms - base_ms
         if offset_ms:
             record["t"] = offset_ms / 1000
-        record["seq"] = reading["seq"]
+        record["seq"] = reading.seq
         if not records:
             record["epoch"] = epoch  # like bn, for the whole pack (+27 bytes, not per record)
         if historical:
             record["historical"] = True
-        if reading["quality"] != "good":
-            record["quality"] = reading["quality"]
+        if reading.quality is not Quality.GOOD:
+            record["quality"] = reading.quality.value
         records.append(record)
     return json.dumps(records, separators=(",", ":"), allow_nan=False).encode()

@@ -31,11 +31,10 @@ from typing import Any
 
 from drivers.profile import load_profile
 from gateway.config.toml_write import dumps
-from gateway.core.model import Reading
+from gateway.core.model import Reading, StoredReading
 from gateway.runtime.app import Gateway
 from gateway.runtime.supervisor import Supervisor
-from gateway.store.outbox import encode_reading
-from gateway.uplink.forwarder import build_message
+from gateway.uplink.envelope import build_message
 from gateway.uplink.senml import build_pack
 from simulator.broker import LocalMosquitto, free_port
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
@@ -69,12 +68,12 @@ def encode_rates(rounds: int) -> dict[str, float]:
         )
         for i in range(500)
     ]
-    rows = [(seq, encode_reading(seq, r)) for seq, r in enumerate(readings, start=1)]
+    rows = [StoredReading(seq, *r) for seq, r in enumerate(readings, start=1)]
     rates: dict[str, float] = {}
     for name, encode in (("streetgate", build_message), ("senml", build_pack)):
         start = time.perf_counter()
         for _ in range(rounds):
-            encode("gw-1", epoch="0123456789abcdef", historical=False, rows=rows)
+            encode("gw-1", epoch="0123456789abcdef", historical=False, readings=rows)
         rates[f"encode_{name}_readings_per_s"] = round(
             rounds * len(rows) / (time.perf_counter() - start)
         )

@@ -28,6 +28,7 @@ from gateway.core.clock import SystemClock
 from gateway.core.health import Health
 from gateway.core.model import Reading
 from gateway.store.outbox import Outbox
+from gateway.uplink.envelope import encode_reading
 from simulator.ble import (
     BleSimulator,
     SentPacket,
@@ -70,7 +71,7 @@ async def scanning(
 
 async def stored(outbox: Outbox) -> list[dict[str, Any]]:
     rows = await outbox.read_batch(0, outbox.last_seq, 1_000_000)
-    return [json.loads(body) for _, body in rows]
+    return [json.loads(encode_reading(r)) for r in rows]
 
 
 def expected_of(packets: Sequence[SentPacket]) -> list[tuple[str, str, float]]:

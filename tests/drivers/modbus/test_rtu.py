@@ -58,6 +58,7 @@ from gateway.core.errors import (
 from gateway.core.health import Health
 from gateway.core.model import Reading
 from gateway.store.outbox import Outbox
+from gateway.uplink.envelope import encode_reading
 from simulator.modbus_rtu_server import ModbusRtuSimulator, SimulatedRtuUnit
 from simulator.modbus_server import DeviceSpec
 from simulator.rtu_cli import ConfigBus, bus_toml
@@ -260,7 +261,7 @@ def test_every_reading_reaches_the_outbox_as_served(tmp_path: Path) -> None:
                 await until(lambda: all(s.polls_ok >= 3 for s in poller.statuses.values()))
             await outbox._flush()
             rows = await outbox.read_batch(0, outbox.last_seq, 10_000)
-        bodies = [json.loads(body) for _, body in rows]
+        bodies = [json.loads(encode_reading(r)) for r in rows]
         per_device: dict[str, set[str]] = defaultdict(set)
         for body in bodies:
             unit = sim[body["device"]]

@@ -33,6 +33,7 @@ from gateway.core.health import Health
 from gateway.runtime.app import Gateway, run_gateway
 from gateway.runtime.scheduler import DevicePoller
 from gateway.store.outbox import Outbox
+from gateway.uplink.envelope import encode_reading
 from gateway.uplink.forwarder import readings_topic
 from simulator.pty import VirtualSerialPort
 from simulator.serial_sensors import (
@@ -123,7 +124,8 @@ async def polled(
 
 async def stored(outbox: Outbox) -> list[dict[str, Any]]:
     await outbox._flush()
-    return [json.loads(text) for _, text in await outbox.read_batch(0, outbox.last_seq, 100_000)]
+    readings = await outbox.read_batch(0, outbox.last_seq, 100_000)
+    return [json.loads(encode_reading(r)) for r in readings]
 
 
 @pytest.mark.parametrize("kind", ["sds011", "sds011-query", "pms5003", "line"])

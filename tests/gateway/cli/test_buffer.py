@@ -23,7 +23,7 @@ from typer.testing import CliRunner, Result
 from gateway.cli.exit_codes import ExitCode
 from gateway.cli.main import app
 from gateway.config.model import OutboxConfig
-from gateway.core.model import Quality, Reading
+from gateway.core.model import Quality, Reading, StoredReading
 from gateway.runtime.state_file import (
     StateFileWriter,
     current_view,
@@ -33,7 +33,8 @@ from gateway.runtime.state_file import (
     write_state,
 )
 from gateway.store import reader as buffer_store
-from gateway.store.outbox import MIGRATIONS, Outbox
+from gateway.store.outbox import MIGRATIONS, Outbox, stored_reading
+from gateway.uplink.envelope import encode_reading
 from gateway.uplink.forwarder import ForwarderState, ForwarderStats
 
 T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z
@@ -84,9 +85,12 @@ def write_config(tmp_path: Path, outbox: str = "outbox.db") -> Path:
     return config
 
 
-def stored(path: Path) -> list[tuple[int, str]]:
+def stored(path: Path) -> list[StoredReading]:
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT seq, body FROM readings ORDER BY seq").fetchall()
+        rows = conn.execute(
+            "SELECT seq, device, metric, value, unit, ts_ms, quality FROM readings ORDER BY seq"
+        ).fetchall()
+    return [stored_reading(row) for row in rows]
 
 
 def meta(path: Path) -> dict[str, int]:
@@ -272,7 +276,7 @@ def test_state_file_writer_writes_on_change_and_says_stopped(tmp_path: Path) -> 
 
 
 def _expected(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(body) for _, body in stored(path)]
+    return [json.loads(encode_reading(r)) for r in stored(path)]
 
 
 def _parse_csv(text: str) -> list[dict[str, Any]]:
@@ -294,11 +298,11 @@ def test_export_csv_round_trip(filled: tuple[Path, Path]) -> None:
     assert any(r["value"] is None for r in _parse_csv(result.stdout))  # NaN stored as null
 
 
-def test_export_jsonl_is_the_stored_json_exactly(filled: tuple[Path, Path]) -> None:
+def test_export_jsonl_is_the_published_json_exactly(filled: tuple[Path, Path]) -> None:
     config, path = filled
     result = buffer("export", "-c", str(config), "--format", "jsonl")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == [body for _, body in stored(path)]
+    assert result.stdout.splitlines() == [encode_reading(r) for r in stored(path)]
 
 
 def test_export_to_a_file_atomically_and_never_over_one(filled: tuple[Path, Path]) -> None:
@@ -346,9 +350,9 @@ def test_export_pages_through_the_outbox_in_order(filled: tuple[Path, Path]) -> 
     with buffer_store.exporting(path, chunk=7) as rows:
         assert list(rows) == stored(path)
     with buffer_store.exporting(path, since_seq=35, chunk=2) as rows:
-        assert [seq for seq, _ in rows] == [36, 37, 38, 39, 40]
+        assert [r.seq for r in rows] == [36, 37, 38, 39, 40]
     with buffer_store.exporting(path, device="meter-2", chunk=3) as rows:
-        assert [seq for seq, _ in rows] == [seq for seq in range(1, 41) if seq % 3 == 0]
+        assert [r.seq for r in rows] == [seq for seq in range(1, 41) if seq % 3 == 0]
 
 
 # -- purge ----------------------------------------------------------------------------------
@@ -368,7 +372,7 @@ def test_purge_with_yes_deletes_and_counts(filled: tuple[Path, Path]) -> None:
     result = buffer("purge", "-c", str(config), "--yes", "--upto-seq", "15")
     assert result.exit_code == 0, result.stderr
     assert result.stderr == "purged 15 readings up to seq 15 (15 purged in total)\n"
-    assert [seq for seq, _ in stored(path)] == list(range(16, 41))
+    assert [r.seq for r in stored(path)] == list(range(16, 41))
     assert meta(path)["purged"] == 15
     assert meta(path)["next_seq"] == 41  # sequence numbers are never reused
 
@@ -386,7 +390,7 @@ def test_purge_with_yes_deletes_and_counts(filled: tuple[Path, Path]) -> None:
 def test_purge_in_chunks_counts_exactly(filled: tuple[Path, Path]) -> None:
     _, path = filled
     assert buffer_store.purge(path, 33, chunk=4) == (33, 33)
-    assert [seq for seq, _ in stored(path)] == list(range(34, 41))
+    assert [r.seq for r in stored(path)] == list(range(34, 41))
 
 
 def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
@@ -583,7 +587,7 @@ def test_the_gateway_sees_a_purge_before_its_next_commit(tmp_path: Path) -> None
             await box._flush()
             assert box.acked_seq == 20  # below the first stored reading: nothing to resend
             rows = await box.read_batch(box.acked_seq, box.last_seq, 100)
-            assert [seq for seq, _ in rows] == list(range(21, 36))
+            assert [r.seq for r in rows] == list(range(21, 36))
 
     asyncio.run(scenario())
     assert meta(path)["purged"] == 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from gateway.cli.exit_codes import ExitCode
 from gateway.cli.main import app
 from gateway.cli.tail import format_reading
 from gateway.core.errors import OutboxMissing
+from gateway.core.model import Quality, StoredReading
 from gateway.store.reader import BufferStatus, buffer_status
 from simulator.broker import free_port
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
@@ -108,11 +110,10 @@ def test_text_lines_of_one_device_and_a_stopped_gateway(tmp_path: Path) -> None:
 
 
 def test_format_reading() -> None:
-    body = (
-        '{"seq":7,"device":"m","metric":"v","value":230.1,"unit":"V",'
-        '"ts":"2026-11-27T07:45:12.120Z","quality":"good"}'
-    )
-    assert format_reading(7, body) == "7 2026-11-27T07:45:12.120Z m v 230.1 V good"
+    reading = StoredReading(7, "m", "v", 230.1, "V", 1_795_765_512_120, Quality.GOOD)
+    assert format_reading(reading) == "7 2026-11-27T07:45:12.120Z m v 230.1 V good"
+    nan = reading._replace(value=math.nan, unit="", quality=Quality.CLOCK_UNSYNCED)
+    assert format_reading(nan) == "7 2026-11-27T07:45:12.120Z m v - - clock_unsynced"
 
 
 def test_damaged_outbox(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -12,9 +12,10 @@ import pytest
 
 from gateway.config.model import OutboxConfig
 from gateway.core.errors import OutboxForeign, OutboxLocked, StoreError
-from gateway.core.model import Quality, Reading
+from gateway.core.model import Quality, Reading, StoredReading
 from gateway.store import outbox as outbox_module
-from gateway.store.outbox import APPLICATION_ID, MIGRATIONS, Outbox, encode_reading
+from gateway.store.outbox import APPLICATION_ID, MIGRATIONS, Outbox
+from gateway.uplink.envelope import encode_reading
 
 
 def readings(n: int, start: int = 0, device: str = "meter-1") -> list[Reading]:
@@ -38,7 +39,7 @@ def test_sequence_is_contiguous_and_survives_deletes_and_restarts(tmp_path: Path
         async with Outbox(config(tmp_path)) as outbox:
             await fill(outbox, readings(5))
             rows = await outbox.read_batch(0, outbox.last_seq, 100)
-            assert [seq for seq, _ in rows] == [1, 2, 3, 4, 5]
+            assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
             outbox.ack(5)
             await outbox._flush()
             assert (await outbox.stats()).depth == 0
@@ -47,7 +48,7 @@ def test_sequence_is_contiguous_and_survives_deletes_and_restarts(tmp_path: Path
             assert outbox.acked_seq == 5
             await fill(outbox, readings(3))
             rows = await outbox.read_batch(outbox.acked_seq, outbox.last_seq, 100)
-            assert [seq for seq, _ in rows] == [6, 7, 8]
+            assert [r.seq for r in rows] == [6, 7, 8]
 
     asyncio.run(scenario())
 
@@ -134,7 +135,7 @@ def test_full_outbox_drops_oldest_and_counts_them(tmp_path: Path) -> None:
             assert stats.first_seq == stats.dropped + 1  # exactly the oldest ones went
             assert stats.depth + stats.dropped == 20_000
             rows = await outbox.read_batch(outbox.acked_seq, outbox.last_seq, 10**6)
-            assert [seq for seq, _ in rows] == list(range(stats.dropped + 1, 20_001))
+            assert [r.seq for r in rows] == list(range(stats.dropped + 1, 20_001))
         async with Outbox(cfg) as outbox:  # the counter survives a restart
             assert (await outbox.stats()).dropped == stats.dropped
 
@@ -231,19 +232,64 @@ def test_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
         asyncio.run(scenario())
 
 
-def test_stored_json_is_what_the_platform_gets() -> None:
-    reading = Reading("m-1", "voltage", 230.1, "V", 1_764_230_400_123, Quality.CLOCK_UNSYNCED)
-    assert json.loads(encode_reading(42, reading)) == {
-        "seq": 42,
-        "device": "m-1",
-        "metric": "voltage",
-        "value": 230.1,
-        "unit": "V",
-        "ts": "2025-11-27T08:00:00.123Z",
-        "quality": "clock_unsynced",
-    }
-    nan = Reading("m-1", "x", float("nan"), "", 0)
-    assert json.loads(encode_reading(1, nan))["value"] is None
+def test_readings_are_stored_as_typed_rows(tmp_path: Path) -> None:
+    stamped = [
+        Reading("m-1", "voltage", 230.1, "V", 1_764_230_400_123, Quality.CLOCK_UNSYNCED),
+        Reading("m-1", "x", float("nan"), "", 0),
+        Reading("m-2", "y", float("inf"), "W", 5),
+    ]
+
+    async def scenario() -> list[StoredReading]:
+        async with Outbox(config(tmp_path)) as outbox:
+            await fill(outbox, stamped)
+            return await outbox.read_batch(0, outbox.last_seq, 10)
+
+    first, nan, inf = asyncio.run(scenario())
+    assert first == StoredReading(
+        1, "m-1", "voltage", 230.1, "V", 1_764_230_400_123, Quality.CLOCK_UNSYNCED
+    )
+    assert math.isnan(nan.value)  # SQLite keeps NaN as NULL
+    assert nan[:3] == (2, "m-1", "x")
+    assert inf.value == float("inf")
+    conn = sqlite3.connect(tmp_path / "outbox.db")
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(readings)")]
+    assert columns == ["seq", "device", "metric", "value", "unit", "ts_ms", "quality"]
+
+
+def test_an_outbox_of_the_previous_version_keeps_every_unsent_reading(tmp_path: Path) -> None:
+    """Migration 0004_typed_readings turns each stored JSON body into a typed row."""
+    path = tmp_path / "outbox.db"
+    old = [
+        StoredReading(7, "m-1", "voltage", 230.1, "V", 1_764_230_400_123, Quality.GOOD),
+        StoredReading(8, "m-1", "energy", 1e21, "kWh", 1_764_230_400_123, Quality.GOOD),
+        StoredReading(9, "clé-2", "t", -0.5, "", 1_764_230_401_000, Quality.CLOCK_UNSYNCED),
+        StoredReading(10, "m-3", "x", math.nan, "Cel", 1_764_230_402_005, Quality.GOOD),
+    ]
+    # The previous version's schema and rows: (seq, ts_ms, device, JSON as published).
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, (_, sql) in enumerate(MIGRATIONS[:3], start=1):
+        conn.executescript(f"BEGIN; {sql}; PRAGMA user_version={number}; COMMIT;")
+    conn.executemany(
+        "INSERT INTO readings (seq, ts_ms, device, body) VALUES (?, ?, ?, ?)",
+        [(r.seq, r.ts_ms, r.device, encode_reading(r)) for r in old],
+    )
+    conn.execute("UPDATE meta SET value = 11 WHERE key = 'next_seq'")
+    epoch = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
+    conn.close()
+
+    async def scenario() -> tuple[list[StoredReading], str, int]:
+        async with Outbox(config(tmp_path)) as outbox:
+            return await outbox.read_batch(0, outbox.last_seq, 100), outbox.epoch, outbox.last_seq
+
+    migrated, new_epoch, last = asyncio.run(scenario())
+    assert (new_epoch, last) == (f"{epoch:016x}", 10)  # identity and numbering unchanged
+    assert [r.seq for r in migrated] == [7, 8, 9, 10]
+    assert migrated[:3] == old[:3]
+    assert math.isnan(migrated[3].value)
+    assert migrated[3]._replace(value=0.0) == old[3]._replace(value=0.0)
+    # Published byte for byte as the previous version stored it.
+    assert [encode_reading(r) for r in migrated] == [encode_reading(r) for r in old]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
@@ -271,7 +317,7 @@ def test_full_disk_drops_oldest_unsent_and_keeps_going(tiny_disk: Path) -> None:
                 await outbox._flush()
             stats = await outbox.stats()
             rows = await outbox.read_batch(0, outbox.last_seq, 10**6)
-            seqs = [seq for seq, _ in rows]
+            seqs = [r.seq for r in rows]
             assert seqs == sorted(seqs)
             assert stats.depth == len(seqs)
             return stats.dropped, outbox.last_seq, outbox.disk_full

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -14,12 +15,15 @@ import aiomqtt
 import pytest
 
 from gateway.config.model import GatewayConfig, parse_config
-from gateway.core.model import Reading
+from gateway.core.model import Quality, Reading, StoredReading
 from gateway.runtime.app import pipeline
 from gateway.store.outbox import Outbox
-from gateway.uplink.forwarder import build_message, status_topic
+from gateway.uplink.envelope import build_message
+from gateway.uplink.forwarder import Forwarder, status_topic
 from tests.support.mosquitto import Mosquitto
+from tests.support.reading_source import MemorySource
 from tests.support.subscriber import Subscriber
+from tests.support.waiting import until
 
 
 def make_config(tmp_path: Path, port: int, **mqtt: object) -> GatewayConfig:
@@ -172,20 +176,19 @@ def test_birth_is_retained_and_the_will_reports_a_lost_link(
 
 
 def test_message_envelope() -> None:
-    rows = [(7, '{"seq":7}'), (8, '{"seq":8}')]
-    message = json.loads(
-        build_message("gw-1", epoch="00ff00ff00ff00ff", historical=True, rows=rows)
+    readings = [
+        StoredReading(7, "m-1", "voltage", 230.1, "V", 1_764_230_400_123, Quality.GOOD),
+        StoredReading(8, "m-1", "x", float("nan"), "", 1_764_230_400_123, Quality.CLOCK_UNSYNCED),
+    ]
+    payload = build_message("gw-1", epoch="00ff00ff00ff00ff", historical=True, readings=readings)
+    assert payload == (
+        b'{"v":2,"gateway":"gw-1","epoch":"00ff00ff00ff00ff","historical":true,'
+        b'"first_seq":7,"last_seq":8,"count":2,"readings":['
+        b'{"seq":7,"device":"m-1","metric":"voltage","value":230.1,"unit":"V",'
+        b'"ts":"2025-11-27T08:00:00.123Z","quality":"good"},'
+        b'{"seq":8,"device":"m-1","metric":"x","value":null,"unit":"",'
+        b'"ts":"2025-11-27T08:00:00.123Z","quality":"clock_unsynced"}]}'
     )
-    assert message == {
-        "v": 2,
-        "gateway": "gw-1",
-        "epoch": "00ff00ff00ff00ff",
-        "historical": True,
-        "first_seq": 7,
-        "last_seq": 8,
-        "count": 2,
-        "readings": [{"seq": 7}, {"seq": 8}],
-    }
 
 
 def test_a_stop_while_connecting_ends_the_forwarder_even_if_the_client_swallows_it(
@@ -214,3 +217,47 @@ def test_a_stop_while_connecting_ends_the_forwarder_even_if_the_client_swallows_
         assert forwarder.connected.is_set() is False
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_the_forwarder_publishes_any_reading_source(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Through the ReadingSource seam, without an outbox: backlog first, then live readings,
+    each message encoded at publish time, everything acknowledged back to the source."""
+    config = make_config(tmp_path, mosquitto.port, readings_per_message=2)
+    stored = [
+        StoredReading(seq, "m-1", "energy", seq / 2, "kWh", 1_764_230_400_000 + seq, Quality.GOOD)
+        for seq in range(1, 7)
+    ]
+    source = MemorySource(stored[:3], epoch="00000000000000aa")
+
+    async def scenario() -> list[bytes]:
+        payloads: list[bytes] = []
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+            await client.subscribe("streetgate/gw-test/readings", qos=1)
+            forwarder = Forwarder(config, source)
+            task = asyncio.create_task(forwarder.run(), name="test:forward")
+            await asyncio.wait_for(forwarder.connected.wait(), 5)
+            await source.add(stored[3:])
+            async with asyncio.timeout(10):
+                async for message in client.messages:
+                    assert isinstance(message.payload, bytes)
+                    payloads.append(message.payload)
+                    if json.loads(message.payload)["last_seq"] == 6:
+                        break
+            await until(lambda: source.acked == 6)  # every PUBACK reached the source
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return payloads
+
+    payloads = asyncio.run(scenario())
+    encode = functools.partial(build_message, "gw-test", epoch="00000000000000aa")
+    assert (
+        payloads[:2]
+        == [  # the backlog: two messages of at most two readings
+            encode(historical=True, readings=stored[0:2]),
+            encode(historical=True, readings=stored[2:3]),
+        ]
+    )
+    live = [r for p in payloads[2:] for r in json.loads(p)["readings"]]
+    assert [r["seq"] for r in live] == [4, 5, 6]
+    assert all(json.loads(p)["historical"] is False for p in payloads[2:])

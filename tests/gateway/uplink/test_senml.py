@@ -13,10 +13,10 @@ import aiomqtt
 
 from drivers.profile import load_profile
 from gateway.config.model import parse_config
-from gateway.core.model import Quality, Reading
+from gateway.core.model import Quality, Reading, StoredReading
 from gateway.runtime.app import Gateway, run_gateway
-from gateway.store.outbox import Outbox, encode_reading
-from gateway.uplink.forwarder import build_message
+from gateway.store.outbox import Outbox
+from gateway.uplink.envelope import build_message
 from gateway.uplink.senml import build_pack
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.support.mosquitto import Mosquitto
@@ -58,11 +58,13 @@ def test_a_pack_says_what_the_streetgate_message_says() -> None:
         Reading("climate-1", "power_factor", 0.97, "", 1_795_766_713_005, Quality.CLOCK_UNSYNCED),
         Reading("climate-1", "temperature", math.nan, "Cel", 1_795_766_713_250),
     ]
-    rows = [(seq, encode_reading(seq, r)) for seq, r in enumerate(readings, start=41)]
+    rows = [StoredReading(seq, *r) for seq, r in enumerate(readings, start=41)]
     for historical in (True, False):
         epoch = "0123456789abcdef"
-        pack = json.loads(build_pack("cab-12", epoch=epoch, historical=historical, rows=rows))
-        ours = json.loads(build_message("cab-12", epoch=epoch, historical=historical, rows=rows))
+        pack = json.loads(build_pack("cab-12", epoch=epoch, historical=historical, readings=rows))
+        ours = json.loads(
+            build_message("cab-12", epoch=epoch, historical=historical, readings=rows)
+        )
         records = resolve(pack)
         assert len(records) == len(ours["readings"])
         for record, reading in zip(records, ours["readings"], strict=True):
