@@ -16,7 +16,6 @@ again. The file is read only if it is a regular file (not a symlink) of at most
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.core.errors import StoreError
+from gateway.core.key_files import PRIVATE_MODE, write_atomically
 
 __all__ = ["COUNTER_MAX", "FORMAT", "MAX_FILE_BYTES", "CounterFile", "counter_id", "counters_path"]
 
@@ -96,41 +96,9 @@ class CounterFile:
         path = self.path
         document = {"format": FORMAT, "counters": dict(sorted(counters.items()))}
         data = (json.dumps(document, separators=(",", ":")) + "\n").encode()
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()  # left by a crash of this pid's predecessor
-        fd = os.open(tmp, flags, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        # One writer for every private file (gateway/core/key_files.py): 0600 from the start,
+        # no symlink followed, synced, renamed, the directory synced.
+        write_atomically(path, data, PRIVATE_MODE)
 
 
 def _parse(data: bytes) -> dict[str, int]:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.core.key_files import PRIVATE_MODE, write_atomically
+
 log = logging.getLogger(__name__)
 
 __all__ = ["LASTING", "MAX_AGE", "ReplyMemory", "replies_path"]
@@ -130,23 +132,7 @@ class ReplyMemory:
 def _write_private(path: Path, document: dict[str, Any]) -> None:
     """Replace ``path`` atomically with ``document``, 0600 whatever the umask. Blocking."""
     data = (json.dumps(document, separators=(",", ":")) + "\n").encode()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)  # a leftover of a crash (a symlink is removed, not followed)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(directory)  # the rename itself survives a power cut
-    finally:
-        os.close(directory)
+    write_atomically(path, data, PRIVATE_MODE)
 
 
 def _read_entries(path: Path) -> list[tuple[str, float, bytes]]:
