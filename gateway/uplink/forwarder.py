@@ -390,7 +390,7 @@ class Forwarder:
                         historical=historical,
                         readings=readings,
                     )
-                    last = readings[-1].seq
+                    last = readings[-1][0]
                     task = tg.create_task(
                         client.publish(self._topic, payload, qos=1),
                         name=f"forward:publish:{last}",
