@@ -62,6 +62,15 @@ class StoredReading(NamedTuple):
     quality: Quality
 
 
+#: A stored reading as SQLite returns it, for the uplink's hot path (a backlog drain reads
+#: hundreds of thousands a second, and building a :class:`StoredReading` for each costs as
+#: much as the read): ``(seq, device, metric, value, unit, ts_ms, quality)`` in
+#: :class:`StoredReading`'s order, with ``None`` for a non-finite value and the quality's text.
+#: A :class:`StoredReading` is one too (NaN for a non-finite value; a :class:`Quality` is a
+#: ``str``), so consumers of rows accept both: test for ``None`` *and* non-finite.
+StoredRow = tuple[int, str, str, float | None, str, int, str]
+
+
 class Backlog(NamedTuple):
     """Where a store of readings stands: everything up to ``acked_seq`` is delivered (or
     dropped, or purged), and readings up to ``last_seq`` are committed."""

@@ -33,7 +33,7 @@ from typing import Self, TypeVar
 
 from gateway.config.model import OutboxConfig
 from gateway.core.errors import OutboxForeign, OutboxFull, StoreError
-from gateway.core.model import Backlog, Quality, Reading, StoredReading
+from gateway.core.model import Backlog, Quality, Reading, StoredReading, StoredRow
 from gateway.store.outbox_files import PRIVATE_MODE, OutboxLock, open_companion, refuse_symlink
 from gateway.store.reserve import DiskReserve
 
@@ -274,14 +274,17 @@ class Outbox:
 
     async def read_batch(self, after_seq: int, upto_seq: int, limit: int) -> list[StoredReading]:
         """Committed readings with ``after_seq < seq <= upto_seq``, in order."""
-        return await self._in_db(self._select, after_seq, upto_seq, limit)
+        rows = await self._in_db(self._select, after_seq, upto_seq, limit)
+        return [stored_reading(row) for row in rows]
 
-    async def fetch(self, after_seq: int, upto_seq: int, limit: int) -> list[StoredReading]:
-        """``read_batch`` for the forwarder, which publishes them now: they are marked sent."""
-        readings = await self.read_batch(after_seq, upto_seq, limit)
-        if readings:
-            self.mark_sent(readings[-1].seq)
-        return readings
+    async def fetch(self, after_seq: int, upto_seq: int, limit: int) -> list[StoredRow]:
+        """``read_batch`` for the forwarder, which publishes them now: they are marked sent.
+
+        Rows as SQLite returns them (no StoredReading per row: a drain reads 10^5 a second)."""
+        rows = await self._in_db(self._select, after_seq, upto_seq, limit)
+        if rows:
+            self.mark_sent(rows[-1][0])
+        return rows
 
     def mark_sent(self, upto_seq: int) -> None:
         """Readings up to ``upto_seq`` were handed to the broker: never drop them unacked."""
@@ -649,19 +652,16 @@ class Outbox:
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
 
-    def _select(self, after_seq: int, upto_seq: int, limit: int) -> list[StoredReading]:
+    def _select(self, after_seq: int, upto_seq: int, limit: int) -> list[StoredRow]:
         conn = self._conn
         assert conn is not None
         try:
-            rows = conn.execute(SELECT_READINGS, (after_seq, upto_seq, limit)).fetchall()
+            rows: list[StoredRow] = conn.execute(
+                SELECT_READINGS, (after_seq, upto_seq, limit)
+            ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"outbox read failed: {exc}") from exc
-        # Inline rather than stored_reading() per row: a drain reads 10^5 rows a second.
-        quality, nan = _QUALITY, _NAN
-        return [
-            StoredReading(s, d, m, nan if v is None else v, u, t, quality[q])
-            for s, d, m, v, u, t, q in rows
-        ]
+        return rows
 
     def _stored_figures(self) -> tuple[int, int | None, int | None, int]:
         """(depth, first stored seq, its timestamp, readings purged so far)."""
@@ -739,7 +739,7 @@ _QUALITY = {q.value: q for q in Quality}
 _NAN = math.nan
 
 
-def stored_reading(row: tuple[int, str, str, float | None, str, int, str]) -> StoredReading:
+def stored_reading(row: StoredRow) -> StoredReading:
     """A StoredReading from a row of the readings table (NULL value: a non-finite one)."""
     seq, device, metric, value, unit, ts_ms, quality = row
     return StoredReading(

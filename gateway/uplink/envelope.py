@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from gateway.core.model import Quality, StoredReading
+from gateway.core.model import StoredRow
 
 __all__ = ["build_message", "encode_reading", "iso_time"]
 
@@ -37,28 +37,31 @@ def _middle(device: str, metric: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _after_value(unit: str, ts_ms: int, quality: Quality) -> str:
-    return f',"unit":{_json_str(unit)},"ts":"{iso_time(ts_ms)}","quality":"{quality.value}"}}'
+def _after_value(unit: str, ts_ms: int, quality: str) -> str:
+    # A Quality (a StrEnum) formats as its text, and equals it: both share a cache entry.
+    return f',"unit":{_json_str(unit)},"ts":"{iso_time(ts_ms)}","quality":"{quality}"}}'
 
 
-def encode_reading(reading: StoredReading) -> str:
+def encode_reading(reading: StoredRow) -> str:
     """The JSON object of one reading, as published (see docs/mqtt.md)."""
     return _encode_all((reading,))[0]
 
 
-def _encode_all(readings: Sequence[StoredReading]) -> list[str]:
+def _encode_all(readings: Sequence[StoredRow]) -> list[str]:
     # Built from cached pieces, in one comprehension without a call per reading: at drain
-    # rates (hundreds of thousands a second) this is most of the uplink's CPU time.
+    # rates (hundreds of thousands a second) this is most of the uplink's CPU time. A
+    # non-finite value is None in a stored row, NaN or infinite in a StoredReading.
     isfinite, middle, after_value = math.isfinite, _middle, _after_value
     return [
-        f'{{"seq":{seq}{middle(device, metric)}{repr(value) if isfinite(value) else "null"}'
+        f'{{"seq":{seq}{middle(device, metric)}'
+        f"{'null' if value is None or not isfinite(value) else repr(value)}"
         f"{after_value(unit, ts_ms, quality)}"
         for seq, device, metric, value, unit, ts_ms, quality in readings
     ]
 
 
 def build_message(
-    gateway_id: str, *, epoch: str, historical: bool, readings: Sequence[StoredReading]
+    gateway_id: str, *, epoch: str, historical: bool, readings: Sequence[StoredRow]
 ) -> bytes:
     """One readings message: the envelope around the JSON of each reading, in seq order.
 
@@ -68,7 +71,7 @@ def build_message(
     head = (
         f'{{"v":2,"gateway":{json.dumps(gateway_id)},"epoch":{json.dumps(epoch)},'
         f'"historical":{flag},'
-        f'"first_seq":{readings[0].seq},"last_seq":{readings[-1].seq},"count":{len(readings)},'
+        f'"first_seq":{readings[0][0]},"last_seq":{readings[-1][0]},"count":{len(readings)},'
         '"readings":['
     )
     return (head + ",".join(_encode_all(readings)) + "]}").encode()

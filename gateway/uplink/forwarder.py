@@ -16,7 +16,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +38,7 @@ from gateway.core.errors import (
     UnsafeKeyFile,
 )
 from gateway.core.key_files import unsafe_mode
+from gateway.core.model import StoredRow
 from gateway.core.safe_files import (
     MAX_PASSWORD_BYTES,
     MAX_TLS_BYTES,
@@ -372,12 +373,31 @@ class Forwarder:
         cursor, backlog_until = source.backlog()
         per_message = self._mqtt.readings_per_message
         inflight: deque[tuple[int, int, asyncio.Task[None]]] = deque()
+        # The next message's readings, being read while this one is encoded and sent: a
+        # backlog drain otherwise waits for the store's thread for most of its time.
+        # (upto, task) for the readings after `cursor`.
+        ahead: tuple[int, asyncio.Task[Sequence[StoredRow]]] | None = None
         async with asyncio.TaskGroup() as tg:
             while True:
                 while len(inflight) < self._mqtt.max_inflight:
                     historical = cursor < backlog_until
-                    upto = backlog_until if historical else source.backlog().last_seq
-                    readings = await source.fetch(cursor, upto, per_message)
+                    if ahead is not None:
+                        # Read with the same `historical` (cursor has not moved since); a
+                        # live `upto` may be older than now, which only makes it shorter.
+                        upto, fetching = ahead
+                        ahead = None
+                        readings = await fetching
+                    else:
+                        upto = backlog_until if historical else source.backlog().last_seq
+                        readings = await source.fetch(cursor, upto, per_message)
+                    if len(readings) == per_message and readings[-1][0] < upto:
+                        ahead = (
+                            upto,
+                            tg.create_task(
+                                source.fetch(readings[-1][0], upto, per_message),
+                                name="forward:fetch-ahead",
+                            ),
+                        )
                     if not readings:
                         # Everything up to `upto` is committed, so an empty range was deleted
                         # (dropped, or purged by a technician): move past it, or this loop
@@ -390,7 +410,7 @@ class Forwarder:
                         historical=historical,
                         readings=readings,
                     )
-                    last = readings[-1].seq
+                    last = readings[-1][0]
                     task = tg.create_task(
                         client.publish(self._topic, payload, qos=1),
                         name=f"forward:publish:{last}",

@@ -26,37 +26,39 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.core.model import Quality, StoredReading
+from gateway.core.model import Quality, StoredRow
 
 __all__ = ["build_pack"]
 
 
 def build_pack(
-    gateway_id: str, *, epoch: str, historical: bool, readings: Sequence[StoredReading]
+    gateway_id: str, *, epoch: str, historical: bool, readings: Sequence[StoredRow]
 ) -> bytes:
     """One SenML pack for the stored ``readings`` (in seq order) of the outbox with epoch
-    ``epoch``."""
-    base_ms = readings[0].ts_ms
+    ``epoch``: rows, or :class:`~gateway.core.model.StoredReading` (a non-finite value is
+    None in a row, NaN or infinite in a StoredReading)."""
+    base_ms = readings[0][5]
+    good = Quality.GOOD.value
     records: list[dict[str, Any]] = []
-    for reading in readings:
+    for seq, device, metric, value, unit, ts_ms, quality in readings:
         record: dict[str, Any] = {}
         if not records:
             record["bn"] = f"{gateway_id}:"
             record["bt"] = base_ms / 1000
-        record["n"] = f"{reading.device}:{reading.metric}"
-        if reading.unit:
-            record["u"] = reading.unit
-        if math.isfinite(reading.value):
-            record["v"] = reading.value
-        offset_ms = reading.ts_ms - base_ms
+        record["n"] = f"{device}:{metric}"
+        if unit:
+            record["u"] = unit
+        if value is not None and math.isfinite(value):
+            record["v"] = value
+        offset_ms = ts_ms - base_ms
         if offset_ms:
             record["t"] = offset_ms / 1000
-        record["seq"] = reading.seq
+        record["seq"] = seq
         if not records:
             record["epoch"] = epoch  # like bn, for the whole pack (+27 bytes, not per record)
         if historical:
             record["historical"] = True
-        if reading.quality is not Quality.GOOD:
-            record["quality"] = reading.quality.value
+        if quality != good:
+            record["quality"] = str(quality)
         records.append(record)
     return json.dumps(records, separators=(",", ":"), allow_nan=False).encode()

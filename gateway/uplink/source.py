@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.core.model import Backlog, StoredReading
+from gateway.core.model import Backlog, StoredRow
 
 __all__ = ["Backlog", "ReadingSource"]
 
@@ -26,9 +26,10 @@ class ReadingSource(Protocol):
         """The acknowledged and the last committed sequence number, now."""
         ...
 
-    async def fetch(self, after_seq: int, upto_seq: int, limit: int) -> Sequence[StoredReading]:
-        """Up to ``limit`` readings with ``after_seq < seq <= upto_seq``, in order. They are
-        about to be published: from now on the source must not drop them unacknowledged."""
+    async def fetch(self, after_seq: int, upto_seq: int, limit: int) -> Sequence[StoredRow]:
+        """Up to ``limit`` readings with ``after_seq < seq <= upto_seq``, in order, as rows
+        (a :class:`~gateway.core.model.StoredReading` is one). They are about to be
+        published: from now on the source must not drop them unacknowledged."""
         ...
 
     def ack(self, upto_seq: int) -> None:
