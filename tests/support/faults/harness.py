@@ -127,8 +127,16 @@ class Stage:
             await self.wait_polling()
         for device in self.sim:
             await device.stop()  # no new readings from here on
-        await asyncio.sleep(1.5)  # the last polls fail; pending readings get committed
+        # The last polls fail and pending readings get committed: wait until the outbox stops
+        # growing (a fixed pause was too short for a loaded machine: readings committed after
+        # it reached the platform and looked like extras).
         counts = await asyncio.to_thread(outbox_counts, self.outbox)
+        stable_since = asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - stable_since < 1.5:
+            await asyncio.sleep(0.25)
+            again = await asyncio.to_thread(outbox_counts, self.outbox)
+            if again != counts:
+                counts, stable_since = again, asyncio.get_running_loop().time()
         delivered = counts["last_seq"] - counts["dropped"]
         await self.platform.wait_for(delivered, timeout)
         if self.gateway is not None:
