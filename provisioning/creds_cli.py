@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import ConfigOption, err, load_or_exit
-from gateway.cli.exit_codes import ExitCode, exit_code_for
+from gateway.cli.common import ConfigOption, err, fail, load_or_exit
+from gateway.cli.exit_codes import ExitCode
 from gateway.core.errors import CredsError
 from provisioning import command_key_cli
 from provisioning.creds import (
@@ -31,11 +31,6 @@ from provisioning.creds import (
 from provisioning.progress import working
 
 __all__ = ["app", "show_dict"]
-
-
-def _fail(exc: CredsError) -> typer.Exit:
-    err(f"streetgate creds: {exc}")
-    return typer.Exit(exit_code_for(exc))
 
 
 def _now() -> dt.datetime:
@@ -62,7 +57,7 @@ def init(
         with working(f"making a {key_type.value} private key"):
             result = init_credentials(cfg, key_type, directory, force=force)
     except CredsError as exc:
-        raise _fail(exc) from exc
+        fail("creds", exc)
     if as_json:
         document = {
             "schema": "streetgate.creds.init/1",
@@ -97,7 +92,7 @@ def install(
     try:
         leaf, installed = install_certificate(cfg, cert, ca, _now())
     except CredsError as exc:
-        raise _fail(exc) from exc
+        fail("creds", exc)
     if as_json:
         document = {
             "schema": "streetgate.creds.install/1",
@@ -170,7 +165,7 @@ def show(
     try:
         info = describe_certificate(cfg, _now())
     except CredsError as exc:
-        raise _fail(exc) from exc
+        fail("creds", exc)
     typer.echo(json.dumps(show_dict(info)) if as_json else _show_text(info))
     code = ExitCode.OK
     if info.expired:
