@@ -23,8 +23,6 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from firmware.boards import NodeBoard, node_boards
 from firmware.bundle import NODE_CONFIG_PATH
-from firmware.deploy import deploy as deploy_files
-from firmware.deploy import fresh_counter_state, open_console
 from firmware.node_config import NodeConfig, generate_ble_key, node_config, node_json
 from firmware.release import (
     DEFAULT_SOURCE,
@@ -41,6 +39,9 @@ from gateway.core.errors import (
     ConfigError,
     NodeToolError,
 )
+
+# firmware.deploy (mpremote, pyserial) is imported in the deploy and monitor command bodies,
+# so that the other commands, and every ``streetgate`` start, do without it.
 
 __all__ = ["app", "format_boards"]
 
@@ -309,6 +310,9 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
         ble_interval,
         "generate" if new_key else ble_key,
     )
+    from firmware.deploy import deploy as deploy_files  # noqa: PLC0415 - mpremote, pyserial: see top
+    from firmware.deploy import fresh_counter_state  # noqa: PLC0415
+
     try:
         verified = open_bundle(bundle, load_public_key(release_key))
         files = dict(verified.files)
@@ -366,6 +370,8 @@ def monitor(
     """Print the node's console output as it comes, until Ctrl-C (or --seconds)."""
     deadline = None if seconds is None else time.monotonic() + seconds
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    from firmware.deploy import open_console  # noqa: PLC0415 - mpremote and pyserial, see top
+
     try:
         console = open_console(port)
     except BoardError as exc:

@@ -22,7 +22,6 @@ from gateway.core.errors import (
     UnsafeKeyFile,
 )
 from gateway.runtime.journal_log import log_handler
-from gateway.runtime.supervisor import Supervisor
 
 
 def setup_logging(level: str) -> None:
@@ -32,7 +31,10 @@ def setup_logging(level: str) -> None:
 
 
 async def _serve(config_path: Path) -> None:
-    # The supervisor restarts the gateway in-process (restart, config-set commands).
+    # The supervisor restarts the gateway in-process (restart, config-set commands). Imported
+    # here: the runtime loads aiomqtt, pymodbus and bleak, which other commands do without.
+    from gateway.runtime.supervisor import Supervisor  # noqa: PLC0415
+
     supervisor = Supervisor(config_path)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
