@@ -49,11 +49,13 @@ def fail(what: str, why: BaseException | str, code: int | None = None) -> NoRetu
 
 
 @contextlib.contextmanager
-def reporting(what: str) -> Iterator[None]:
-    """Any :class:`StreetgateError` raised inside becomes :func:`fail` ``(what, exc)``."""
+def reporting(what: str, *kinds: type[StreetgateError]) -> Iterator[None]:
+    """An error of ``kinds`` (default: any :class:`StreetgateError`) raised inside becomes
+    :func:`fail` ``(what, exc)``: its message, and the exit code :func:`exit_code_for` gives."""
+    caught = kinds or (StreetgateError,)
     try:
         yield
-    except StreetgateError as exc:
+    except caught as exc:
         fail(what, exc)
 
 
