@@ -23,8 +23,6 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from firmware.boards import NodeBoard, node_boards
 from firmware.bundle import NODE_CONFIG_PATH
-from firmware.deploy import deploy as deploy_files
-from firmware.deploy import fresh_counter_state, open_console
 from firmware.node_config import NodeConfig, generate_ble_key, node_config, node_json
 from firmware.release import (
     DEFAULT_SOURCE,
@@ -34,23 +32,18 @@ from firmware.release import (
     open_bundle,
     write_bundle,
 )
-from gateway.cli.common import err
+from gateway.cli.common import err, fail
 from gateway.cli.exit_codes import ExitCode
 from gateway.core.errors import (
-    BoardDidNotReturn,
     BoardError,
-    BoardNotFound,
-    BundleError,
     ConfigError,
-    CopyMismatch,
-    KeyReuseRefused,
     NodeToolError,
-    ReleaseKeyError,
-    SignatureInvalid,
-    UnsafeReleaseKey,
 )
 
-__all__ = ["app", "exit_code_for", "format_boards"]
+# firmware.deploy (mpremote, pyserial) is imported in the deploy and monitor command bodies,
+# so that the other commands, and every ``streetgate`` start, do without it.
+
+__all__ = ["app", "format_boards"]
 
 app = typer.Typer(
     name="node",
@@ -65,28 +58,6 @@ PortOption = Annotated[
         "--port", "-p", help="The board's port: /dev/ttyACM0, or a pyserial URL (socket://...)."
     ),
 ]
-
-
-def exit_code_for(exc: NodeToolError | ConfigError) -> ExitCode:  # noqa: PLR0911 - one per kind
-    """The exit status for an error of ``streetgate node``."""
-    if isinstance(exc, ConfigError):
-        return ExitCode.CONFIG
-    if isinstance(exc, SignatureInvalid | KeyReuseRefused):
-        return ExitCode.DECLINED
-    if isinstance(exc, UnsafeReleaseKey):
-        return ExitCode.PERMISSION
-    if isinstance(exc, BundleError | ReleaseKeyError):
-        return ExitCode.DAMAGED if exc.path.exists() else ExitCode.NOT_FOUND
-    if isinstance(exc, BoardNotFound | BoardDidNotReturn):
-        return ExitCode.UNREACHABLE
-    if isinstance(exc, CopyMismatch):
-        return ExitCode.DAMAGED
-    return ExitCode.FAILURE
-
-
-def _fail(exc: NodeToolError | ConfigError) -> typer.Exit:
-    err(f"streetgate node: {exc}")
-    return typer.Exit(exit_code_for(exc))
 
 
 # -- list -------------------------------------------------------------------------------------
@@ -132,8 +103,9 @@ def keygen(
     try:
         pair = make_key_pair(out, force=force)
     except FileExistsError:
-        err(f"streetgate node: {out} exists; not replacing a release key without --force")
-        raise typer.Exit(ExitCode.DECLINED) from None
+        fail(
+            "node", f"{out} exists; not replacing a release key without --force", ExitCode.DECLINED
+        )
     if as_json:
         typer.echo(
             json.dumps(
@@ -167,7 +139,7 @@ def release(
         private_key = load_private_key(key)
         manifest = write_bundle(source, version, private_key, out)
     except NodeToolError as exc:
-        raise _fail(exc) from exc
+        fail("node", exc)
     if as_json:
         files = {path: entry.sha256 for path, entry in manifest.files.items()}
         document = {"bundle": str(out), "version": manifest.version, "key_id": manifest.key_id}
@@ -227,7 +199,7 @@ def _node_settings(  # noqa: PLR0917 - the node options, as the commands take th
     try:
         return node_config(data, "node settings (command-line options)")
     except ConfigError as exc:
-        raise _fail(exc) from exc
+        fail("node", exc)
 
 
 @app.command("config")
@@ -322,8 +294,11 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
     given key only to a board that holds it with its counter state (else exit 8).
     """
     if rotate_key and ble_key not in {None, "generate"}:
-        err("streetgate node: give either --rotate-key (a new key) or --ble-key HEX, not both")
-        raise typer.Exit(ExitCode.USAGE)
+        fail(
+            "node",
+            "give either --rotate-key (a new key) or --ble-key HEX, not both",
+            ExitCode.USAGE,
+        )
     new_key = rotate_key or ble_key == "generate"
     settings = _node_settings(
         node_id,
@@ -335,6 +310,9 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
         ble_interval,
         "generate" if new_key else ble_key,
     )
+    from firmware.deploy import deploy as deploy_files  # noqa: PLC0415 - mpremote, pyserial: see top
+    from firmware.deploy import fresh_counter_state  # noqa: PLC0415
+
     try:
         verified = open_bundle(bundle, load_public_key(release_key))
         files = dict(verified.files)
@@ -352,7 +330,7 @@ def deploy_command(  # noqa: PLR0917 - one parameter per CLI option
                 existing_ble_key=None if new_key else settings.ble.key,
             )
     except (NodeToolError, ConfigError) as exc:
-        raise _fail(exc) from exc
+        fail("node", exc)
     first_line = result.boot_output.strip().splitlines()[0] if result.boot_output else ""
     if as_json:
         document = {
@@ -392,10 +370,12 @@ def monitor(
     """Print the node's console output as it comes, until Ctrl-C (or --seconds)."""
     deadline = None if seconds is None else time.monotonic() + seconds
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    from firmware.deploy import open_console  # noqa: PLC0415 - mpremote and pyserial, see top
+
     try:
         console = open_console(port)
     except BoardError as exc:
-        raise _fail(exc) from exc
+        fail("node", exc)
     err(f"console of {port} (Ctrl-C to stop)")
     try:
         while deadline is None or time.monotonic() < deadline:
@@ -405,7 +385,6 @@ def monitor(
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        err(f"streetgate node: {port}: the port went away ({exc})")
-        raise typer.Exit(ExitCode.UNREACHABLE) from exc
+        fail("node", f"{port}: the port went away ({exc})", ExitCode.UNREACHABLE)
     finally:
         console.close()

@@ -18,7 +18,7 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.cli.common import ConfigOption, err, load_or_exit
+from gateway.cli.common import ConfigOption, err, fail, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.management import read_command_key
 from gateway.core.key_files import unsafe_mode, write_atomically
@@ -39,8 +39,11 @@ def new(
     """Make the platform's command key pair: OUT (0600, signs) and OUT.pub (for the gateways)."""
     public_file = out.with_name(out.name + ".pub")
     if out.exists() and not force:
-        err(f"streetgate creds: {out} exists; --force replaces it (and every gateway's key)")
-        raise typer.Exit(ExitCode.DECLINED)
+        fail(
+            "creds",
+            f"{out} exists; --force replaces it (and every gateway's key)",
+            ExitCode.DECLINED,
+        )
     key = Ed25519PrivateKey.generate()
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(
@@ -81,21 +84,18 @@ def install(
     """Install the platform's command public key and print the [management] lines to add."""
     cfg = load_or_exit(config)
     if not public_key.exists():
-        err(f"streetgate creds: {public_key} does not exist")
-        raise typer.Exit(ExitCode.NOT_FOUND)
+        fail("creds", f"{public_key} does not exist", ExitCode.NOT_FOUND)
     try:
         raw = read_command_key(public_key)
     except ValueError as exc:
-        err(f"streetgate creds: {exc}")
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("creds", exc, ExitCode.FAILURE)
     tls = cfg.mqtt.tls
     if directory is None:
         key_file = tls.key_file if tls is not None else None
         directory = key_file.parent if key_file is not None else config.resolve().parent
     target = directory / INSTALLED_NAME
     if target.exists() and not force:
-        err(f"streetgate creds: {target} exists; --force replaces it")
-        raise typer.Exit(ExitCode.DECLINED)
+        fail("creds", f"{target} exists; --force replaces it", ExitCode.DECLINED)
     directory.mkdir(parents=True, exist_ok=True)
     pem = Ed25519PublicKey.from_public_bytes(raw).public_bytes(  # what was checked, as PEM
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -121,40 +121,36 @@ def sign(
     try:
         body: Any = json.loads(command)
     except json.JSONDecodeError as exc:
-        err(f"streetgate creds: COMMAND is not JSON: {exc}")
-        raise typer.Exit(ExitCode.USAGE) from exc
+        fail("creds", f"COMMAND is not JSON: {exc}", ExitCode.USAGE)
     if not isinstance(body, dict):
-        err("streetgate creds: COMMAND: expected a JSON object with id and command")
-        raise typer.Exit(ExitCode.USAGE)
+        fail("creds", "COMMAND: expected a JSON object with id and command", ExitCode.USAGE)
     private = _load_private(key)
     try:
         typer.echo(sign_command(private, body, gateway).decode("utf-8"))
     except ValueError as exc:
-        err(f"streetgate creds: {exc}")
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("creds", exc, ExitCode.FAILURE)
 
 
 def _load_private(path: Path) -> Ed25519PrivateKey:
     try:
         data = path.read_bytes()
         mode = unsafe_mode(path)
-    except FileNotFoundError as exc:
-        err(f"streetgate creds: {path} does not exist")
-        raise typer.Exit(ExitCode.NOT_FOUND) from exc
+    except FileNotFoundError:
+        fail("creds", f"{path} does not exist", ExitCode.NOT_FOUND)
     except OSError as exc:
-        err(f"streetgate creds: cannot read {path}: {exc.strerror}")
-        raise typer.Exit(ExitCode.PERMISSION) from exc
+        fail("creds", f"cannot read {path}: {exc.strerror}", ExitCode.PERMISSION)
     if mode is not None:
-        err(f"streetgate creds: {path} is readable by others (mode {mode:04o}): chmod 600 {path}")
-        raise typer.Exit(ExitCode.PERMISSION)
+        fail(
+            "creds",
+            f"{path} is readable by others (mode {mode:04o}): chmod 600 {path}",
+            ExitCode.PERMISSION,
+        )
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        err(f"streetgate creds: {path} is not an unencrypted PEM private key")
-        raise typer.Exit(ExitCode.FAILURE) from exc
+    except (ValueError, TypeError):
+        fail("creds", f"{path} is not an unencrypted PEM private key", ExitCode.FAILURE)
     if not isinstance(key, Ed25519PrivateKey):
-        err(f"streetgate creds: {path} is not an Ed25519 private key")
-        raise typer.Exit(ExitCode.FAILURE)
+        fail("creds", f"{path} is not an Ed25519 private key", ExitCode.FAILURE)
     return key
 
 

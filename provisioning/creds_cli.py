@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import ConfigOption, err, load_or_exit
-from gateway.cli.exit_codes import ExitCode, exit_code_for
+from gateway.cli.common import ConfigOption, err, load_or_exit, reporting
+from gateway.cli.exit_codes import ExitCode
 from gateway.core.errors import CredsError
 from provisioning import command_key_cli
 from provisioning.creds import (
@@ -31,11 +31,6 @@ from provisioning.creds import (
 from provisioning.progress import working
 
 __all__ = ["app", "show_dict"]
-
-
-def _fail(exc: CredsError) -> typer.Exit:
-    err(f"streetgate creds: {exc}")
-    return typer.Exit(exit_code_for(exc))
 
 
 def _now() -> dt.datetime:
@@ -58,11 +53,8 @@ def init(
 ) -> None:
     """Make the gateway's private key (mode 0600) and a certificate signing request for it."""
     cfg = load_or_exit(config)
-    try:
-        with working(f"making a {key_type.value} private key"):
-            result = init_credentials(cfg, key_type, directory, force=force)
-    except CredsError as exc:
-        raise _fail(exc) from exc
+    with reporting("creds", CredsError), working(f"making a {key_type.value} private key"):
+        result = init_credentials(cfg, key_type, directory, force=force)
     if as_json:
         document = {
             "schema": "streetgate.creds.init/1",
@@ -94,10 +86,8 @@ def install(
 ) -> None:
     """Check a signed certificate against the key, gateway id and CA, then install it."""
     cfg = load_or_exit(config)
-    try:
+    with reporting("creds", CredsError):
         leaf, installed = install_certificate(cfg, cert, ca, _now())
-    except CredsError as exc:
-        raise _fail(exc) from exc
     if as_json:
         document = {
             "schema": "streetgate.creds.install/1",
@@ -167,10 +157,8 @@ def show(
     readable by others.
     """
     cfg = load_or_exit(config)
-    try:
+    with reporting("creds", CredsError):
         info = describe_certificate(cfg, _now())
-    except CredsError as exc:
-        raise _fail(exc) from exc
     typer.echo(json.dumps(show_dict(info)) if as_json else _show_text(info))
     code = ExitCode.OK
     if info.expired:

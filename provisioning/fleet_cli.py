@@ -16,8 +16,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from gateway.cli.common import err, load_or_exit
-from gateway.cli.exit_codes import exit_code_for
+from gateway.cli.common import err, fail, load_or_exit
+from gateway.cli.exit_codes import ExitCode
 from gateway.core.errors import FleetError
 from provisioning.fleet import (
     DEFAULT_TIMEOUT,
@@ -72,11 +72,6 @@ TimeoutOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document.")]
 
 
-def _fail(exc: FleetError) -> typer.Exit:
-    err(f"streetgate fleet: {exc}")
-    return typer.Exit(exit_code_for(exc))
-
-
 def _client(
     ctx: typer.Context, token_file: Path | None, api_url: str | None, timeout: float
 ) -> FleetClient:
@@ -88,7 +83,7 @@ def _client(
             return FleetClient(token, api_url, timeout=timeout)
         return FleetClient(token, api_url, importer, timeout=timeout)
     except FleetError as exc:
-        raise _fail(exc) from exc
+        fail("fleet", exc)
 
 
 def _call(  # noqa: PLR0917 - the common options of every fleet command
@@ -106,7 +101,7 @@ def _call(  # noqa: PLR0917 - the common options of every fleet command
         with working(doing):
             return call(client)
     except FleetError as exc:
-        raise _fail(exc) from exc
+        fail("fleet", exc)
 
 
 def _pairs(pairs: list[str], gateway_id_name: str, config: Path | None) -> dict[str, str]:
@@ -116,12 +111,10 @@ def _pairs(pairs: list[str], gateway_id_name: str, config: Path | None) -> dict[
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            err(f"streetgate fleet: {pair!r} is not NAME=VALUE")
-            raise typer.Exit(2)
+            fail("fleet", f"{pair!r} is not NAME=VALUE", ExitCode.USAGE)
         values[name] = value
     if not values:
-        err("streetgate fleet: nothing to set: give NAME=VALUE pairs or --config")
-        raise typer.Exit(2)
+        fail("fleet", "nothing to set: give NAME=VALUE pairs or --config", ExitCode.USAGE)
     return values
 
 

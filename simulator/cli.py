@@ -26,6 +26,7 @@ from typing import Annotated, cast
 import typer
 
 from drivers.profile import Profile, load_profile
+from gateway.cli.common import fail
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import BAUD_RATES
 from gateway.config.model import NAME_PATTERN, parse_config
@@ -418,11 +419,9 @@ def _run_fleet(
     except KeyboardInterrupt:  # only where signal handlers could not be installed
         pass
     except (WriteConfigError, ConfigError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("sim", exc, ExitCode.FAILURE)
     except OSError as exc:
-        typer.echo(f"error: {exc}; for free ports use --base-port 0", err=True)
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("sim", f"{exc}; for free ports use --base-port 0", ExitCode.FAILURE)
 
 
 def sim(  # noqa: PLR0917 - one parameter per CLI option
@@ -590,9 +589,7 @@ def sim(  # noqa: PLR0917 - one parameter per CLI option
     except KeyboardInterrupt:  # only where signal handlers could not be installed
         pass
     except (WriteConfigError, ConfigError) as exc:  # ConfigError: a bug, it must always load
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("sim", exc, ExitCode.FAILURE)
     except OSError as exc:
         hint = "" if rtu else "; for free ports use --base-port 0"
-        typer.echo(f"error: {exc}{hint}", err=True)
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("sim", f"{exc}{hint}", ExitCode.FAILURE)

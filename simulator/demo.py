@@ -12,17 +12,17 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-import aiomqtt
 import typer
 
 from drivers.profile import load_profile
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.model import GatewayConfig, parse_config
 from gateway.core.errors import BrokerNotInstalled
-from gateway.runtime.app import run_gateway
-from gateway.uplink.forwarder import readings_topic
 from simulator.broker import LocalMosquitto
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
+
+# aiomqtt and the gateway runtime (which imports it) are imported in the functions that run the
+# demo, so that every other ``streetgate`` command starts without them.
 
 DEMO_FLEET = ("sdm120", "sdm630", "xy-md02")
 
@@ -73,6 +73,8 @@ def format_reading(reading: dict[str, Any], historical: bool) -> str:
 
 async def print_readings(host: str, port: int, topic: str) -> None:
     """Subscribe like the platform would and print every reading that arrives."""
+    import aiomqtt  # noqa: PLC0415 - see the imports
+
     async with aiomqtt.Client(host, port, identifier="demo-platform") as client:
         await client.subscribe(topic, qos=1)
         async for message in client.messages:
@@ -84,6 +86,9 @@ async def print_readings(host: str, port: int, topic: str) -> None:
 
 async def run_demo(devices: list[DeviceSpec], duration: float | None, workdir: Path) -> None:
     """Run everything until Ctrl-C, SIGTERM or ``duration`` seconds."""
+    from gateway.runtime.app import run_gateway  # noqa: PLC0415 - see the imports
+    from gateway.uplink.forwarder import readings_topic  # noqa: PLC0415
+
     broker = LocalMosquitto(workdir)
     broker.start()
     try:

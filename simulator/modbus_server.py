@@ -25,11 +25,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self, cast
-
-from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from typing import TYPE_CHECKING, Self, cast
 
 from drivers.modbus.codec import ReadBlock
 from drivers.profile import Function, Profile
@@ -37,6 +33,13 @@ from gateway.config.model import ModbusTcpDevice
 from gateway.core.errors import ModbusExceptionCode
 from simulator.registers import RegisterMap
 from simulator.values import Clock
+
+# pymodbus (and pyserial with it) is imported where a device is built or served, not here:
+# the ``streetgate`` CLI imports this module for DeviceSpec, and should start without it.
+if TYPE_CHECKING:
+    from pymodbus.constants import ExcCodes
+    from pymodbus.server import ModbusTcpServer
+    from pymodbus.simulator import SimData
 
 __all__ = ["DeviceSpec", "ModbusSimulator", "SimulatedDevice"]
 
@@ -72,6 +75,8 @@ class DeviceSpec:
 
 
 def _register_blocks(plan: Sequence[ReadBlock], function: Function) -> list[SimData]:
+    from pymodbus.simulator import DataType, SimData  # noqa: PLC0415 - see the imports
+
     blocks = [
         SimData(b.address, count=b.count, datatype=DataType.REGISTERS)
         for b in plan
@@ -90,6 +95,8 @@ async def _absent_unit(  # noqa: PLR0917 - pymodbus's SimAction signature
     registers: list[int],
     set_values: list[int] | list[bool] | None,
 ) -> ExcCodes:
+    from pymodbus.constants import ExcCodes  # noqa: PLC0415 - see the imports
+
     return ExcCodes.GATEWAY_NO_RESPONSE
 
 
@@ -109,6 +116,8 @@ class SimulatedDevice:
         self.requests = 0  # read/write requests that reached the register map
         self.connections = 0  # client connections accepted
         self._port = port
+        from pymodbus.simulator import SimDevice  # noqa: PLC0415 - see the imports
+
         self._simdevices = [SimDevice(spec.unit_id, self._tables(), action=self._action)]
         if spec.unit_id != 0:
             # Any other unit id: answer like a Modbus TCP gateway whose target is silent. Without
@@ -120,6 +129,8 @@ class SimulatedDevice:
         self._stopping = asyncio.Event()
 
     def _tables(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
+        from pymodbus.simulator import DataType, SimData  # noqa: PLC0415 - see the imports
+
         bits = [SimData(0, values=False, datatype=DataType.BITS)]  # coils/discrete: unused
         return (
             bits,
@@ -163,6 +174,8 @@ class SimulatedDevice:
         """Answer every request with this Modbus exception code (None: answer normally)."""
         if code is ModbusExceptionCode.UNKNOWN:
             raise ValueError("UNKNOWN is not a code a device can send")
+        from pymodbus.constants import ExcCodes  # noqa: PLC0415 - see the imports
+
         self._exception = None if code is None else ExcCodes(int(code))
 
     def slow_down(self, delay: float) -> None:
@@ -181,6 +194,8 @@ class SimulatedDevice:
         if self._server is not None:
             return
         self._stopping = asyncio.Event()
+        from pymodbus.server import ModbusTcpServer  # noqa: PLC0415 - see the imports
+
         server = ModbusTcpServer(
             self._simdevices, address=(self.host, self._port), trace_connect=self._connected
         )

@@ -23,7 +23,7 @@ from typing import IO, Annotated, Any, NamedTuple
 
 import typer
 
-from gateway.cli.common import ConfigOption, err, load_or_exit
+from gateway.cli.common import ConfigOption, err, fail, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
@@ -64,19 +64,18 @@ def _outbox_errors() -> Iterator[None]:
     try:
         yield
     except OutboxMissing as exc:
-        err(f"streetgate: {exc} (outbox.path in the config)")
-        raise typer.Exit(ExitCode.NOT_FOUND) from exc
+        fail("buffer", f"{exc} (outbox.path in the config)", ExitCode.NOT_FOUND)
     except OutboxDamaged as exc:
-        err(
-            f"streetgate: {exc}. It was left untouched. If it is a damaged streetgate outbox, the"
+        fail(
+            "buffer",
+            f"{exc}. It was left untouched. If it is a damaged streetgate outbox, the"
             f" gateway moves it aside as {exc.path.name}.corrupt-<time> when it next starts (it"
             " never deletes it) and starts a fresh outbox; a file that is not a SQLite database"
-            " at all is refused and left as it is. Copy it off first if its readings matter."
+            " at all is refused and left as it is. Copy it off first if its readings matter.",
+            ExitCode.DAMAGED,
         )
-        raise typer.Exit(ExitCode.DAMAGED) from exc
     except StoreError as exc:
-        err(f"streetgate: {exc}")
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("buffer", exc, ExitCode.FAILURE)
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -269,8 +268,7 @@ def export(  # noqa: PLR0917 - one parameter per CLI option
     cfg = load_or_exit(config)
     path = cfg.outbox.path
     if output is not None and output.exists() and not force:
-        err(f"streetgate: {output} exists; add --force to overwrite it")
-        raise typer.Exit(ExitCode.DECLINED)
+        fail("buffer", f"{output} exists; add --force to overwrite it", ExitCode.DECLINED)
     known = {name for d in cfg.devices for name in device_names(d)}
     if device is not None and device not in known:
         err(f"note: no device {device!r} in {config}; exporting its stored readings if any")
@@ -289,8 +287,7 @@ def export(  # noqa: PLR0917 - one parameter per CLI option
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(ExitCode.OK) from None
         except OSError as exc:
-            err(f"streetgate: cannot write {output}: {exc.strerror}")
-            raise typer.Exit(ExitCode.FAILURE) from exc
+            fail("buffer", f"cannot write {output}: {exc.strerror}", ExitCode.FAILURE)
     where = "" if output is None else f" to {output}"
     span = f" (seq {first}..{last})" if count else ""
     err(f"exported {count:,} readings{span}{where}")
@@ -331,11 +328,12 @@ def purge_command(
     view = current_view(state_path(path))
     if not yes:
         if not stdin_is_terminal():
-            err(
-                f"streetgate: purge would delete {what} from {path}; no terminal to confirm on:"
-                " add --yes to purge without asking. Nothing was deleted."
+            fail(
+                "buffer",
+                f"purge would delete {what} from {path}; no terminal to confirm on:"
+                " add --yes to purge without asking. Nothing was deleted.",
+                ExitCode.DECLINED,
             )
-            raise typer.Exit(ExitCode.DECLINED)
         err(
             f"This deletes {what} from {path}.\n"
             "They have not been delivered to the platform and will be lost"

@@ -1,5 +1,10 @@
-"""What every ``streetgate`` subcommand shares: the ``--config`` option, stderr messages, and
-loading the config or exiting with :data:`ExitCode.CONFIG`.
+"""What every ``streetgate`` subcommand shares: the ``--config`` option, stderr messages, the one
+error/exit helper (:func:`fail`, :func:`reporting`), and loading the config or exiting with
+:data:`ExitCode.CONFIG`.
+
+Every error a command reports reads ``error: <what>: <why>`` on stderr, where ``<what>`` names
+the command (group) or the thing that failed; the exit status comes from
+:func:`gateway.cli.exit_codes.exit_code_for` unless the caller gives one.
 
 A module of its own, so that subcommand modules can import it at the top without importing
 ``gateway.cli``, which imports them.
@@ -7,16 +12,18 @@ A module of its own, so that subcommand modules can import it at the top without
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
-from gateway.cli.exit_codes import ExitCode
+from gateway.cli.exit_codes import ExitCode, exit_code_for
 from gateway.config.model import GatewayConfig, load_config
-from gateway.core.errors import ConfigError
+from gateway.core.errors import ConfigError, StreetgateError
 
-__all__ = ["ConfigOption", "err", "load_or_exit"]
+__all__ = ["ConfigOption", "err", "fail", "load_or_exit", "reporting"]
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=True)
@@ -26,6 +33,30 @@ ConfigOption = Annotated[
 def err(message: str) -> None:
     """A message for the technician, on stderr (stdout is for results)."""
     typer.echo(message, err=True)
+
+
+def fail(what: str, why: BaseException | str, code: int | None = None) -> NoReturn:
+    """Print ``error: <what>: <why>`` on stderr and end the command with ``code``.
+
+    ``code`` defaults to :func:`exit_code_for` of an exception, ``ExitCode.FAILURE`` for a text.
+    """
+    if code is None:
+        code = exit_code_for(why) if isinstance(why, BaseException) else ExitCode.FAILURE
+    err(f"error: {what}: {why}")
+    if isinstance(why, BaseException):
+        raise typer.Exit(code) from why
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def reporting(what: str, *kinds: type[StreetgateError]) -> Iterator[None]:
+    """An error of ``kinds`` (default: any :class:`StreetgateError`) raised inside becomes
+    :func:`fail` ``(what, exc)``: its message, and the exit code :func:`exit_code_for` gives."""
+    caught = kinds or (StreetgateError,)
+    try:
+        yield
+    except caught as exc:
+        fail(what, exc)
 
 
 def load_or_exit(path: Path) -> GatewayConfig:

@@ -20,7 +20,6 @@ from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.config.model import GatewayConfig, load_config
 from gateway.core.errors import ConfigError
-from gateway.diagnostics.broker_probe import broker_checks, broker_setup
 from gateway.diagnostics.doctor import CheckResult, local_checks
 
 __all__ = ["doctor", "format_check"]
@@ -102,6 +101,12 @@ def doctor(
                 checks = _as_list(run())
             for check in checks:
                 emit(check)
+        # The broker probe loads aiomqtt; imported here so other commands start without it.
+        from gateway.diagnostics.broker_probe import (  # noqa: PLC0415
+            broker_checks,
+            broker_setup,
+        )
+
         setup = broker_setup(cfg, timeout)
 
         async def broker() -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from enum import IntEnum
 
 from gateway.core.errors import (
+    BoardDidNotReturn,
+    BoardNotFound,
     BrokerUnavailable,
+    BundleError,
     ConfigError,
+    CopyMismatch,
     CredsFileMissing,
     CredsNotConfigured,
     CredsPermissionDenied,
@@ -16,11 +20,15 @@ from gateway.core.errors import (
     FleetNotFound,
     FleetPermissionDenied,
     FleetUnreachable,
+    KeyReuseRefused,
     OutboxDamaged,
     OutboxForeign,
     OutboxLocked,
     OutboxMissing,
+    ReleaseKeyError,
+    SignatureInvalid,
     UnsafeKeyFile,
+    UnsafeReleaseKey,
 )
 
 
@@ -56,6 +64,12 @@ _EXIT_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (UnsafeKeyFile, ExitCode.PERMISSION),
     (DeviceUnreachable, ExitCode.UNREACHABLE),
     (BrokerUnavailable, ExitCode.UNREACHABLE),
+    (SignatureInvalid, ExitCode.DECLINED),
+    (KeyReuseRefused, ExitCode.DECLINED),
+    (UnsafeReleaseKey, ExitCode.PERMISSION),
+    (BoardNotFound, ExitCode.UNREACHABLE),
+    (BoardDidNotReturn, ExitCode.UNREACHABLE),
+    (CopyMismatch, ExitCode.DAMAGED),
 )
 
 
@@ -67,4 +81,6 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     for kind, code in _EXIT_CODES:
         if isinstance(exc, kind):
             return code
+    if isinstance(exc, BundleError | ReleaseKeyError):  # a file that is there but unusable
+        return ExitCode.DAMAGED if exc.path.exists() else ExitCode.NOT_FOUND
     return ExitCode.FAILURE

@@ -25,13 +25,13 @@ import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from drivers.profile import builtin_profiles
-from gateway.cli.common import err
+from gateway.cli.common import err, fail
 from gateway.cli.config import summary
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import (
@@ -316,16 +316,15 @@ def _parse_key_files(values: list[str]) -> dict[str, Path]:
 # -- writing ---------------------------------------------------------------------------------
 
 
-def _usage(message: str) -> typer.Exit:
-    err(f"streetgate init: {message}")
-    return typer.Exit(ExitCode.USAGE)
+def _usage(message: str) -> NoReturn:
+    fail("init", message, ExitCode.USAGE)
 
 
 def _from_flag(flag: str, check: Callable[[str], T], value: str) -> T:
     try:
         return check(value)
     except BadAnswer as exc:
-        raise _usage(f"{flag} {value!r}: {exc}") from None
+        _usage(f"{flag} {value!r}: {exc}")
 
 
 def _field_check(model: type[BaseModel], key: str, extra: dict[str, Any]) -> Callable[[str], Any]:
@@ -382,13 +381,16 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
 ) -> None:
     """Ask for the gateway's settings and write a valid config file (mode 0600)."""
     if path.exists() and not force:
-        err(f"streetgate init: {path} exists; add --force to overwrite it. Nothing was written.")
-        raise typer.Exit(ExitCode.DECLINED)
+        fail(
+            "init",
+            f"{path} exists; add --force to overwrite it. Nothing was written.",
+            ExitCode.DECLINED,
+        )
     interactive = not non_interactive and stdin_is_terminal()
     try:
         key_files = _parse_key_files(bthome_key_file or [])
     except BadAnswer as exc:
-        raise _usage(str(exc)) from None
+        _usage(str(exc))
 
     # Flags first: a bad flag value is a usage error, whether or not we could ask.
     answers: dict[str, Any] = {}
@@ -410,7 +412,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         )
     if password_file is not None:
         if username is None:
-            raise _usage("--password-file needs --username (the password is for a user)")
+            _usage("--password-file needs --username (the password is for a user)")
         answers["password_file"] = _from_flag("--password-file", _password_file, password_file)
     files: dict[str, Path] = {}
     for flag, value, check in (
@@ -423,13 +425,13 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     if tls is None and (files or not interactive):
         tls = bool(files)  # TLS files mean TLS; a script that gives none means plain TCP
     if tls is False and files:
-        raise _usage(f"{', '.join(files)} given with --no-tls: TLS files need TLS")
+        _usage(f"{', '.join(files)} given with --no-tls: TLS files need TLS")
     devices = [
         _from_flag("--device", lambda s: parse_device_flag(s, key_files), spec)
         for spec in device or []
     ]
     if len(set(names := [n for d in devices for n in _names(d)])) != len(names):
-        raise _usage(f"--device: device names must be unique (got {names})")
+        _usage(f"--device: device names must be unique (got {names})")
 
     missing = []
     if "gateway_id" not in answers:
@@ -442,7 +444,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         missing.append("--key-file" if "--cert-file" in files else "--cert-file")
     if missing and not interactive:
         why = "--non-interactive" if non_interactive else "stdin is not a terminal"
-        raise _usage(f"missing answers ({why}, so nothing is asked): {', '.join(missing)}")
+        _usage(f"missing answers ({why}, so nothing is asked): {', '.join(missing)}")
 
     if interactive:
         err(f"Setting up {path}; every question is also a flag (streetgate init --help).")
@@ -529,10 +531,11 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     try:
         write_atomically(path, text.encode(), 0o600)
     except OSError as exc:
-        err(f"streetgate init: cannot write {path}: {exc.strerror}")
-        raise typer.Exit(
-            ExitCode.PERMISSION if isinstance(exc, PermissionError) else ExitCode.FAILURE
-        ) from exc
+        fail(
+            "init",
+            f"cannot write {path}: {exc.strerror}",
+            ExitCode.PERMISSION if isinstance(exc, PermissionError) else ExitCode.FAILURE,
+        )
 
     err(f"wrote {path} (mode 0600)")
     err(summary(config))

@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import load_or_exit
+from gateway.cli.common import fail, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import (
     POLLED_TYPES,
@@ -128,18 +128,15 @@ def read(
     if found is None:
         names = [n for d in cfg.devices for n in device_names(d)]
         listed = ", ".join(names) if names else "none"
-        typer.echo(f"streetgate: no device {device!r} in {config}; configured: {listed}", err=True)
-        raise typer.Exit(ExitCode.NOT_FOUND)
+        fail("read", f"no device {device!r} in {config}; configured: {listed}", ExitCode.NOT_FOUND)
     entry, unit = found
     ts_ms = time.time_ns() // 1_000_000
     try:
         samples = asyncio.run(read_device(entry, unit, timeout))
     except (DeviceTimeout, DeviceUnreachable) as exc:
-        typer.echo(f"streetgate: {exc}", err=True)
-        raise typer.Exit(ExitCode.UNREACHABLE) from exc
+        fail("read", exc, ExitCode.UNREACHABLE)
     except DeviceError as exc:
-        typer.echo(f"streetgate: {exc}", err=True)
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("read", exc, ExitCode.FAILURE)
     if as_json:
         iso = (
             time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms / 1000)) + f".{ts_ms % 1000:03d}Z"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import load_or_exit
+from gateway.cli.common import fail, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.change import read_marker
 from gateway.core.errors import (
@@ -22,7 +22,6 @@ from gateway.core.errors import (
     UnsafeKeyFile,
 )
 from gateway.runtime.journal_log import log_handler
-from gateway.runtime.supervisor import Supervisor
 
 
 def setup_logging(level: str) -> None:
@@ -32,7 +31,10 @@ def setup_logging(level: str) -> None:
 
 
 async def _serve(config_path: Path) -> None:
-    # The supervisor restarts the gateway in-process (restart, config-set commands).
+    # The supervisor restarts the gateway in-process (restart, config-set commands). Imported
+    # here: the runtime loads aiomqtt, pymodbus and bleak, which other commands do without.
+    from gateway.runtime.supervisor import Supervisor  # noqa: PLC0415
+
     supervisor = Supervisor(config_path)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -61,13 +63,13 @@ def run(
         error = find_error(exc)
         if error is None:
             raise
-        typer.echo(f"streetgate: {error}", err=True)
+        # Not exit_code_for: a running gateway's broker or device trouble is FAILURE, as before.
         code = ExitCode.PERMISSION if isinstance(error, UnsafeKeyFile) else ExitCode.FAILURE
         if isinstance(error, ConfigError):
             code = ExitCode.CONFIG
         elif isinstance(error, OutboxLocked | OutboxForeign):
             code = ExitCode.DECLINED  # refused; nothing was written
-        raise typer.Exit(code) from exc
+        fail("run", error, code)
 
 
 def find_error(exc: BaseException) -> StreetgateError | None:

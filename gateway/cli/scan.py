@@ -18,28 +18,19 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from drivers.ble.discovery import BleFound, discover, toml_snippet
 from gateway.cli.common import err
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import BAUD_RATES
 from gateway.core.errors import AdapterUnavailable, DeviceUnreachable
-from gateway.diagnostics.scan import (
-    BY_ID_DIR,
-    RtuProber,
-    SerialPortEntry,
-    TcpProber,
-    UnitFound,
-    by_id_links,
-    parse_units,
-    scan_modbus,
-    serial_ports,
-    shipped_profiles,
-)
 
+# The scanners (drivers.ble.discovery pulls in bleak, gateway.diagnostics.scan pymodbus via the
+# Modbus drivers) are imported in the command bodies, so that every other ``streetgate``
+# command starts without loading them.
 if TYPE_CHECKING:
     from bleak.backends.scanner import BaseBleakScanner
 
-    from gateway.diagnostics.scan import ModbusProber
+    from drivers.ble.discovery import BleFound
+    from gateway.diagnostics.scan import ModbusProber, SerialPortEntry, UnitFound
 
 __all__ = ["app", "format_ble", "format_modbus", "format_serial", "scan_ble"]
 
@@ -70,6 +61,8 @@ def format_serial(entries: list[SerialPortEntry]) -> str:
 def serial(as_json: JsonOption = False) -> None:
     """Serial ports with their USB identity, and the `port = ...` line for a config."""
     from serial.tools.list_ports import comports  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    from gateway.diagnostics.scan import BY_ID_DIR, by_id_links, serial_ports  # noqa: PLC0415
 
     entries = serial_ports(comports, by_id_links(BY_ID_DIR))
     if as_json:
@@ -111,6 +104,8 @@ def _progress(total: int) -> tuple[Progress, TaskID]:
 
 
 async def _scan(prober: ModbusProber, units: list[int]) -> list[UnitFound]:
+    from gateway.diagnostics.scan import scan_modbus, shipped_profiles  # noqa: PLC0415
+
     bar, task = _progress(len(units))
     with bar:
         return await scan_modbus(prober, units, shipped_profiles(), lambda _unit: bar.advance(task))
@@ -139,6 +134,8 @@ def modbus(  # noqa: PLR0917 - every option of the command (typer passes them by
     if (host is None) == (serial_port is None):
         err("give exactly one of --host HOST or --serial PORT")
         raise typer.Exit(ExitCode.USAGE)
+    from gateway.diagnostics.scan import RtuProber, TcpProber, parse_units  # noqa: PLC0415
+
     try:
         unit_ids = parse_units(units)
     except ValueError as exc:
@@ -183,6 +180,8 @@ def modbus(  # noqa: PLR0917 - every option of the command (typer passes them by
 
 def format_ble(found: list[BleFound]) -> str:
     """The text form of ``scan ble``: a line per device, values and a config entry if known."""
+    from drivers.ble.discovery import toml_snippet  # noqa: PLC0415 - bleak, see the imports
+
     paragraphs = []
     for f in found:
         rssi = f"{f.rssi} dBm" if f.rssi is not None else "? dBm"
@@ -199,6 +198,8 @@ def format_ble(found: list[BleFound]) -> str:
 
 async def scan_ble(seconds: float, backend: type[BaseBleakScanner] | None = None) -> list[BleFound]:
     """The scan behind ``scan ble``; ``backend`` (tests: the simulator's scanner) is not a flag."""
+    from drivers.ble.discovery import discover  # noqa: PLC0415 - bleak, see the imports
+
     console = Console(stderr=True)
     bar = Progress(
         TextColumn("listening"),

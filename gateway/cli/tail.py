@@ -24,7 +24,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import err, load_or_exit
+from gateway.cli.common import err, fail, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
@@ -101,11 +101,9 @@ def tail(
                     err(f"no outbox at {path} yet; waiting for the gateway to create it")
                     waiting_said = True
             except OutboxDamaged as exc:
-                err(f"streetgate: {exc}; left untouched")
-                raise typer.Exit(ExitCode.DAMAGED) from exc
+                fail("tail", f"{exc}; left untouched", ExitCode.DAMAGED)
             except StoreError as exc:
-                err(f"streetgate: {exc}")
-                raise typer.Exit(ExitCode.FAILURE) from exc
+                fail("tail", exc, ExitCode.FAILURE)
             time.sleep(POLL_INTERVAL)
     except KeyboardInterrupt:
         err(f"stopped after {shown:,} reading(s)")

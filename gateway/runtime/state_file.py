@@ -22,10 +22,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.key_files import PRIVATE_MODE, write_atomically
-from gateway.uplink.forwarder import ForwarderStats
+
+# Only a type here: importing the forwarder would load aiomqtt, and the ``streetgate status``,
+# ``buffer`` and ``tail`` commands that read this file should start without it.
+if TYPE_CHECKING:
+    from gateway.uplink.forwarder import ForwarderStats
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,15 @@ from datetime import datetime
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs
 
 from gateway.core.key_files import write_atomically
 from gateway.runtime.history import History
-from gateway.uplink.forwarder import ForwarderStats
+
+# Only a type here: the forwarder loads aiomqtt, which ``streetgate page`` does without.
+if TYPE_CHECKING:
+    from gateway.uplink.forwarder import ForwarderStats
 
 __all__ = [
     "ASSETS",

@@ -67,7 +67,7 @@ def test_protocol_error_is_a_failure(tmp_path: Path) -> None:
         result = read(write_config(tmp_path, modbus_tcp("meter", sim["meter"].port)), "meter")
     assert result.exit_code == ExitCode.FAILURE
     assert result.stdout == ""
-    assert result.stderr.startswith("streetgate: meter: ")
+    assert result.stderr.startswith("error: read: meter: ")
     assert "ILLEGAL_DATA_ADDRESS" in result.stderr.upper().replace(" ", "_")
 
 
@@ -75,7 +75,7 @@ def test_unreachable_device(tmp_path: Path) -> None:
     result = read(write_config(tmp_path, modbus_tcp("meter", free_port())), "meter")
     assert result.exit_code == ExitCode.UNREACHABLE
     assert result.stdout == ""
-    assert result.stderr.startswith("streetgate: meter: ")
+    assert result.stderr.startswith("error: read: meter: ")
 
 
 def test_unknown_device_lists_the_configured_ones(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_a_passive_ble_sensor_without_adapter_is_unreachable(tmp_path: Path) -> 
     )
     result = read(config, "tag", "--timeout", "5")
     assert result.exit_code == ExitCode.UNREACHABLE  # this machine has no Bluetooth adapter
-    assert result.stderr.splitlines()[-1].startswith("streetgate: tag: ")
+    assert result.stderr.splitlines()[-1].startswith("error: read: tag: ")
 
 
 def test_a_gatt_device_without_adapter_is_unreachable(tmp_path: Path) -> None:
