@@ -13,9 +13,7 @@ import asyncio
 import hashlib
 import json
 import shutil
-import signal
 import ssl
-import sys
 import tomllib
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -33,6 +31,7 @@ from gateway.config.toml_write import dumps
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.support.mosquitto import Mosquitto
 from tests.support.pki import make_pki, tls_mosquitto
+from tests.system.test_end_to_end import gateway_process
 
 GW = "hostile-gw"
 PREFIX = "streetgate"
@@ -166,25 +165,6 @@ async def platform(broker: Mosquitto, pki: Path) -> AsyncIterator[Platform]:
                 listener.cancel()
 
 
-@asynccontextmanager
-async def gateway_process(site: Site) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``streetgate run`` as its own process; stopped with SIGTERM like systemd does."""
-    with (site.directory / "gateway.log").open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "run", "-c", str(site.config), stdout=log, stderr=log
-        )
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 15)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-
-
 #: attack name -> (args of config-set, given the site and the device entry on disk; the keys
 #: the refusal must name)
 ATTACKS: dict[str, tuple[Any, set[str]]] = {
@@ -292,7 +272,7 @@ def test_a_local_only_change_is_refused_and_touches_nothing(
         async with ModbusSimulator([spec]) as sim:
             site = make_site(tmp_path, tls_broker, pki, sim)
             before = site.hashes()
-            async with platform(tls_broker, pki) as plat, gateway_process(site) as proc:
+            async with platform(tls_broker, pki) as plat, gateway_process(site.config) as proc:
                 await plat.wait(lambda: plat.readings >= 1)  # running, over TLS
                 pong = await plat.call("ping")
                 on_disk = site.config.read_text("utf-8")
@@ -330,7 +310,7 @@ def test_allowed_changes_still_apply(tmp_path: Path, tls_broker: Mosquitto, pki:
         spec = DeviceSpec("climate-1", load_profile("xy-md02"))
         async with ModbusSimulator([spec]) as sim:
             site = make_site(tmp_path, tls_broker, pki, sim)
-            async with platform(tls_broker, pki) as plat, gateway_process(site):
+            async with platform(tls_broker, pki) as plat, gateway_process(site.config):
                 await plat.wait(lambda: plat.readings >= 1)
                 device = _devices(site.config.read_text("utf-8"))[0]
                 patch = {
