@@ -20,13 +20,12 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.core.errors import StoreError
-from gateway.core.key_files import PRIVATE_MODE, write_atomically
+from gateway.core.key_files import PRIVATE_MODE, read_private_file, write_atomically
 
 __all__ = ["COUNTER_MAX", "FORMAT", "MAX_FILE_BYTES", "CounterFile", "counter_id", "counters_path"]
 
@@ -59,24 +58,16 @@ class CounterFile:
         """The counters in the file; empty when it does not exist or had to be set aside."""
         path = self.path
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except FileNotFoundError:
-            return {}
+            data = read_private_file(path, MAX_FILE_BYTES)
         except OSError as exc:
             raise StoreError(
                 f"{path}: cannot open the BLE counter file ({exc.strerror}); expected a regular "
                 "file, not a symlink"
             ) from exc
-        with os.fdopen(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise StoreError(f"{path}: the BLE counter file is not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise StoreError(
-                    f"{path}: the BLE counter file has {info.st_size} bytes; "
-                    f"expected at most {MAX_FILE_BYTES}"
-                )
-            data = f.read(MAX_FILE_BYTES + 1)
+        except ValueError as exc:
+            raise StoreError(f"{path}: the BLE counter file is {exc}") from exc
+        if data is None:
+            return {}
         try:
             return _parse(data)
         except ValueError as exc:

@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["PRIVATE_MODE", "UNSAFE_BITS", "unsafe_mode", "write_atomically"]
+__all__ = ["PRIVATE_MODE", "UNSAFE_BITS", "read_private_file", "unsafe_mode", "write_atomically"]
 
 #: Mode of every file the gateway writes that may hold readings or secrets.
 PRIVATE_MODE = 0o600
@@ -62,3 +62,25 @@ def write_atomically(path: Path, data: bytes, mode: int, *, sync: bool = True) -
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def read_private_file(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of a file the gateway wrote with :func:`write_atomically`; None if there is none.
+
+    The counterpart for reading it back: no symlink followed (OSError), and ValueError if it is
+    not a regular file of at most ``max_bytes`` (checked before anything is read).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{info.st_size} bytes; at most {max_bytes}")
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew after fstat
+        raise ValueError(f"more than {max_bytes} bytes")
+    return data

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.config.management import ManagementConfig
 from gateway.core.errors import CommandRejected, ErrorCode
-from gateway.core.key_files import write_atomically
+from gateway.core.key_files import read_private_file, write_atomically
 from gateway.management.protocol import MAX_COMMAND_BYTES
 from gateway.management.signing import verify_command
 
@@ -98,21 +96,6 @@ class NonceLedger:
             self.floor = max(self.floor or 0, floor)
 
 
-def _read_small_regular(path: Path) -> bytes | None:
-    """The file's bytes; None if it does not exist. ValueError if it is not a small plain file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_FILE_BYTES:
-            raise ValueError(f"{path} is not a small regular file")
-        return os.read(fd, _MAX_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
-
-
 class CommandGuard:
     """Verifies signed commands for one gateway run; see the module docstring."""
 
@@ -173,7 +156,7 @@ class CommandGuard:
     def _load(self) -> None:
         self._loaded = True
         try:
-            data = _read_small_regular(self._path)
+            data = read_private_file(self._path, _MAX_FILE_BYTES)
             if data is not None:
                 self._ledger.load_json(data)
         except (OSError, ValueError) as exc:

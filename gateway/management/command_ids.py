@@ -17,15 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.core.key_files import PRIVATE_MODE, write_atomically
+from gateway.core.key_files import PRIVATE_MODE, read_private_file, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +138,9 @@ def _read_entries(path: Path) -> list[tuple[str, float, bytes]]:
 
     Raises ValueError (or OSError) naming what is wrong with a file that is there.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
+    data = read_private_file(path, MAX_FILE)
+    if data is None:
         return []
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("not a regular file")
-        if info.st_size > MAX_FILE:
-            raise ValueError(f"{info.st_size} bytes; at most {MAX_FILE}")
-        data = file.read(MAX_FILE + 1)
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
