@@ -2,8 +2,10 @@
 
 Local checks (serial ports, BLE adapter, clock, disk, outbox, the gateway's state file) are plain
 blocking functions: doctor is a command-line tool and runs them outside any event loop. The
-broker's steps are in :mod:`gateway.doctor_broker`. Doctor never changes the outbox (it opens
-it read-only), and never opens a serial port (opening one can reset the device behind it).
+broker's steps are in :mod:`gateway.diagnostics.broker_probe`, the one read of each device in
+:mod:`gateway.diagnostics.device_checks`. Doctor never changes the outbox (it opens it
+read-only); these local checks never open a serial port (the device reads do, but not while the
+gateway of this config runs and holds it).
 """
 
 from __future__ import annotations
