@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import importlib.util
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -191,8 +193,29 @@ def _rtu_frame_hint(exc: BadFrame, bus: ModbusRtuBus, unit: RtuUnit) -> str:
     )
 
 
-def _port_hint(exc: PortUnavailable, port: str, check: str) -> str:
-    if "in use" in str(exc) or "lock" in str(exc):
+def _locked_by_another(spec: str, name: str) -> bool:
+    """Whether another process holds the port's exclusive lock (``flock``, as the gateway's
+    serial link and pyserial's ``exclusive=True`` take it). Blocking: run it in a thread."""
+    from drivers.serial.port import resolve_port  # noqa: PLC0415 - imports pyserial
+
+    try:
+        path = resolve_port(spec, name)
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except (PortUnavailable, OSError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also lets go of the lock, if this took it
+    return False
+
+
+async def _port_hint(port: str, name: str, check: str) -> str:
+    if "://" not in port and await asyncio.to_thread(_locked_by_another, port, name):
         return (
             f"another program holds {port}: find it with `fuser -v {port}` (a second gateway,"
             " ModemManager, a terminal program) and stop it"
@@ -310,28 +333,23 @@ async def _rtu_bus(bus: ModbusRtuBus) -> list[CheckResult]:
     """Open the bus once and read its units one after another (RS-485: one talker at a time)."""
     from drivers.modbus.rtu import ModbusRtuBusDriver  # noqa: PLC0415 - imports pymodbus
 
-    driver = ModbusRtuBusDriver(bus)
-    try:
-        async with asyncio.timeout(BUDGET_CAP):
-            await driver.__aenter__()
-    except (DeviceError, TimeoutError) as exc:
-        reason = _text(exc) if isinstance(exc, DeviceError) else f"{bus.port} did not open"
-        hint = (
-            _port_hint(exc, bus.port, f"serial:{bus.name}")
-            if isinstance(exc, PortUnavailable)
-            else "check the port"
-        )
-        return [
-            CheckResult(f"{DEVICE_PREFIX}{u.name}", False, f"bus {bus.name}: {reason}", hint)
-            for u in bus.units
-        ]
-    results: list[CheckResult] = []
-    try:
-        for unit in bus.units:
-            results.append(await _rtu_unit(driver, bus, unit))
-    finally:
-        await driver.__aexit__(None, None, None)
-    return results
+    async with contextlib.AsyncExitStack() as stack:
+        driver = ModbusRtuBusDriver(bus)
+        try:
+            async with asyncio.timeout(BUDGET_CAP):
+                await stack.enter_async_context(driver)
+        except (DeviceError, TimeoutError) as exc:
+            reason = _text(exc) if isinstance(exc, DeviceError) else f"{bus.port} did not open"
+            hint = (
+                await _port_hint(bus.port, bus.name, f"serial:{bus.name}")
+                if isinstance(exc, PortUnavailable)
+                else "check the port"
+            )
+            return [
+                CheckResult(f"{DEVICE_PREFIX}{u.name}", False, f"bus {bus.name}: {reason}", hint)
+                for u in bus.units
+            ]
+        return [await _rtu_unit(driver, bus, unit) for unit in bus.units]
 
 
 async def _rtu_unit(driver: ModbusRtuBusDriver, bus: ModbusRtuBus, unit: RtuUnit) -> CheckResult:
@@ -369,7 +387,7 @@ async def _rtu_unit(driver: ModbusRtuBusDriver, bus: ModbusRtuBus, unit: RtuUnit
             name,
             False,
             f"{where}: {_text(exc)}",
-            _port_hint(exc, bus.port, f"serial:{bus.name}"),
+            await _port_hint(bus.port, bus.name, f"serial:{bus.name}"),
             duration_ms=_ms(start),
         )
     except DeviceError as exc:
@@ -398,7 +416,7 @@ async def _serial_sensor(device: Sds011Device | Pms5003Device | LineSensor) -> C
             name,
             False,
             f"{where}: {_text(exc)}",
-            _port_hint(exc, device.port, f"serial:{device.name}"),
+            await _port_hint(device.port, device.name, f"serial:{device.name}"),
             duration_ms=_ms(start),
         )
     except BadFrame as exc:

@@ -263,3 +263,20 @@ def test_no_devices_flag_reads_nothing(tmp_path: Path) -> None:
     config = write_config(tmp_path, modbus_tcp("meter", free_port()))
     found = device_lines(doctor(config, "--json", "--no-devices"))
     assert found == {}
+
+
+def test_a_port_another_program_holds_fails_with_who_to_look_for(tmp_path: Path) -> None:
+    import serial  # type: ignore[import-untyped]  # noqa: PLC0415 - only this test holds a port
+
+    with in_thread(lambda: Sds011Sim("pm")) as pm:
+        path = pm.path
+        config = write_config(
+            tmp_path, f'\n[[devices]]\nkind = "sds011"\nname = "pm"\nport = "{path}"\n'
+        )
+        with serial.Serial(path, exclusive=True):  # another program, not the gateway
+            found = device_lines(doctor(config, "--json"))
+    line = found["device:pm"]
+    assert not line["ok"]
+    assert not line["skipped"]
+    assert f"another program holds {path}" in line["hint"]
+    assert "fuser -v" in line["hint"]
