@@ -182,14 +182,9 @@ def _rtu_frame_hint(exc: BadFrame, bus: ModbusRtuBus, unit: RtuUnit) -> str:
             f" baudrate ({bus.baudrate}), parity ({bus.parity}) and stopbits ({bus.stopbits}),"
             " A/B polarity, 120 ohm termination at both ends of the bus and a common ground"
         )
-    if "answer starts with unit" in str(exc.reason):
-        return (
-            f"another unit answered: two devices share unit id {unit.unit_id}, or this device's"
-            " slave id is not the configured one"
-        )
     return (
-        "garbage instead of an answer: baudrate or parity differ from the device's, or the"
-        " wiring is bad (A/B swapped, no termination)"
+        "not the answer asked for: baudrate or parity differ from the device's, the wiring is"
+        f" bad (A/B swapped, no termination), or two devices share unit id {unit.unit_id}"
     )
 
 

@@ -146,14 +146,22 @@ def test_rtu_units_ok_silent_and_crc_errors(tmp_path: Path) -> None:
         DeviceSpec("env", load_profile("xy-md02"), unit_id=3),
         DeviceSpec("meter", load_profile("sdm120"), unit_id=7),
         DeviceSpec("noisy", load_profile("xy-md02"), unit_id=5),
+        DeviceSpec("babble", load_profile("xy-md02"), unit_id=6),
     ]
     with in_thread(lambda: ModbusRtuSimulator(units)) as sim:
         sim["meter"].go_silent()
         sim["noisy"].answer_bad_crc()
+        sim["babble"].answer_garbage()
         config = write_config(
             tmp_path,
             rtu_bus(
-                sim.path, [("env", 3, "xy-md02"), ("meter", 7, "sdm120"), ("noisy", 5, "xy-md02")]
+                sim.path,
+                [
+                    ("env", 3, "xy-md02"),
+                    ("meter", 7, "sdm120"),
+                    ("noisy", 5, "xy-md02"),
+                    ("babble", 6, "xy-md02"),
+                ],
             ),
         )
         found = device_lines(doctor(config, "--json"))
@@ -170,6 +178,10 @@ def test_rtu_units_ok_silent_and_crc_errors(tmp_path: Path) -> None:
     noisy = found["device:noisy"]
     assert not noisy["ok"]
     assert "CRC" in noisy["hint"]
+    babble = found["device:babble"]
+    assert not babble["ok"]
+    assert "bad frame" in babble["detail"]
+    assert "two devices share unit id 6" in babble["hint"]
 
 
 def test_ports_held_by_the_running_gateway_are_skipped_not_fought_for(tmp_path: Path) -> None:
