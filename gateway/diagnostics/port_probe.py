@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "BANNER_SHOWN",
     "CONNACK_BAD_CLIENT_ID",
     "CONNACK_BAD_VERSION",
     "CONNACK_CODES",
