@@ -134,7 +134,9 @@ def doctor(
         if devices and cfg.devices:
             # Each device line carries the reason of a failure; pymodbus's own log lines about
             # it (frame dumps) would only bury the report.
-            logging.getLogger("pymodbus").addHandler(logging.NullHandler())
+            quiet = logging.getLogger("pymodbus")
+            if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+                quiet.addHandler(logging.NullHandler())
             setup = device_check_setup(cfg, ble_listen=ble_listen)
             with spinner(f"{len(cfg.devices)} device(s)"):
                 for check in asyncio.run(device_checks(cfg, setup)):

@@ -258,6 +258,7 @@ async def _tls(setup: BrokerSetup) -> CheckResult:
             duration_ms=_ms(start),
         )
     except (OSError, TimeoutError) as exc:
+        # What the port says in plaintext, without the credentials: they go only over TLS.
         plain = await probe(setup.host, setup.port, setup.timeout, client_id=setup.identifier)
         seen = f"; in plaintext, {plain.describe()}" if plain is not None else ""
         return CheckResult(
