@@ -139,8 +139,9 @@ def doctor(
                 quiet.addHandler(logging.NullHandler())
             setup = device_check_setup(cfg, ble_listen=ble_listen)
             with spinner(f"{len(cfg.devices)} device(s)"):
-                for check in asyncio.run(device_checks(cfg, setup)):
-                    emit(check)
+                read = asyncio.run(device_checks(cfg, setup))
+            for check in read:
+                emit(check)
         # The broker probe loads aiomqtt; imported here so other commands start without it.
         from gateway.diagnostics.broker_probe import (  # noqa: PLC0415
             broker_checks,
