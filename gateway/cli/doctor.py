@@ -20,7 +20,7 @@ from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.config.model import GatewayConfig, load_config
 from gateway.core.errors import ConfigError
-from gateway.diagnostics.doctor import CheckResult, local_checks
+from gateway.diagnostics.doctor import CheckResult, local_checks, tls_files_checks
 
 __all__ = ["doctor", "format_check"]
 
@@ -96,6 +96,8 @@ def doctor(
     cfg, first = _config_check(config)
     emit(first)
     if cfg is not None:
+        for check in tls_files_checks(cfg, config):
+            emit(check)
         for run in local_checks(cfg):
             with spinner("this machine"):
                 checks = _as_list(run())
