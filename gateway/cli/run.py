@@ -19,6 +19,7 @@ from gateway.core.errors import (
     ConfigError,
     OutboxForeign,
     OutboxLocked,
+    OutboxNotOurs,
     StreetgateError,
     UnsafeKeyFile,
 )
@@ -71,7 +72,8 @@ def run(
         if error is None:
             raise
         # Not exit_code_for: a running gateway's broker or device trouble is FAILURE, as before.
-        code = ExitCode.PERMISSION if isinstance(error, UnsafeKeyFile) else ExitCode.FAILURE
+        permission = isinstance(error, UnsafeKeyFile | OutboxNotOurs)  # systemd: no restart
+        code = ExitCode.PERMISSION if permission else ExitCode.FAILURE
         if isinstance(error, ConfigError):
             code = ExitCode.CONFIG
         elif isinstance(error, OutboxLocked | OutboxForeign):
