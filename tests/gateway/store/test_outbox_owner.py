@@ -71,8 +71,8 @@ def as_nobody(config: Path) -> tuple[int, str]:
     with os.fdopen(read, "rb") as pipe:
         out = pipe.read().decode()
     os.waitpid(pid, 0)
-    code, _, stderr = out.partition("\n")
-    return int(code), stderr
+    status, _, stderr = out.partition("\n")
+    return int(status), stderr
 
 
 def test_the_service_user_refuses_roots_files_naming_the_fix(open_dir: Path) -> None:
