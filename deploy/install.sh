@@ -13,9 +13,11 @@
 # What it does: the system user `streetgate` (groups dialout and bluetooth), a virtual
 # environment in /opt/streetgate/venv with streetgate in it, /usr/local/bin/streetgate, the
 # unit /etc/systemd/system/streetgate.service, and /etc/streetgate/config.toml as a skeleton
-# (only when there is none). Once that config is valid (`streetgate init` writes one), a run
-# fixes its owner and mode, checks it as the service user and enables and starts the service.
-# See docs/deploy.md.
+# (only when there is none). Every later run fixes the config's owner and mode, checks it
+# with the installed streetgate (as the service user) and prints its errors, or the TLS files
+# still pending, with the next step; once it is valid and complete it enables and starts the
+# service. Files a `streetgate run` as root left in /var/lib/streetgate go back to the
+# service user. See docs/deploy.md, "First install".
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -41,7 +43,8 @@ Options:
   --from SPEC     a wheel, an sdist, a source directory, or a PyPI requirement
                   (default: this checkout when run from one, else "streetgate" from PyPI)
   --root DIR      install under DIR instead of / (no service is started there);
-                  also DESTDIR=DIR
+                  also DESTDIR=DIR. A tree without etc/passwd (a package's
+                  staging folder) gets no accounts: run this on the target once
   --python PATH   the Python to build the virtual environment with (default: python3)
   --reinstall     install streetgate again even if that version is there (a checkout
                   whose code changed but not its version)
@@ -181,17 +184,38 @@ ensure_dir "$OPT" 0 0 0755
 ensure_dir "$ETC" 0 "$gid" 0770   # group-writable: a remote config-set replaces the file
 ensure_dir "$ETC/tls" "$uid" "$gid" 0700   # TLS key files: the service user's, mode 0600
 ensure_dir "$STATE" "$uid" "$gid" 0750     # systemd's StateDirectory= keeps it so
+# The folder is the service user's, who could swap a file for a link to /etc/shadow while
+# this runs: every file is opened without following a link (os.fwalk, O_NOFOLLOW) and
+# changed through its descriptor, so only what is really in the folder is given away.
+GIVE_BACK='
+import os, stat, sys
+top, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+for _, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
+    for name in dirs + files:
+        try:
+            fd = os.open(name, flags, dir_fd=dir_fd)
+        except OSError:  # a link (ELOOP), or gone
+            continue
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+                os.fchown(fd, uid, gid)
+                mode = 0o700 if stat.S_ISDIR(info.st_mode) else stat.S_IMODE(info.st_mode) & 0o700
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+'
 # What a `streetgate run` as root left in the state directory (root's, 0644) the service can
 # neither write nor open: give it back, files 0600 and folders 0700 as the gateway makes them.
 # systemd's StateDirectory= re-owns only when the directory itself has the wrong owner.
 if [ "$bare" = 0 ] && [ -d "$ROOT$STATE" ] && [ "$uid" -eq "$uid" ] 2>/dev/null; then
-    strays="$(find "$ROOT$STATE" -mindepth 1 ! -type l \( ! -uid "$uid" -o ! -gid "$gid" \
-        -o \( -type f -perm /077 \) -o \( -type d ! -perm 700 \) \) -printf '%P\n' | sort)"
+    strays="$(find "$ROOT$STATE" -mindepth 1 \( -type f -o -type d \) \( ! -uid "$uid" \
+        -o ! -gid "$gid" -o \( -type f -perm /077 \) -o \( -type d ! -perm 700 \) \) \
+        -printf '%P\n' | sort)"
     if [ -n "$strays" ]; then
         act "giving $(echo "$strays" | wc -l) file(s) in $STATE to $SERVICE_USER (files 0600, folders 0700): $(echo $strays)" \
-            sh -c 'find "$1" -mindepth 1 ! -type l -exec chown "$2:$3" {} + &&
-                   find "$1" -mindepth 1 -type f -exec chmod go= {} + &&
-                   find "$1" -mindepth 1 -type d -exec chmod 0700 {} +' _ "$ROOT$STATE" "$uid" "$gid"
+            "$PYTHON" -c "$GIVE_BACK" "$ROOT$STATE" "$uid" "$gid"
     fi
 fi
 # System folders: created when missing (a bare tree), never re-owned (Debian's own modes).

@@ -119,7 +119,9 @@ def _give_to_folder_owner(path: Path) -> None:
         return
     folder = path.parent.stat()
     if folder.st_uid != 0:
-        os.chown(path, folder.st_uid, folder.st_gid)
+        # Not following a link: the folder's owner could swap the file for a link to
+        # /etc/shadow between our rename and this chown, and would be given that instead.
+        os.chown(path, folder.st_uid, folder.st_gid, follow_symlinks=False)
 
 
 def _write(path: Path, data: bytes, mode: int, what: str) -> None:

@@ -107,7 +107,10 @@ def test_what_a_run_as_root_left_in_the_state_directory_goes_back(root: Path, wh
         (state / name).write_bytes(b"")
         (state / name).chmod(0o644)  # root's, as `sudo streetgate run` left them
     (state / "old").mkdir(mode=0o755)
-    (state / "link").symlink_to("/etc/hostname")
+    victim = root.parent / "victim"  # what a link the service user made points at
+    victim.write_text("root's\n")
+    victim.chmod(0o644)
+    (state / "link").symlink_to(victim)
     result = install(root, wheel)
     assert result.returncode == 0, result.stderr
     assert (
@@ -118,4 +121,5 @@ def test_what_a_run_as_root_left_in_the_state_directory_goes_back(root: Path, wh
         assert owner(state / name) == (uid, gid, 0o600)
     assert owner(state / "old") == (uid, gid, 0o700)
     assert (state / "link").lstat().st_uid == 0  # a link is not followed, nor given away
+    assert owner(victim) == (0, 0, 0o644)
     assert install(root, wheel).stdout.splitlines()[-1] == "install: done: 0 change(s)"
