@@ -489,3 +489,15 @@ def test_root_gives_the_new_key_to_the_owner_of_its_folder(tmp_path: Path) -> No
     for name in ("gateway.key", "gateway.csr"):
         st = (tmp_path / "tls" / name).stat()
         assert (st.st_uid, st.st_gid) == (4321, 4322)
+
+
+def test_the_gateway_id_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """balena: the fleet's config has no gateway_id; each device's variable gives it."""
+    config = skeleton(tmp_path)
+    monkeypatch.setenv("STREETGATE_GATEWAY_ID", "pole-31")
+    made = creds("init", "-c", str(config))
+    assert made.exit_code == 0, made.stderr
+    csr = load_csr(tmp_path / "tls" / "gateway.csr")
+    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "pole-31"
