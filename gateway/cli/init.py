@@ -578,7 +578,8 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         pending = pending_tls_files(planned, path)
         if pending:
             header += (
-                "#\n# PENDING: the gateway does not start until these TLS files exist:\n"
+                "#\n# PENDING when this was written: the gateway does not start until these TLS"
+                " files exist\n# (`streetgate validate` says which are still missing):\n"
                 + "".join(f"#   {p}\n" for p in pending)
                 + "#\n"
             )
