@@ -27,7 +27,7 @@ from gateway.diagnostics.device_checks import (
     device_check_setup,
     device_checks,
 )
-from gateway.diagnostics.doctor import CheckResult, local_checks
+from gateway.diagnostics.doctor import CheckResult, local_checks, tls_files_checks
 
 __all__ = ["doctor", "format_check"]
 
@@ -126,6 +126,8 @@ def doctor(
     cfg, first = _config_check(config)
     emit(first)
     if cfg is not None:
+        for check in tls_files_checks(cfg, config):
+            emit(check)
         for run in local_checks(cfg):
             with spinner("this machine"):
                 checks = _as_list(run())

@@ -27,6 +27,7 @@ from gateway.config.devices import (
     SerialLine,
 )
 from gateway.config.model import GatewayConfig
+from gateway.config.tls_files import pending_tls_files
 from gateway.config.transport_security import transport_warnings
 from gateway.core.clock import SystemClock
 from gateway.core.errors import OutboxDamaged, OutboxMissing, PortUnavailable, StoreError
@@ -43,6 +44,7 @@ __all__ = [
     "outbox_check",
     "serial_port_check",
     "serial_port_checks",
+    "tls_files_checks",
     "transport_check",
 ]
 
@@ -323,6 +325,24 @@ def transport_check(config: GatewayConfig) -> CheckResult:
         "; ".join(w.hint for w in warnings),
         warning=any(w.serious for w in warnings),
     )
+
+
+def tls_files_checks(config: GatewayConfig, config_file: Path) -> list[CheckResult]:
+    """The TLS files the config names: one failed check per file not there yet (a first
+    install), with the command that makes or installs it; one pass when all are there."""
+    tls = config.mqtt.tls
+    if tls is None:
+        return []
+    pending = pending_tls_files(tls, config_file)
+    if not pending:
+        names = [str(p) for p in (tls.key_file, tls.cert_file, tls.ca_file) if p is not None]
+        return [CheckResult("tls:files", True, f"present: {', '.join(names)}")]
+    return [
+        CheckResult(
+            f"tls:{p.key.rsplit('.', 1)[-1]}", False, f"{p.key} {p.path} does not exist yet", p.fix
+        )
+        for p in pending
+    ]
 
 
 def local_checks(
