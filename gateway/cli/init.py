@@ -4,7 +4,9 @@ Every question is also a flag, so scripted installs never prompt; with ``--non-i
 (or when stdin is not a terminal) a missing answer is a usage error naming the flags to give.
 Answers are checked as they are given, by the config models themselves, and a bad answer is
 asked again with the reason. The file is written atomically with mode 0600 (it may hold a
-BTHome bindkey and names the TLS key), and never over an existing file without ``--force``.
+BTHome bindkey and names the TLS key), and never over an existing file without ``--force``;
+with it, the existing file is edited in place (the answers replace what init asks; the other
+keys, the comments and the layout stay: install.sh's commented skeleton stays commented).
 
 ``--device`` takes ``KIND:key=value,key=value,...`` with the keys of that kind's
 ``[[devices]]`` table (README.md "Setting up a gateway"), e.g.::
@@ -29,6 +31,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from tomlkit.exceptions import TOMLKitError
 
 from drivers.profile import builtin_profiles
 from gateway.cli.common import err, fail
@@ -46,9 +49,10 @@ from gateway.config.devices import (
     SerialLine,
 )
 from gateway.config.model import GatewayConfig, MqttConfig, OutboxConfig, parse_config
-from gateway.config.toml_write import dumps
+from gateway.config.toml_write import dumps, edit
 from gateway.core.errors import BadAnswer, ConfigError
 from gateway.core.key_files import unsafe_mode, write_atomically
+from gateway.core.safe_files import MAX_CONFIG_BYTES, read_config_file
 from gateway.core.validation import issues_from_validation_error
 
 __all__ = [
@@ -520,9 +524,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         "outbox": {"path": outbox_path},
         "devices": devices,
     }
-    text = "# Written by streetgate init; check with: streetgate config validate FILE\n" + dumps(
-        document
-    )
+    text = _config_text(path, document)
     try:
         config = parse_config(tomllib.loads(text), str(path), path.parent.resolve())
     except ConfigError as exc:  # the answers were checked one by one; together they must fit
@@ -543,6 +545,41 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         err("note: no devices yet; add [[devices]] tables (see README.md) or run init again")
     err(f"next: streetgate config validate {path}")
     err(f"      streetgate doctor -c {path}")
+
+
+#: The [mqtt] keys init answers; the others of an existing file (keepalive, ...) stay.
+_MQTT_ANSWERS = ("host", "port", "username", "password_file", "tls")
+
+
+def _config_text(path: Path, document: dict[str, Any]) -> str:
+    """The file to write: ``document`` as a new file, or, over an existing one (``--force``),
+    that file edited in place: the answers replace what init asks (gateway id, broker, TLS,
+    credentials, outbox path, devices); every other key, comment and blank line stays."""
+    fresh = "# Written by streetgate init; check with: streetgate config validate FILE\n" + dumps(
+        document
+    )
+    if not path.exists():
+        return fresh
+    try:
+        current = read_config_file(path, "", MAX_CONFIG_BYTES).decode("utf-8")
+        existing = tomllib.loads(current)
+    except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        err(f"warning: {path} could not be read as TOML ({exc}); writing it anew")
+        return fresh
+    merged = dict(existing)
+    merged["gateway_id"] = document["gateway_id"]
+    mqtt, box = existing.get("mqtt"), existing.get("outbox")
+    mqtt = mqtt if isinstance(mqtt, dict) else {}
+    merged["mqtt"] = {k: v for k, v in mqtt.items() if k not in _MQTT_ANSWERS} | document["mqtt"]
+    merged["outbox"] = (box if isinstance(box, dict) else {}) | document["outbox"]
+    merged.pop("devices", None)
+    if document["devices"]:
+        merged["devices"] = document["devices"]
+    try:
+        return edit(current, merged)
+    except (ValueError, TOMLKitError) as exc:
+        err(f"warning: the comments of {path} could not be kept ({exc}); writing it anew")
+        return fresh
 
 
 def _names(device: dict[str, Any]) -> list[str]:

@@ -1,7 +1,8 @@
 """Remote config changes on disk: atomic writes, the previous file, and the pending-change marker.
 
 A ``config-set`` command writes the new config over the old one atomically (temporary file,
-fsync, rename, fsync of the directory), keeping the old one as ``<config>.previous``, and
+fsync, rename, fsync of the directory), editing it so that the technician's comments and layout
+stay (:func:`edited_config`), keeping the old one byte for byte as ``<config>.previous``, and
 leaves a marker ``<config>.pending.json`` that records the command id and a deadline. The
 gateway then restarts with the new config; the change is confirmed when it reaches the broker
 (CONNACK) before the deadline. If it does not, or if the gateway stopped or crashed while the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import stat
 import time
 from dataclasses import asdict, dataclass, replace
@@ -21,14 +23,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from gateway.config.toml_write import dumps
+from tomlkit.exceptions import TOMLKitError
+
+from gateway.config.toml_write import dumps, edit
 from gateway.core.key_files import PRIVATE_MODE, write_atomically
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ChangeState",
     "PendingChange",
     "atomic_write",
     "clear_marker",
+    "edited_config",
     "marker_path",
     "merge_patch",
     "previous_path",
@@ -124,6 +131,16 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def edited_config(current: bytes, document: dict[str, Any]) -> bytes:
+    """The config file ``current`` rewritten to hold ``document``, keeping its comments and
+    layout (gateway/config/toml_write.py ``edit``); written afresh if that cannot be done."""
+    try:
+        return edit(current.decode("utf-8"), document).encode()
+    except (UnicodeDecodeError, ValueError, TOMLKitError) as exc:
+        log.warning("the config's comments and layout could not be kept (%s); writing it anew", exc)
+        return dumps(document).encode()
+
+
 def stage_change(
     config_path: Path, document: dict[str, Any], command_id: str, confirm_timeout: float
 ) -> PendingChange:
@@ -138,7 +155,7 @@ def stage_change(
     )
     # The marker goes first: a crash between the two writes then rolls back to the same file.
     write_marker(config_path, change)
-    atomic_write(config_path, dumps(document).encode())
+    atomic_write(config_path, edited_config(current, document))
     return change
 
 
