@@ -7,8 +7,13 @@ leaves a marker ``<config>.pending.json`` that records the command id and a dead
 gateway then restarts with the new config; the change is confirmed when it reaches the broker
 (CONNACK) before the deadline. If it does not, or if the gateway stopped or crashed while the
 change was on trial, the previous file is put back and the marker says ``rolled_back`` with the
-reason, which the gateway reports once it is connected again. Everything here blocks: call it
-in a thread.
+reason, which the gateway reports once it is connected again.
+
+A local reload (``systemctl reload``, SIGHUP; gateway/runtime/supervisor.py) goes through the
+same trial: the technician has already written the file, so :func:`stage_reload` only keeps the
+bytes the gateway was running on as ``.previous`` and writes the marker. Its rollback keeps the
+technician's edit as ``<config>.rejected`` before putting the previous file back. Everything
+here blocks: call it in a thread.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from gateway.core.key_files import PRIVATE_MODE, write_atomically
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ChangeOrigin",
     "ChangeState",
     "PendingChange",
     "atomic_write",
@@ -40,8 +46,10 @@ __all__ = [
     "merge_patch",
     "previous_path",
     "read_marker",
+    "rejected_path",
     "roll_back",
     "stage_change",
+    "stage_reload",
     "start_trial",
     "write_marker",
 ]
@@ -54,16 +62,27 @@ class ChangeState(StrEnum):
     ROLLED_BACK = "rolled_back"  # the previous config is back; to be reported
 
 
+class ChangeOrigin(StrEnum):
+    """Who changed the config: the platform (a reply is owed) or the site (a reload)."""
+
+    CONFIG_SET = "config-set"
+    RELOAD = "reload"
+
+
 @dataclass(frozen=True, slots=True)
 class PendingChange:
     """The marker's content."""
 
-    command_id: str
+    command_id: str  # the config-set command's id; "reload-<n>" for a local reload
     state: ChangeState
     deadline_unix: float
     confirm_timeout: float
     trial_started: bool = False  # a gateway has started with the new config
     reason: str | None = None  # why it was rolled back
+    origin: ChangeOrigin = ChangeOrigin.CONFIG_SET
+    # Confirmed only by reaching the broker (a reload made while no broker was reachable is
+    # confirmed by starting: a network outage is no reason to undo the technician's edit).
+    needs_broker: bool = True
 
 
 def marker_path(config_path: Path) -> Path:
@@ -74,6 +93,11 @@ def marker_path(config_path: Path) -> Path:
 def previous_path(config_path: Path) -> Path:
     """Where the config before the last remote change is kept."""
     return config_path.with_name(config_path.name + ".previous")
+
+
+def rejected_path(config_path: Path) -> Path:
+    """Where a reloaded file that was rolled back is kept for the technician."""
+    return config_path.with_name(config_path.name + ".rejected")
 
 
 def atomic_write(path: Path, data: bytes, *, private: bool = False) -> None:
@@ -100,6 +124,8 @@ def read_marker(config_path: Path) -> PendingChange | None:
             confirm_timeout=float(data["confirm_timeout"]),
             trial_started=bool(data.get("trial_started", False)),
             reason=data.get("reason"),
+            origin=ChangeOrigin(data.get("origin", ChangeOrigin.CONFIG_SET)),
+            needs_broker=bool(data.get("needs_broker", True)),
         )
     except FileNotFoundError:
         return None
@@ -159,6 +185,29 @@ def stage_change(
     return change
 
 
+def stage_reload(
+    config_path: Path,
+    running: bytes,
+    reload_id: str,
+    confirm_timeout: float,
+    *,
+    needs_broker: bool,
+) -> PendingChange:
+    """Put a file the technician edited on trial: ``running`` (the bytes the gateway runs on)
+    is kept as ``.previous``; the file itself is left as it is."""
+    atomic_write(previous_path(config_path), running, private=True)
+    change = PendingChange(
+        command_id=reload_id,
+        state=ChangeState.PENDING,
+        deadline_unix=time.time() + confirm_timeout,
+        confirm_timeout=confirm_timeout,
+        origin=ChangeOrigin.RELOAD,
+        needs_broker=needs_broker,
+    )
+    write_marker(config_path, change)
+    return change
+
+
 def start_trial(config_path: Path, change: PendingChange) -> PendingChange:
     """Record that a gateway is starting with the new config (a second start means a crash)."""
     started = replace(change, trial_started=True)
@@ -167,7 +216,13 @@ def start_trial(config_path: Path, change: PendingChange) -> PendingChange:
 
 
 def roll_back(config_path: Path, change: PendingChange, reason: str) -> PendingChange:
-    """Put the previous config back and mark the change rolled back, with ``reason``."""
+    """Put the previous config back and mark the change rolled back, with ``reason``.
+
+    The file of a reload is the technician's work: it is kept as ``.rejected`` (0600) first.
+    """
+    if change.origin is ChangeOrigin.RELOAD:
+        with contextlib.suppress(FileNotFoundError):
+            atomic_write(rejected_path(config_path), config_path.read_bytes(), private=True)
     atomic_write(config_path, previous_path(config_path).read_bytes())
     rolled = replace(change, state=ChangeState.ROLLED_BACK, reason=reason)
     write_marker(config_path, rolled)

@@ -30,6 +30,7 @@ class Control:
 
     def __init__(self, path: Path) -> None:
         self.config_path = path
+        self.config_lock = asyncio.Lock()
         self.restarts: list[str] = []
 
     def request_restart(self, reason: str) -> None:
