@@ -191,7 +191,7 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
         reloads = _Family(
             "streetgate_config_reloads",
             "counter",
-            "Config reloads (SIGHUP) by result: applied, unchanged, invalid, refused, rolled_back.",
+            "Config reloads (SIGHUP) by result: applied, invalid, refused, rolled_back.",
         )
         for result, count in sorted(reload["counts"].items()):
             reloads.sample(count, result=result)

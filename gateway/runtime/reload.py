@@ -25,8 +25,7 @@ __all__ = ["FileCheck", "ReloadRecord", "ReloadResult", "check_file"]
 class ReloadResult(StrEnum):
     """How one reload ended."""
 
-    APPLIED = "applied"  # running on the new file (confirmed)
-    UNCHANGED = "unchanged"  # the file is what the gateway runs on: nothing to do
+    APPLIED = "applied"  # running on the file as it is now (confirmed)
     INVALID = "invalid"  # the file does not validate: still running on the previous config
     REFUSED = "refused"  # not now (a remote change is on trial): still running as before
     ROLLED_BACK = "rolled_back"  # valid, but did not run or reach the broker: previous back

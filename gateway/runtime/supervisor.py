@@ -15,13 +15,14 @@ crashed meanwhile).
 A local reload (``systemctl reload``: SIGHUP, :meth:`Supervisor.request_reload`) re-reads the
 file and validates it as a start would. An invalid file changes nothing: every issue is logged
 by key and recorded (:class:`~gateway.runtime.reload.ReloadRecord`: health report, ``streetgate
-status``, ``/metrics``), and the gateway keeps running on the config it has. A valid, changed file
-is put on the same trial as a ``config-set`` (its ``.previous`` is the file the gateway was
-running on) and the gateway restarts in-process with it: every part is rebuilt, so anything the
-site owns (broker, TLS, credentials, paths, devices) may change, and no reading is lost (pending
-ones are committed at the stop). Repeated signals coalesce into one reload; a reload and a
-``config-set`` never run at once (:attr:`Supervisor.config_lock`). systemd hears ``RELOADING=1``
-when a reload starts and ``READY=1`` when it is done.
+status``, ``/metrics``), and the gateway keeps running on the config it has. A valid file (an
+unchanged one too: the TLS, password and profile files it names are read again, e.g. a renewed
+certificate) is put on the same trial as a ``config-set`` (its ``.previous`` is the file the
+gateway was running on) and the gateway restarts in-process with it: every part is rebuilt, so
+anything the site owns (broker, TLS, credentials, paths, devices) may change, and no reading
+is lost (pending ones are committed at the stop). Repeated signals coalesce into one reload; a
+reload and a ``config-set`` never run at once (:attr:`Supervisor.config_lock`). systemd hears
+``RELOADING=1`` when a reload starts and ``READY=1`` when it is done.
 """
 
 from __future__ import annotations
@@ -223,10 +224,12 @@ class Supervisor:
                 ),
                 name="gateway",
             )
+            settled = asyncio.Event()  # the change this start runs with is decided
             settle = tg.create_task(
-                self._settle(started, config, change, commands), name="mgmt:settle-config"
+                self._settle(started, config, change, commands, settled),
+                name="mgmt:settle-config",
             )
-            reloads = tg.create_task(self._reloads(started), name="reload:config")
+            reloads = tg.create_task(self._reloads(started, settled), name="reload:config")
             gateway.add_done_callback(lambda _: (settle.cancel(), reloads.cancel()))
 
     async def _settle(
@@ -235,6 +238,20 @@ class Supervisor:
         config: GatewayConfig,
         change: PendingChange | None,
         commands: CommandServer,
+        settled: asyncio.Event,
+    ) -> None:
+        try:
+            await self._settle_change(started, config, change, commands, settled)
+        finally:
+            settled.set()
+
+    async def _settle_change(
+        self,
+        started: asyncio.Future[Gateway],
+        config: GatewayConfig,
+        change: PendingChange | None,
+        commands: CommandServer,
+        settled: asyncio.Event,
     ) -> None:
         gateway = await started
         if self._on_started is not None:
@@ -245,6 +262,7 @@ class Supervisor:
             await self._settle_reload(gateway, config, change)
             return
         if change.state is ChangeState.ROLLED_BACK:
+            settled.set()  # the report may wait for the broker; a reload is refused meanwhile
             rejected = CommandRejected(ErrorCode.ROLLED_BACK, change.reason or "rolled back")
             await commands.report(
                 change.command_id, "config-set", ReplyStatus.ROLLED_BACK, error=rejected
@@ -270,6 +288,7 @@ class Supervisor:
             self.request_restart(f"config-set {change.command_id} rolled back")
             return
         await asyncio.to_thread(clear_marker, self._path)
+        settled.set()
         log.info("config-set %s: applied", change.command_id)
         await commands.report(
             change.command_id,
@@ -280,12 +299,16 @@ class Supervisor:
 
     # -- local reloads (SIGHUP) -----------------------------------------------------------
 
-    async def _reloads(self, started: asyncio.Future[Gateway]) -> None:
+    async def _reloads(self, started: asyncio.Future[Gateway], settled: asyncio.Event) -> None:
         """Run the reloads asked for while this gateway runs, one at a time, until one restarts
-        it (the next gateway takes over the ones asked for meanwhile)."""
+        it. A reload asked for meanwhile waits for the next start and for the change that start
+        tries to be decided (signals in a burst: one reload, then at most one more)."""
         gateway = await started
+        await settled.wait()
         while True:
             await self._reload_wanted.wait()
+            if self._stop.is_set():
+                return  # stopping: the next gateway takes it over
             self._reload_wanted.clear()
             if await self._reload(gateway):
                 return
@@ -301,12 +324,9 @@ class Supervisor:
             log.warning("reload: %s", message)
             self.request_restart(f"reload of {path}")
             return True
-        if result is ReloadResult.UNCHANGED:
-            log.info("reload: %s", message)
-        else:
-            log.error("reload: %s", message)
-            for key, text in issues:
-                log.error("reload: %s: %s: %s", path, key or "(the file)", text)
+        log.error("reload: %s", message)
+        for key, text in issues:
+            log.error("reload: %s: %s: %s", path, key or "(the file)", text)
         self.reloads.record(result, message, issues)
         self._notifier.ready(f"reload {result.value}: {message}")
         return False
@@ -333,8 +353,6 @@ class Supervisor:
                 "previous config",
                 check.issues,
             )
-        if check.raw == self._running_bytes:
-            return ReloadResult.UNCHANGED, f"{path} is unchanged; nothing to do", ()
         reload_id = f"reload-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
         stage_reload(
             path,
@@ -348,7 +366,7 @@ class Supervisor:
             if connected
             else "rollback if it fails to start"
         )
-        return None, f"{path} changed and is valid ({reload_id}); restarting with it, {wait}", ()
+        return None, f"{path} is valid ({reload_id}); restarting with it, {wait}", ()
 
     async def _settle_reload(
         self, gateway: Gateway, config: GatewayConfig, change: PendingChange

@@ -52,7 +52,7 @@ def snapshot() -> dict[str, Any]:
         },
         "devices": {s.name: device_report(s) for s in (climate, door, meter)},
         "reload": {
-            "counts": {"applied": 1, "unchanged": 0, "invalid": 1, "refused": 0, "rolled_back": 0},
+            "counts": {"applied": 1, "invalid": 1, "refused": 0, "rolled_back": 0},
             "last": {
                 "result": "invalid",
                 "at": "2025-12-06T11:58:00Z",

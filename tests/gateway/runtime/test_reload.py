@@ -80,18 +80,19 @@ def test_a_valid_edit_restarts_with_it_and_an_invalid_one_changes_nothing(
     async def scenario() -> None:
         async with supervised(tmp_path, mosquitto) as running:
             record = running.supervisor.reloads
-            running.supervisor.request_reload()  # nothing changed
-            await until(lambda: record.counts[ReloadResult.UNCHANGED] == 1)
-            assert len(running.gateways) == 1
+            # Nothing changed: it restarts all the same (TLS and profile files are read again).
+            running.supervisor.request_reload()
+            await running.started(2)
+            await until(lambda: record.counts[ReloadResult.APPLIED] == 1)
 
             edited = config_text(mosquitto.port, comment="v2").replace(
                 'reconnect_max = "1s"', 'reconnect_max = "2s"'
             )
             running.path.write_text(edited)
             running.supervisor.request_reload()
-            second = await running.started(2)
+            second = await running.started(3)
             assert second.config.mqtt.reconnect_max == 2
-            await until(lambda: record.counts[ReloadResult.APPLIED] == 1)
+            await until(lambda: record.counts[ReloadResult.APPLIED] == 2)
             assert not marker_path(running.path).exists()
             assert running.path.read_text() == edited  # the technician's file, as written
 
@@ -101,7 +102,7 @@ def test_a_valid_edit_restarts_with_it_and_an_invalid_one_changes_nothing(
             report = record.report()
             assert report["last"]["result"] == "invalid"
             assert [i["key"] for i in report["last"]["issues"]] == ["mqtt.port"]
-            assert len(running.gateways) == 2  # still the same gateway, on the old config
+            assert len(running.gateways) == 3  # still the same gateway, on the old config
             assert not marker_path(running.path).exists()
             # the health report carries it
             assert second.health is not None
