@@ -17,7 +17,8 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import tomlkit
-from tomlkit.items import AoT, Comment, InlineTable, Table, Whitespace
+from tomlkit.container import Container
+from tomlkit.items import AoT, Comment, InlineTable, Null, Table, Whitespace
 
 __all__ = ["dumps", "edit"]
 
@@ -161,7 +162,7 @@ def _sync(table: MutableMapping[str, Any], wanted: Mapping[str, Any]) -> None:
         if isinstance(value, Mapping) and isinstance(old, Table | InlineTable):
             _sync(old, value)
         elif _is_table_array(value) and isinstance(old, AoT):
-            _sync_tables(old, list(value))
+            _sync_tables(old, list(value), _head(table, old))
         else:
             table[key] = _new_item(value)  # tomlkit keeps the line's comment
 
@@ -171,8 +172,11 @@ def _plain(item: Any) -> Any:
     return unwrap() if unwrap is not None else item
 
 
-def _sync_tables(array: AoT, wanted: list[Mapping[str, Any]]) -> None:
-    """An array of tables: entries matched by ``name`` (else by position), synced in place."""
+def _sync_tables(array: AoT, wanted: list[Mapping[str, Any]], head: _Run | None = None) -> None:
+    """An array of tables: entries matched by ``name`` (else by position), synced in place.
+
+    ``head``: the comments written above the array's first table (they end what comes before).
+    """
     old: list[Table] = list(array)
     keys = [_name(t) for t in old]
     new_keys = [_name(w) for w in wanted]
@@ -184,9 +188,12 @@ def _sync_tables(array: AoT, wanted: list[Mapping[str, Any]]) -> None:
     kept = set(new_keys)
     # A comment written above a table ends the body of the table before it: when a table goes,
     # the comment above it goes too, and the one above the next table moves up.
-    for index in range(len(old) - 1, 0, -1):
-        if keys[index] not in kept:
-            _set_tail(old[index - 1], _tail(old[index]))
+    for index in range(len(old) - 1, -1, -1):
+        if keys[index] in kept:
+            continue
+        run = _run_before(old[index - 1]) if index else head
+        if run is not None:
+            _replace_run(run, _run_before(old[index]))
     current = dict(zip(keys, old, strict=True))
     tables = []
     for key, value in zip(new_keys, wanted, strict=True):
@@ -221,20 +228,56 @@ def _last_body(table: Table) -> list[tuple[Any, Any]]:
     return body
 
 
-def _tail(table: Table) -> list[tuple[Any, Any]]:
-    """The comments and blank lines that end ``table`` (those written above the next one)."""
-    body = _last_body(table)
-    start = len(body)
+#: A run of comment and blank-line entries in a tomlkit body: (body, start, end).
+_Run = tuple[list[tuple[Any, Any]], int, int]
+
+
+def _trailing(body: list[tuple[Any, Any]], end: int) -> _Run:
+    """The comments and blank lines in ``body`` just before ``end``."""
+    start = end
     while (
         start
         and body[start - 1][0] is None
-        and isinstance(body[start - 1][1], Comment | Whitespace)
+        and isinstance(body[start - 1][1], Comment | Whitespace | Null)
     ):
         start -= 1
-    return body[start:]
+    return body, start, end
 
 
-def _set_tail(table: Table, tail: list[tuple[Any, Any]]) -> None:
+def _run_before(table: Table) -> _Run:
+    """The comments and blank lines that end ``table`` (those written above the next one)."""
     body = _last_body(table)
-    del body[len(body) - len(_tail(table)) :]
-    body.extend(tail)
+    return _trailing(body, len(body))
+
+
+def _head(parent: Any, array: AoT) -> _Run | None:
+    """The comments written above ``array``'s first table: the end of what precedes it."""
+    container = parent if isinstance(parent, Container) else getattr(parent, "value", None)
+    if not isinstance(container, Container):
+        return None  # e.g. a table split in several places: leave its comments alone
+    body = container.body
+    index = next((i for i, (_, item) in enumerate(body) if item is array), None)
+    if index is None:
+        return None
+    before = body[index - 1][1] if index else None
+    if isinstance(before, Table) or (isinstance(before, AoT) and before.body):
+        last = before if isinstance(before, Table) else before.body[-1]
+        return _run_before(last)
+    return _trailing(body, index)
+
+
+def _replace_run(run: _Run, source: _Run) -> None:
+    """Put the entries of ``source`` where ``run`` is. tomlkit finds keys by their position in
+    a body, so entries are only added at a body's end; elsewhere the run's own slots take the
+    text (and a run with no slot there loses nothing but the new comment)."""
+    body, start, end = run
+    src_body, src_start, src_end = source
+    entries = src_body[src_start:src_end]
+    if end == len(body):
+        del body[start:]
+        body.extend(entries)
+    elif end > start:
+        text = "".join(item.as_string() for _, item in entries)
+        body[start] = (None, Whitespace(text))
+        for i in range(start + 1, end):
+            body[i] = (None, Null())

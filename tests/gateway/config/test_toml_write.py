@@ -39,11 +39,28 @@ def test_removing_a_device_takes_its_comment_and_keeps_the_next_ones() -> None:
     # the comments above the next devices stay right above them
     assert "the Environmental Sensing service.\n[[devices]]\nkind = " + '"ble_gatt"' in text
     assert 'e.g. "T=21.4 H=55 P=101325".\n[[devices]]\nkind = "line"' in text
-    # the first device removed: its comment stays (it ends the table before the array)
+    # the first device removed: the comment above it (the end of [outbox]) goes with it, and
+    # the one above the next device moves up
     document["devices"] = document["devices"][1:]
     text = edit(EXAMPLE, document)
     assert tomllib.loads(text) == document
-    assert "usb:1a86:7523:0001" in text
+    assert "RS-485" not in text
+    assert (
+        'disk_reserve = "8MiB"\n\n# Particulate sensors on USB-UART adapters, found by USB '
+        'identity (vendor:product:serial).\n[[devices]]\nkind = "sds011"'
+    ) in text
+
+
+def test_a_comment_above_an_array_after_plain_keys_moves_too() -> None:
+    text = (
+        'gateway_id = "gw"\n\n# first\n[[devices]]\nname = "a"\n\n# second\n'
+        '[[devices]]\nname = "b"\n'
+    )
+    document = tomllib.loads(text)
+    document["devices"] = document["devices"][1:]
+    out = edit(text, document)
+    assert tomllib.loads(out) == document
+    assert out == 'gateway_id = "gw"\n\n# second\n[[devices]]\nname = "b"\n'
 
 
 def test_devices_are_matched_by_name_when_reordered() -> None:
