@@ -200,7 +200,7 @@ class Supervisor:
         return config, change
 
     def _load(self) -> GatewayConfig:
-        """Load the config file, remembering its bytes (what a reload compares and keeps)."""
+        """Load the config file, remembering its bytes (a reload keeps them as `.previous`)."""
         raw = read_config_file(self._path, "", MAX_CONFIG_BYTES)
         config = config_from_bytes(raw, self._path)
         self._running_bytes = raw
