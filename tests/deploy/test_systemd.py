@@ -338,6 +338,8 @@ def test_the_sandbox_leaves_the_gateway_what_it_needs() -> None:
     # gateway/core/clock.py asks the kernel whether NTP synchronised the clock; ProtectClock= would
     # refuse that too, so every reading would be flagged clock_unsynced
     assert {"adjtimex", "clock_adjtime"} <= allowed
+    # ExecReload= (/bin/kill -HUP $MAINPID) runs under the same filter
+    assert "kill" in allowed
     assert service.get("ProtectClock", "no") == "no"
     assert not {"settimeofday", "clock_settime", "setuid", "mount", "ptrace", "reboot"} & allowed
     assert not {"init_module", "swapon", "setrlimit", "sched_setscheduler", "bpf"} & allowed
