@@ -63,6 +63,16 @@ def format_status(view: GatewayView, state: dict[str, Any] | None) -> str:
     if "insecure" in state:  # gateway/config/transport_security.py; absent from older state files
         flags = ", ".join(state["insecure"])
         rows.insert(5, ("transport", f"NOT secure: {flags}" if flags else "TLS, verified"))
+    last = (state.get("reload") or {}).get("last")
+    if last:  # gateway/runtime/reload.py; absent until a reload (SIGHUP) was made
+        issues = "; ".join(f"{i['key'] or '(the file)'}: {i['message']}" for i in last["issues"])
+        rows.append(
+            (
+                "reload",
+                f"{last['result']} at {last['at']}: {last['message']}"
+                + (f" ({issues})" if issues else ""),
+            )
+        )
     devices = state.get("devices", {})
     rows.append(("devices", str(len(devices)) if devices else "none configured"))
     for name, dev in devices.items():

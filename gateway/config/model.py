@@ -38,6 +38,7 @@ __all__ = [
     "PayloadFormat",
     "Synchronous",
     "TlsConfig",
+    "config_from_bytes",
     "load_config",
     "parse_config",
 ]
@@ -200,8 +201,15 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Gateway
 
     Raises :class:`ConfigError` naming every problem (a variable's by the variable's name).
     """
+    return config_from_bytes(read_config_file(path, "", MAX_CONFIG_BYTES), path, environ)
+
+
+def config_from_bytes(
+    raw: bytes, path: Path, environ: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Validate the bytes read from the config file ``path``, as :func:`load_config` does (a
+    reload keeps the bytes it checked, to know later what the gateway runs on)."""
     source = str(path)
-    raw = read_config_file(path, "", MAX_CONFIG_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

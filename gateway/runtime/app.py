@@ -21,6 +21,7 @@ from gateway.runtime.history import History
 from gateway.runtime.metrics import MetricsServer
 from gateway.runtime.notify import Notifier
 from gateway.runtime.progress_probes import gateway_probes
+from gateway.runtime.reload import ReloadRecord
 from gateway.runtime.scheduler import DevicePoller
 from gateway.runtime.state_file import StateFileWriter, state_path
 from gateway.runtime.status_page import StatusPage, page_token_path
@@ -88,6 +89,7 @@ async def run_gateway(
     commands: CommandServer | None = None,
     will_restart: Callable[[], bool] = lambda: False,
     outbox_lock: OutboxLock | None = None,
+    reloads: ReloadRecord | None = None,
 ) -> None:
     """Run until ``stop`` is set; then stop polling, commit what is pending, and close.
 
@@ -96,6 +98,7 @@ async def run_gateway(
     ``commands``: take remote commands (gateway/management/commands.py); None: no command topic.
     ``will_restart``: whether a stop is a restart (systemd hears RELOADING, not STOPPING).
     ``outbox_lock``: the outbox's lock if the caller holds it (gateway/store/outbox_files.py).
+    ``reloads``: what local reloads did (the supervisor's, kept across restarts), for the report.
     """
     notifier = notifier or Notifier.from_environ()
     clock = SystemClock()
@@ -142,6 +145,7 @@ async def run_gateway(
                 interval=config.mqtt.health_interval,
                 clock=clock,
                 insecure=insecure_flags(config.mqtt),
+                reload=(reloads or ReloadRecord()).report,
             )
             tasks.append(tg.create_task(gateway.health.run(), name="status:health"))
             # For `streetgate buffer status`, which runs in another process.

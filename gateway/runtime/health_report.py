@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway import __version__
@@ -61,6 +61,7 @@ class HealthReporter:
         interval: float,
         clock: SystemClock,
         insecure: Sequence[str] = (),
+        reload: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._gateway_id = gateway_id
         self._outbox = outbox
@@ -70,6 +71,7 @@ class HealthReporter:
         self._interval = interval
         self._clock = clock
         self._insecure = list(insecure)  # gateway/config/transport_security.py; empty: verified TLS
+        self._reload = reload  # gateway/runtime/reload.py ReloadRecord.report
         self._started = time.monotonic()
         self.published = 0
 
@@ -116,6 +118,7 @@ class HealthReporter:
                 "last_seq": stats.last_seq,
             },
             "devices": {name: device_report(s) for name, s in sorted(self.devices().items())},
+            "reload": None if self._reload is None else self._reload(),
         }
 
     def _signature(self) -> tuple[object, ...]:

@@ -186,6 +186,17 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
             dropped.sample(count, device=name, reason=reason)
     yield from (health, last_ok, polls, errors, failing, overruns, dropped)
 
+    reload = snapshot.get("reload")
+    if reload is not None:  # gateway/runtime/reload.py
+        reloads = _Family(
+            "streetgate_config_reloads",
+            "counter",
+            "Config reloads (SIGHUP) by result: applied, invalid, refused, rolled_back.",
+        )
+        for result, count in sorted(reload["counts"].items()):
+            reloads.sample(count, result=result)
+        yield reloads
+
 
 def render(snapshot: dict[str, Any]) -> str:
     """OpenMetrics text for one health snapshot, ending with ``# EOF``."""

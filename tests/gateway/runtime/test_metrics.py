@@ -107,6 +107,9 @@ def test_a_scrape_is_valid_openmetrics_with_the_health_figures(
                 assert value("streetgate_device_polls_total", device="climate-1", result="ok") >= 2
                 last_ok = value("streetgate_device_last_ok_timestamp_seconds", device="climate-1")
                 assert last_ok > 1.7e9
+                # config reloads (SIGHUP) by result: none yet, every result present
+                for result in ("applied", "invalid", "refused", "rolled_back"):
+                    assert value("streetgate_config_reloads_total", result=result) == 0
 
                 # The device goes away: its error counter by kind appears.
                 await sim["climate-1"].stop()
