@@ -6,6 +6,7 @@ drivers/ble/config.py); this module joins them and describes them for the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import Field
@@ -19,6 +20,7 @@ from drivers.ble.config import (
     Mac,
     RuuviDevice,
 )
+from drivers.deadband import device_deadbands
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpDevice, RtuUnit
 from drivers.serial.config import (
     BAUD_RATES,
@@ -31,6 +33,7 @@ from drivers.serial.config import (
     SerialPortName,
 )
 from gateway.core.config_types import Name
+from gateway.core.deadband import DeviceDeadbands
 
 __all__ = [
     "BAUD_RATES",
@@ -55,6 +58,7 @@ __all__ = [
     "Sds011Device",
     "SerialLine",
     "SerialPortName",
+    "deadband_rules",
     "describe",
     "device_names",
 ]
@@ -81,6 +85,32 @@ def device_names(device: DeviceConfig) -> list[str]:
     if isinstance(device, ModbusRtuBus):
         return [unit.name for unit in device.units]
     return [device.name]
+
+
+def deadband_rules(devices: Sequence[DeviceConfig]) -> dict[str, DeviceDeadbands]:
+    """The report-on-change rules of every device (and bus unit) that has any, by name."""
+    entries: list[
+        ModbusTcpDevice
+        | RtuUnit
+        | Sds011Device
+        | Pms5003Device
+        | LineSensor
+        | BthomeDevice
+        | RuuviDevice
+        | GattDevice
+    ] = []
+    for device in devices:
+        if isinstance(device, ModbusRtuBus):
+            entries += device.units
+        else:
+            entries.append(device)
+    rules = {}
+    for entry in entries:
+        profile = getattr(entry, "profile", None)
+        found = device_deadbands(entry.deadbands, profile.deadbands if profile else None)
+        if found:
+            rules[entry.name] = found
+    return rules
 
 
 #: Kinds polled one device at a time by the scheduler (each gets a DevicePoller).
