@@ -207,13 +207,15 @@ def test_entries_of_any_shape_are_left_to_validation(config_path: Path) -> None:
 
 def test_a_remote_deadband_is_allowed_with_max_silence_up_to_a_day(config_path: Path):
     banded = DEVICE | {"deadbands": {"*": {"deadband": 5, "max_silence": "24h"}}}
-    unit = BUS["units"][0] | {"deadbands": {"temperature": {"deadband": 1, "max_silence": 3600}}}
+    unit: dict[str, Any] = {"name": "u1", "unit_id": 1, "profile": "xy-md02"}
+    unit |= {"deadbands": {"temperature": {"deadband": 1, "max_silence": 3600}}}
     assert refused(devices(banded, BUS | {"units": [unit]}, BTHOME), config_path) == {}
 
 
 def test_a_remote_max_silence_above_a_day_is_refused_wherever_it_hides(config_path: Path):
     banded = DEVICE | {"deadbands": {"*": {"deadband": 1e9, "max_silence": "25h"}}}
-    unit = BUS["units"][0] | {"deadbands": {"temperature": {"deadband": 1, "max_silence": 1e9}}}
+    unit: dict[str, Any] = {"name": "u1", "unit_id": 1, "profile": "xy-md02"}
+    unit |= {"deadbands": {"temperature": {"deadband": 1, "max_silence": 1e9}}}
     inline = {
         "name": "meter",
         "defaults": {"deadband": 1e9, "max_silence": "3650d"},
