@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,3 +178,15 @@ def test_a_profile_refuses_a_negative_deadband():
         parse_profile(
             {"name": "x", "metrics": [{"name": "a", "address": 0, "deadband": -1}]}, "x.toml"
         )
+
+
+def test_the_readme_example_is_a_valid_config(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    block = next(
+        part.split("```", 1)[0]
+        for part in readme.split("```toml\n")[1:]
+        if "[devices.deadbands]" in part.split("```", 1)[0]
+    )
+    rules = deadband_rules(load(block, tmp_path).devices)["pole-7-air"]
+    assert rules.rule_for("temperature") == DeadbandRule(900_000, absolute=0.2)
+    assert rules.rule_for("humidity") == DeadbandRule(3_600_000, percent=2.0)
