@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gateway.core.health import DeviceStatus
 from gateway.core.model import Reading
@@ -131,9 +131,8 @@ class DeadbandFilter:
 
     def __init__(self, rules: Mapping[str, DeviceDeadbands]) -> None:
         self._rules = {device: r for device, r in rules.items() if r}
-        # (device, metric) -> its rule (None: unfiltered), resolved once
-        self._rule_of: dict[tuple[str, str], DeadbandRule | None] = {}
-        self._last: dict[tuple[str, str], Stored] = {}
+        # (device, metric) -> [its rule (None: unfiltered), its last stored reading]
+        self._state: dict[tuple[str, str], list[Any]] = {}
         self._statuses: Mapping[str, DeviceStatus] = {}
         self.suppressed: dict[str, int] = dict.fromkeys(self._rules, 0)
 
@@ -156,14 +155,14 @@ class DeadbandFilter:
                 kept.append(reading)
                 continue
             key = (device, reading.metric)
-            try:
-                rule = self._rule_of[key]
-            except KeyError:
-                rule = self._rule_of[key] = rules[device].rule_for(reading.metric)
+            state = self._state.get(key)
+            if state is None:
+                state = self._state[key] = [rules[device].rule_for(reading.metric), None]
+            rule = state[0]
             if rule is None:
                 kept.append(reading)
-            elif passes(rule, self._last.get(key), reading):
-                self._last[key] = Stored(reading.value, reading.quality, reading.ts_ms)
+            elif passes(rule, state[1], reading):
+                state[1] = Stored(reading.value, reading.quality, reading.ts_ms)
                 kept.append(reading)
             else:
                 self._count(device)
