@@ -11,7 +11,15 @@ from drivers.deadband import Reporting, check_deadbands
 from drivers.profile import DataType, Order
 from gateway.core.config_types import NAME_PATTERN, Frozen, Name, Seconds
 
-__all__ = ["MAC_PATTERN", "BthomeDevice", "GattCharacteristic", "GattDevice", "Mac", "RuuviDevice"]
+__all__ = [
+    "MAC_PATTERN",
+    "RUUVI_METRICS",
+    "BthomeDevice",
+    "GattCharacteristic",
+    "GattDevice",
+    "Mac",
+    "RuuviDevice",
+]
 
 #: A BLE MAC address, upper or lower case, colon separated.
 MAC_PATTERN = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
@@ -40,6 +48,29 @@ class BthomeDevice(Reporting):
         return self
 
 
+#: Every metric a Ruuvi sensor may send, in any data format (drivers/ble/ruuvi*.py).
+RUUVI_METRICS = (
+    "temperature",
+    "humidity",
+    "pressure",
+    "acceleration_x",
+    "acceleration_y",
+    "acceleration_z",
+    "voltage",
+    "tx_power",
+    "movement_count",
+    "pm1",
+    "pm25",
+    "pm4",
+    "pm10",
+    "co2",
+    "voc_index",
+    "nox_index",
+    "illuminance",
+    "calibration_state",
+)
+
+
 class RuuviDevice(Reporting):
     """A Ruuvi sensor (RuuviTag data format 3 or 5, Ruuvi Air 6 or E1), heard passively."""
 
@@ -50,7 +81,7 @@ class RuuviDevice(Reporting):
 
     @model_validator(mode="after")
     def _deadbands_fit(self) -> RuuviDevice:
-        check_deadbands(self.deadbands, metrics=None)
+        check_deadbands(self.deadbands, metrics=RUUVI_METRICS)
         return self
 
 

@@ -235,3 +235,16 @@ def test_a_receiver_without_e1_keeps_format_6_and_gets_it_back_when_e1_stops(tmp
             assert "pm1" not in {m for m, _ in rows[-len(alone[0].values) :]}  # from format 6
 
     asyncio.run(scenario())
+
+
+def test_ruuvi_metrics_are_every_metric_the_decoders_give():
+    from drivers.ble.config import RUUVI_METRICS  # noqa: PLC0415
+    from drivers.ble.ruuvi import decode_ruuvi  # noqa: PLC0415
+
+    decoded = {
+        sample.metric
+        for key in ("ruuvi", "ruuvi_v3", "ruuvi_v6", "ruuvi_e1")
+        for vector in VECTORS[key]
+        for sample in decode_ruuvi(bytes.fromhex(vector["manufacturer_data"])).samples
+    }
+    assert decoded == set(RUUVI_METRICS)
