@@ -87,18 +87,22 @@ def device_names(device: DeviceConfig) -> list[str]:
     return [device.name]
 
 
+#: A device entry or bus unit: what has its own ``deadbands``.
+_Entry = (
+    ModbusTcpDevice
+    | RtuUnit
+    | Sds011Device
+    | Pms5003Device
+    | LineSensor
+    | BthomeDevice
+    | RuuviDevice
+    | GattDevice
+)
+
+
 def deadband_rules(devices: Sequence[DeviceConfig]) -> dict[str, DeviceDeadbands]:
     """The report-on-change rules of every device (and bus unit) that has any, by name."""
-    entries: list[
-        ModbusTcpDevice
-        | RtuUnit
-        | Sds011Device
-        | Pms5003Device
-        | LineSensor
-        | BthomeDevice
-        | RuuviDevice
-        | GattDevice
-    ] = []
+    entries: list[_Entry] = []
     for device in devices:
         if isinstance(device, ModbusRtuBus):
             entries += device.units
@@ -119,6 +123,27 @@ POLLED_TYPES = (ModbusTcpDevice, Sds011Device, Pms5003Device, LineSensor, GattDe
 
 def describe(device: DeviceConfig) -> list[str]:
     """Lines a technician can check against the cabinet (``validate``'s summary)."""
+    lines = _describe(device)
+    if isinstance(device, ModbusRtuBus):
+        return lines[:1] + [
+            line + _deadbands_note(unit) for line, unit in zip(lines[1:], device.units, strict=True)
+        ]
+    return [lines[0] + _deadbands_note(device), *lines[1:]]
+
+
+def _deadbands_note(entry: _Entry) -> str:
+    """``", deadbands on temperature, every other measurement"``, or "" without any."""
+    profile = getattr(entry, "profile", None)
+    rules = device_deadbands(entry.deadbands, profile.deadbands if profile else None)
+    if not rules:
+        return ""
+    named = sorted(metric for metric, rule in rules.metrics.items() if rule is not None)
+    if rules.default is not None:
+        named.append("every other measurement" if named else "every measurement")
+    return f", deadbands on {', '.join(named)}"
+
+
+def _describe(device: DeviceConfig) -> list[str]:
     if isinstance(device, ModbusTcpDevice):
         return [
             f"{device.name}: modbus_tcp {device.host}:{device.port} unit {device.unit_id}, "

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config.devices import deadband_rules
+from gateway.config.devices import deadband_rules, describe
 from gateway.config.model import parse_config
 from gateway.core.deadband import DeadbandRule
 from gateway.core.errors import ConfigError
@@ -190,3 +190,11 @@ def test_the_readme_example_is_a_valid_config(tmp_path):
     rules = deadband_rules(load(block, tmp_path).devices)["pole-7-air"]
     assert rules.rule_for("temperature") == DeadbandRule(900_000, absolute=0.2)
     assert rules.rule_for("humidity") == DeadbandRule(3_600_000, percent=2.0)
+
+
+def test_validate_says_which_metrics_have_deadbands(tmp_path):
+    devices = TCP + '[devices.deadbands]\ncurrent = {}\n"*" = { deadband = 1 }\n'
+    (line,) = describe(load(devices, tmp_path).devices[0])
+    assert line.endswith(", every 10s, deadbands on relay_state, every other measurement")
+    (line,) = describe(load(TCP, tmp_path).devices[0])  # the profile's rules
+    assert line.endswith(", deadbands on current, relay_state, voltage")
