@@ -19,11 +19,20 @@ from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import describe, device_names
 from gateway.config.effective import effective_config
 from gateway.config.model import GatewayConfig, load_config
+from gateway.config.tls_files import pending_tls_files
 from gateway.config.toml_write import dumps
 from gateway.config.transport_security import insecure_flags, transport_warnings
 from gateway.core.errors import ConfigError
 
-__all__ = ["app", "show", "summary", "transport_warning_lines", "validate", "validate_json"]
+__all__ = [
+    "app",
+    "pending_lines",
+    "show",
+    "summary",
+    "transport_warning_lines",
+    "validate",
+    "validate_json",
+]
 
 
 def show(
@@ -65,6 +74,12 @@ def transport_warning_lines(config: GatewayConfig) -> list[str]:
     ]
 
 
+def pending_lines(config: GatewayConfig, file: Path) -> list[str]:
+    """``pending: ...`` lines for the TLS files the config names that are not there yet
+    (a first install: gateway/config/tls_files.py)."""
+    return [f"pending: {p}" for p in pending_tls_files(config.mqtt.tls, file)]
+
+
 def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
     """``validate --json``: the verdict, every issue and the devices, as one JSON document."""
     try:
@@ -81,6 +96,7 @@ def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
         "tls": config.mqtt.tls is not None,
         "insecure": insecure_flags(config.mqtt),
         "warnings": transport_warning_lines(config),
+        "pending": [str(p) for p in pending_tls_files(config.mqtt.tls, file)],
         "outbox": str(config.outbox.path),
         "devices": devices,
         "summary": summary(config).splitlines(),
@@ -90,10 +106,19 @@ def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
 def validate(
     file: Annotated[Path, typer.Argument(help="Config file to check.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ready: Annotated[
+        bool,
+        typer.Option(
+            "--ready",
+            help="Also fail (exit 3, as `run` would) while a TLS file it names does not exist yet.",
+        ),
+    ] = False,
 ) -> None:
     """Check a config file: print "ok" and a summary, or every error (non-zero exit).
 
-    The same as ``streetgate config validate``.
+    TLS files it names that do not exist yet (a first install) are listed as ``pending:`` with
+    the command that installs each; that is an error only with ``--ready``. The same as
+    ``streetgate config validate``.
     """
     if as_json:
         data, config = validate_json(file)
@@ -101,12 +126,21 @@ def validate(
         if config is None:
             err(f"invalid configuration in {file}")
             raise typer.Exit(ExitCode.CONFIG)
+        if ready and data["pending"]:
+            raise typer.Exit(ExitCode.CONFIG)
         return
     config = load_or_exit(file)
     typer.echo(f"ok: {file}")
     typer.echo(summary(config))
     for line in transport_warning_lines(config):
         err(line)
+    pending = pending_lines(config, file)
+    for line in pending:
+        err(line)
+    if pending:
+        err("the gateway does not start until these files are there")
+        if ready:
+            raise typer.Exit(ExitCode.CONFIG)
 
 
 app = typer.Typer(
