@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from drivers.deadband import Reporting, check_deadbands
 from drivers.profile import Profile, load_profile_field
 from drivers.serial.config import SerialLine
-from gateway.core.config_types import Frozen, Name, Seconds
+from gateway.core.config_types import Name, Seconds
 
 __all__ = ["ModbusRtuBus", "ModbusTcpDevice", "RtuUnit"]
 
 
-class ModbusTcpDevice(Frozen):
+class ModbusTcpDevice(Reporting):
     """A Modbus TCP device (or a Modbus TCP gateway in front of an RS-485 bus)."""
 
     kind: Literal["modbus_tcp"]
@@ -27,8 +28,13 @@ class ModbusTcpDevice(Frozen):
 
     _profile = field_validator("profile", mode="before")(load_profile_field)
 
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> ModbusTcpDevice:
+        _check_profiled(self)
+        return self
 
-class RtuUnit(Frozen):
+
+class RtuUnit(Reporting):
     """One device on an RS-485 bus."""
 
     name: Name
@@ -37,6 +43,21 @@ class RtuUnit(Frozen):
     interval: Seconds = 10.0
 
     _profile = field_validator("profile", mode="before")(load_profile_field)
+
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> RtuUnit:
+        _check_profiled(self)
+        return self
+
+
+def _check_profiled(device: ModbusTcpDevice | RtuUnit) -> None:
+    profile = device.profile
+    check_deadbands(
+        device.deadbands,
+        metrics=[m.name for m in profile.metrics],
+        profile_rules=profile.deadbands,
+        interval=device.interval,
+    )
 
 
 class ModbusRtuBus(SerialLine):

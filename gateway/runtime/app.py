@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 from drivers import build_driver, build_sources
 from drivers.base import Source
 from drivers.ble.counters import counters_path
-from gateway.config.devices import POLLED_TYPES
+from gateway.config.devices import POLLED_TYPES, deadband_rules
 from gateway.config.model import GatewayConfig
 from gateway.config.transport_security import insecure_flags, transport_warnings
 from gateway.core.clock import SystemClock
+from gateway.core.deadband import DeadbandFilter
 from gateway.runtime.health_report import HealthReporter
 from gateway.runtime.history import History
 from gateway.runtime.metrics import MetricsServer
@@ -49,6 +50,7 @@ class Gateway:
     health: HealthReporter | None = None
     metrics: MetricsServer | None = None
     history: History = field(default_factory=History)  # the status page's charts
+    deadbands: DeadbandFilter = field(default_factory=lambda: DeadbandFilter({}))
 
 
 @asynccontextmanager
@@ -107,8 +109,12 @@ async def run_gateway(
         log.log(level, "insecure: %s; %s", warning.message, warning.hint)
     async with pipeline(config, commands, outbox_lock) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
-        # With the status page (served by the metrics listener), readings also feed its charts.
-        sink = outbox.put_many if config.metrics is None else gateway.history.tap(outbox.put_many)
+        # Readings within their deadband are held back before the outbox: never given a seq.
+        gateway.deadbands = DeadbandFilter(deadband_rules(config.devices))
+        store = gateway.deadbands.sink(outbox.put_many) if gateway.deadbands else outbox.put_many
+        # With the status page (served by the metrics listener), readings also feed its charts
+        # (every reading polled, also those the deadbands hold back).
+        sink = store if config.metrics is None else gateway.history.tap(store)
         polled = [d for d in config.devices if isinstance(d, POLLED_TYPES)]
         for device in polled:
             gateway.pollers[device.name] = DevicePoller(
@@ -128,6 +134,10 @@ async def run_gateway(
             clock,
             ble=ble,
             ble_counters=counters_path(config.outbox.path),
+        )
+        gateway.deadbands.bind(
+            {n: p.status for n, p in gateway.pollers.items()}
+            | {n: st for source in gateway.sources for n, st in source.statuses.items()}
         )
         async with asyncio.TaskGroup() as tg:
             tasks = [

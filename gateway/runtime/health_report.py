@@ -37,6 +37,7 @@ def device_report(status: DeviceStatus) -> dict[str, Any]:
         "overruns": status.overruns,
         "errors": dict(status.errors_by_kind),
         "dropped": dict(status.dropped),
+        "suppressed": status.suppressed,
         "last_error": status.last_error,
     }
 

@@ -168,6 +168,11 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
     dropped = _Family(
         "streetgate_device_dropped", "counter", "Input refused by reason (replay: old BLE counter)."
     )
+    suppressed = _Family(
+        "streetgate_device_suppressed",
+        "counter",
+        "Readings not stored: within the deadband of the last stored value.",
+    )
     for name, dev in devices.items():
         for state_name in HEALTH_STATES:
             health.sample(
@@ -184,7 +189,8 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
         overruns.sample(dev["overruns"], device=name)
         for reason, count in sorted(dev.get("dropped", {}).items()):
             dropped.sample(count, device=name, reason=reason)
-    yield from (health, last_ok, polls, errors, failing, overruns, dropped)
+        suppressed.sample(dev.get("suppressed", 0), device=name)
+    yield from (health, last_ok, polls, errors, failing, overruns, dropped, suppressed)
 
     reload = snapshot.get("reload")
     if reload is not None:  # gateway/runtime/reload.py

@@ -252,6 +252,32 @@ ATTACKS: dict[str, tuple[Any, set[str]]] = {
         lambda site, device: {"patch": {"devices": [device | {"profile": str(site.elsewhere)}]}},
         {"devices[0].profile"},
     ),
+    # A deadband as wide as any value with a max_silence of a month: the device would go
+    # quiet while it seems healthy. A remote max_silence is bounded to a day.
+    "deadband-silences-a-device": (
+        lambda site, device: {
+            "patch": {
+                "devices": [device | {"deadbands": {"*": {"deadband": 1e12, "max_silence": "30d"}}}]
+            }
+        },
+        {"devices[0].deadbands.*.max_silence"},
+    ),
+    "deadband-in-an-inline-profile": (
+        lambda site, device: {
+            "patch": {
+                "devices": [
+                    device
+                    | {
+                        "profile": load_profile("xy-md02").model_dump(
+                            mode="json", exclude_none=True
+                        )
+                        | {"defaults": {"deadband": 1e12, "max_silence": 10**9}}
+                    }
+                ]
+            }
+        },
+        {"devices[0].profile.defaults.max_silence"},
+    ),
     "profile-dot-dot": (
         lambda site, device: {
             "patch": {"devices": [device | {"profile": "../elsewhere/meter.toml"}]}
@@ -303,7 +329,8 @@ def test_a_local_only_change_is_refused_and_touches_nothing(
 
 
 def test_allowed_changes_still_apply(tmp_path: Path, tls_broker: Mosquitto, pki: Path) -> None:
-    """Fleet operations stay remote: a device's interval and the payload format, in one patch
+    """Fleet operations stay remote: a device's interval, deadbands within bounds and the payload
+    format, in one patch
     that also restates a local-only key with the value on disk (not a change)."""
 
     async def scenario() -> None:
@@ -315,7 +342,13 @@ def test_allowed_changes_still_apply(tmp_path: Path, tls_broker: Mosquitto, pki:
                 device = _devices(site.config.read_text("utf-8"))[0]
                 patch = {
                     "mqtt": {"payload_format": "senml", "host": tls_broker.host},
-                    "devices": [device | {"interval": "2s"}],
+                    "devices": [
+                        device
+                        | {
+                            "interval": "2s",
+                            "deadbands": {"*": {"deadband": 0.5, "max_silence": "24h"}},
+                        }
+                    ],
                 }
                 reply = await plat.call("config-set", {"patch": patch, "confirm_timeout": 20})
                 assert reply["status"] == "accepted", reply
@@ -325,6 +358,7 @@ def test_allowed_changes_still_apply(tmp_path: Path, tls_broker: Mosquitto, pki:
             text = site.config.read_text("utf-8")
             assert 'payload_format = "senml"' in text
             assert 'interval = "2s"' in text
+            assert 'max_silence = "24h"' in text
 
     asyncio.run(_bounded(scenario()))
 
