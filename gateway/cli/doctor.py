@@ -107,18 +107,20 @@ def doctor(
             broker_setup,
         )
 
-        setup = broker_setup(cfg, timeout)
+        # Every broker of mqtt.brokers: a bad spare is found now, not at the first failover.
+        setups = [broker_setup(cfg, timeout, b) for b in cfg.mqtt.endpoints]
 
-        async def broker() -> None:
-            steps = broker_checks(setup)
-            while True:
-                with spinner(f"the broker {setup.host}:{setup.port}"):
-                    check = await anext(steps, None)
-                if check is None:
-                    return
-                emit(check)
+        async def brokers() -> None:
+            for setup in setups:
+                steps = broker_checks(setup)
+                while True:
+                    with spinner(f"the broker {setup.host}:{setup.port}"):
+                        check = await anext(steps, None)
+                    if check is None:
+                        break
+                    emit(check)
 
-        asyncio.run(broker())
+        asyncio.run(brokers())
     failed = [c for c in results if not c.ok and not c.skipped]
     if as_json:
         typer.echo(
