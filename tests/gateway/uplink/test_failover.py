@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -103,12 +104,14 @@ def batch(n: int, start: int) -> list[Reading]:
 
 
 @pytest.fixture
-def second_mosquitto(tmp_path: Path) -> Mosquitto:
+def second_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     (tmp_path / "b").mkdir()
     broker = Mosquitto(tmp_path / "b")
     broker.start()
-    yield broker  # type: ignore[misc]
-    broker.stop()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 def test_stopping_the_broker_under_load_fails_over_within_seconds_losing_nothing(
