@@ -15,6 +15,7 @@ from gateway.config.model import BrokerAddress, GatewayConfig, parse_config
 from gateway.core.model import Reading
 from gateway.runtime.app import pipeline
 from gateway.uplink.forwarder import BrokerRotation, ForwarderState
+from tests.support.faults.proxy import FaultProxy
 from tests.support.mosquitto import Mosquitto
 from tests.support.subscriber import Subscriber
 from tests.support.waiting import until
@@ -207,5 +208,65 @@ def test_the_health_snapshot_names_the_broker_and_the_failovers(
             assert forwarder.stats.broker == f"127.0.0.1:{second_mosquitto.port}"
             assert forwarder.stats.connection_failures == 1
             assert forwarder.stats.failovers == 0  # the first connection made is no failover
+
+    asyncio.run(scenario())
+
+
+def test_a_silently_dead_link_fails_over_after_publish_timeout_losing_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, second_mosquitto: Mosquitto
+) -> None:
+    """No FIN, no RST: the link to A swallows every byte. The pending publish is given up
+    after ``publish_timeout`` (not the keepalive's 2 x 30 s) and B takes over."""
+    a, b = mosquitto, second_mosquitto
+
+    async def scenario() -> None:
+        async with FaultProxy(a.port) as proxy:
+            config = make_config(
+                tmp_path,
+                proxy.port,
+                b.port,
+                readings_per_message=50,
+                publish_timeout="2s",
+                keepalive="30s",
+            )
+            sub_a = Subscriber(a.host, a.port, TOPIC, client_id="platform-a")
+            sub_b = Subscriber(b.host, b.port, TOPIC, client_id="platform-b")
+            async with asyncio.TaskGroup() as tg:
+                subs = [
+                    tg.create_task(sub_a.run(), name="test:platform-a"),
+                    tg.create_task(sub_b.run(), name="test:platform-b"),
+                ]
+                await asyncio.wait_for(sub_a.subscribed.wait(), 5)
+                await asyncio.wait_for(sub_b.subscribed.wait(), 5)
+                async with pipeline(config) as (outbox, forwarder):
+                    await asyncio.wait_for(forwarder.connected.wait(), 5)
+                    produced = 0
+                    for _ in range(50):
+                        await outbox.put_many(batch(20, produced))
+                        produced += 20
+                        await asyncio.sleep(0.01)
+                    await sub_a.wait_for(produced, 10)
+                    proxy.set_mode("blackhole")
+                    cut = time.monotonic()
+                    for _ in range(100):  # 2 s more of load into the dead link
+                        await outbox.put_many(batch(20, produced))
+                        produced += 20
+                        await asyncio.sleep(0.02)
+                    await until(lambda: forwarder.stats.failovers == 1, 10)
+                    failover_s = time.monotonic() - cut
+                    await until(lambda: outbox.acked_seq >= produced, 20)
+                    await sub_b.wait_for(1, 5)
+                await until(
+                    lambda: len(sub_a.delivery.distinct() | sub_b.delivery.distinct()) >= produced,
+                    10,
+                )
+                for task in subs:
+                    task.cancel()
+        print(f"failover after a silent link death: {failover_s:.2f} s (publish_timeout 2 s)")
+        assert failover_s <= 2.0 + 1.5
+        assert sub_a.delivery.report()["misordered"] == 0
+        assert sub_b.delivery.report()["misordered"] == 0
+        everything = sub_a.delivery.distinct() | sub_b.delivery.distinct()
+        assert everything == set(range(1, produced + 1))
 
     asyncio.run(scenario())
