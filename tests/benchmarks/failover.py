@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -218,7 +217,7 @@ def bench_fleet(
             "--interval",
             interval,
             "--base-port",
-            str(random.randint(20000, 40000)),
+            "0",  # free ports, whatever else runs on this machine
             "--fleet-dir",
             str(folder),
         ],
@@ -232,7 +231,8 @@ def bench_fleet(
         deadline = time.monotonic() + 60
         while not all(p.exists() for p in configs):
             if sim.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sim --fleet did not write its configs (see {sim_log.name})")
+                tail = Path(sim_log.name).read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"sim --fleet did not write its configs:\n{tail}")
             time.sleep(0.2)
         time.sleep(0.5)  # the last file is complete
         for k, path in enumerate(configs):
@@ -311,10 +311,15 @@ def main() -> None:
             "cluster_start_seconds": round(cluster.startup_seconds or 0, 1),
         }
         result |= asyncio.run(bench_failover(cluster, work, args.rounds))
-        result["fleet"] = [
-            bench_fleet(cluster, work, int(n), args.interval, args.seconds)
-            for n in args.gateways.split(",")
-        ]
+        print(json.dumps(result), file=sys.stderr)
+        result["fleet"] = []
+        for n in args.gateways.split(","):
+            try:
+                figures = bench_fleet(cluster, work, int(n), args.interval, args.seconds)
+            except RuntimeError as exc:  # one size failing still prints the others
+                figures = {"gateways": int(n), "error": str(exc)}
+            result["fleet"].append(figures)
+            print(json.dumps(figures), file=sys.stderr)
     print(json.dumps(result))
 
 
