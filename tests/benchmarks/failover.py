@@ -12,10 +12,11 @@ Figures (issue 16; targets on a 2-core x86 machine):
 - fleet: for each N in ``--gateways``, N real gateway processes (``streetgate run``), each
   polling 20 ``holding10`` devices (10 registers) of one ``streetgate sim --fleet N``
   process every ``--interval``, spread over the three nodes (gateway k starts at node k mod
-  3). Over ``--seconds`` after a warm-up: readings/s offered (polled) and acknowledged by the
+  3). Over ``--seconds`` after a warm-up: readings/s offered (the devices' schedule), polled
+  (committed to the outboxes: less when the machine cannot keep up) and acknowledged by the
   cluster (the gateways' own counters, from their state files), the outboxes' backlog at the
   end, CPU per gateway (% of one core, mean and max) and the cluster's CPU (all three nodes,
-  % of one core).
+  % of one core), and the simulator's (one process serving every device).
 """
 
 from __future__ import annotations
@@ -185,12 +186,13 @@ def _published(outbox: Path) -> int:
     return int(state.get("forwarder", {}).get("readings_published", 0))
 
 
-def _depth(outbox: Path) -> int:
+def _outbox(outbox: Path, key: str) -> int:
+    """``depth`` or ``last_seq`` of a gateway's outbox, from its state file."""
     try:
         state = json.loads(state_path(outbox).read_text())
     except (OSError, ValueError):
         return 0
-    return int(state.get("outbox", {}).get("depth", 0))
+    return int(state.get("outbox", {}).get(key) or 0)
 
 
 def bench_fleet(
@@ -253,14 +255,18 @@ def bench_fleet(
         nodes = [n.pid for n in cluster.nodes if n.pid is not None]
         cpu0 = [_cpu_seconds(pid) for pid in pids]
         broker0 = sum(_group_cpu_seconds(pgid) for pgid in nodes)
+        sim0 = _cpu_seconds(sim.pid)
         acked0 = sum(_published(o) for o in outboxes)
+        committed0 = sum(_outbox(o, "last_seq") for o in outboxes)
         began = time.monotonic()
         time.sleep(seconds)
         wall = time.monotonic() - began
         cpu = [(_cpu_seconds(pid) - c0) / wall * 100 for pid, c0 in zip(pids, cpu0, strict=True)]
         broker = (sum(_group_cpu_seconds(pgid) for pgid in nodes) - broker0) / wall * 100
+        simulator = (_cpu_seconds(sim.pid) - sim0) / wall * 100
         acked = sum(_published(o) for o in outboxes) - acked0
-        backlog = sum(_depth(o) for o in outboxes)
+        committed = sum(_outbox(o, "last_seq") for o in outboxes) - committed0
+        backlog = sum(_outbox(o, "depth") for o in outboxes)
         failed = [p.args for p in procs if p.poll() is not None]
     finally:
         for proc in procs:
@@ -284,11 +290,13 @@ def bench_fleet(
     return {
         "gateways": gateways,
         "offered_readings_per_s": round(gateways * per_poll / parse_duration(interval), 1),
-        "acked_readings_per_s": round(acked / wall, 1),
+        "polled_readings_per_s": round(committed / wall, 1),  # what the devices gave
+        "acked_readings_per_s": round(acked / wall, 1),  # what the cluster took
         "backlog_readings_at_end": backlog,
         "gateway_cpu_percent_mean": round(sum(cpu) / len(cpu), 1),
         "gateway_cpu_percent_max": round(max(cpu), 1),
         "cluster_cpu_percent": round(broker, 1),
+        "simulator_cpu_percent": round(simulator, 1),  # all devices, one process
         "gateways_exited": len(failed),
     }
 
