@@ -250,7 +250,14 @@ def bench_fleet(
                     cwd=folder,
                 )
             )
-        time.sleep(10)  # warm-up: connected, polling, backlog of the start sent
+        # Warm-up: every gateway running (a busy 2-core machine starts 40 Python processes
+        # slowly), then a few seconds to connect, poll and send the start's backlog.
+        deadline = time.monotonic() + 300
+        while not all(state_path(o).exists() for o in outboxes):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError("the gateways did not all start (see their logs)")
+            time.sleep(0.5)
+        time.sleep(5)
         pids = [p.pid for p in procs]
         nodes = [n.pid for n in cluster.nodes if n.pid is not None]
         cpu0 = [_cpu_seconds(pid) for pid in pids]
