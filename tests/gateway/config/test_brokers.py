@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,19 @@ def test_plaintext_is_only_loopback_when_every_broker_is() -> None:
     assert insecure_flags(local.mqtt) == [Insecure.PLAINTEXT_LOOPBACK.value]
     mixed = parse_config(config(brokers=["127.0.0.1:1883", "broker.example"]), "t")
     assert insecure_flags(mixed.mqtt) == [Insecure.PLAINTEXT.value]
+
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+
+@pytest.mark.parametrize(
+    ("page", "heading"),
+    [("mqtt.md", "## Brokers and failover"), ("deploy.md", "## A clustered broker")],
+)
+def test_the_broker_list_examples_in_the_docs_load(page: str, heading: str) -> None:
+    section = (DOCS / page).read_text("utf-8").split(heading, 1)[1].split("\n## ", 1)[0]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    document = tomllib.loads(f'gateway_id = "gw"\n{example}\n[outbox]\npath = "o.db"\n')
+    loaded = parse_config(document, f"{page} example")
+    assert len(loaded.mqtt.endpoints) == 3
+    assert all(b.port == 8883 for b in loaded.mqtt.endpoints)
