@@ -50,7 +50,9 @@ def format_status(view: GatewayView, state: dict[str, Any] | None) -> str:
         (
             "forwarder",
             f"{fwd.get('state', '?')} since {fwd.get('connected_since') or '-'}, "
-            f"{fwd.get('connects', 0)} connects, {fwd.get('connection_failures', 0)} failures"
+            + (f"broker {fwd['broker']}, " if fwd.get("broker") else "")
+            + (f"{fwd['failovers']} failovers, " if "failovers" in fwd else "")
+            + f"{fwd.get('connects', 0)} connects, {fwd.get('connection_failures', 0)} failures"
             + (f", last error: {fwd['last_error']}" if fwd.get("last_error") else ""),
         ),
         (

@@ -187,18 +187,17 @@ async def run_gateway(
                 page = StatusPage(
                     gateway.health.snapshot,
                     forwarder.stats,
-                    f"{config.mqtt.host}:{config.mqtt.port}",
+                    ", ".join(str(b) for b in config.mqtt.endpoints),
                     gateway.history,
                     page_token_path(config.outbox.path),
                 )
                 gateway.metrics = MetricsServer(config.metrics, gateway.health.snapshot, page)
                 tasks.append(tg.create_task(gateway.metrics.run(), name="status:metrics"))
             log.info(
-                "gateway %s running: %d device(s), broker %s:%d",
+                "gateway %s running: %d device(s), broker %s",
                 config.gateway_id,
                 len(config.devices),
-                config.mqtt.host,
-                config.mqtt.port,
+                ", ".join(str(b) for b in config.mqtt.endpoints),
             )
             notifier.ready(_status_line(gateway))
             if started is not None:

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 #: How often changes in health are looked for (cheap: compares a few enums).
 CHANGE_CHECK_INTERVAL = 1.0
 
+#: With MQTT 5 a health report expires at the broker after this many health intervals.
+HEALTH_EXPIRY_INTERVALS = 3
+
 
 def device_report(status: DeviceStatus) -> dict[str, Any]:
     """One device's part of the report."""
@@ -94,6 +97,9 @@ class HealthReporter:
             "insecure": self._insecure,
             "forwarder": {
                 "state": fwd.state.value,
+                "broker": fwd.broker,
+                "connected_since": _iso(fwd.connected_since),
+                "failovers": fwd.failovers,
                 "connects": fwd.connects,
                 "connection_failures": fwd.connection_failures,
                 "messages_published": fwd.messages_published,
@@ -125,12 +131,16 @@ class HealthReporter:
     def _signature(self) -> tuple[object, ...]:
         devices = tuple(sorted((n, s.health) for n, s in self.devices().items()))
         fwd = self._forwarder.stats
-        return (devices, fwd.state, fwd.connects)
+        return (devices, fwd.state, fwd.connects, fwd.broker)
 
     async def publish(self) -> bool:
         """Publish one snapshot now (False when the uplink is down)."""
         payload = json.dumps(await self.snapshot(), separators=(",", ":")).encode()
-        done = await self._forwarder.publish_retained(self._topic, payload)
+        # MQTT 5: the broker forgets a report that was not renewed in three intervals, so a
+        # retained health never looks current for a gateway gone quiet (its status says why).
+        done = await self._forwarder.publish_retained(
+            self._topic, payload, expires_after=HEALTH_EXPIRY_INTERVALS * self._interval
+        )
         if done:
             self.published += 1
         return done

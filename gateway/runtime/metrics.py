@@ -112,14 +112,21 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
     for name in FORWARDER_STATES:
         state.sample(fwd["state"] == name, streetgate_forwarder_state=name)
     yield state
+    if fwd.get("broker"):
+        broker = _Family(
+            "streetgate_forwarder_broker", "info", "The broker in use (or being tried)."
+        )
+        broker.sample(1, broker=str(fwd["broker"]))
+        yield broker
     for key, help_text in (
+        ("failovers", "Connections made to another broker than the one before."),
         ("connects", "Connections made to the broker."),
         ("connection_failures", "Connections lost or refused."),
         ("messages_published", "Readings messages acknowledged by the broker."),
         ("readings_published", "Readings acknowledged by the broker."),
     ):
         counter = _Family(f"streetgate_forwarder_{key}", "counter", help_text)
-        counter.sample(fwd[key])
+        counter.sample(fwd.get(key, 0))  # failovers: absent from older snapshots
         yield counter
 
     box = snapshot["outbox"]

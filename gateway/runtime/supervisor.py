@@ -274,11 +274,8 @@ class Supervisor:
             async with asyncio.timeout(max(0.0, change.deadline_unix - time.time())):
                 await forwarder.connected.wait()
         except TimeoutError:
-            mqtt = config.mqtt
-            reason = (
-                f"no connection to the broker {mqtt.host}:{mqtt.port} within "
-                f"{change.confirm_timeout:g}s"
-            )
+            brokers = ", ".join(str(b) for b in config.mqtt.endpoints)
+            reason = f"no connection to the broker {brokers} within {change.confirm_timeout:g}s"
             if forwarder.stats.last_error:
                 reason += f" (last error: {forwarder.stats.last_error})"
             log.error(  # noqa: TRY400 - the reason says it all; no traceback
@@ -294,7 +291,7 @@ class Supervisor:
             change.command_id,
             "config-set",
             ReplyStatus.APPLIED,
-            result={"broker": f"{config.mqtt.host}:{config.mqtt.port}"},
+            result={"broker": str(forwarder.broker)},
         )
 
     # -- local reloads (SIGHUP) -----------------------------------------------------------

@@ -222,6 +222,24 @@ ATTACKS: dict[str, tuple[Any, set[str]]] = {
             "mqtt.tls",
         },
     ),
+    # Failover (issue 16): a list naming the attacker's broker, in place of the site's or
+    # beside it (a spare the gateway would move to when the site's broker is away).
+    "broker-list-instead": (
+        lambda site, device: {
+            "patch": {"mqtt": {"host": None, "port": None, "brokers": [f"{ATTACKER}:1883"]}}
+        },
+        {"mqtt.host", "mqtt.port", "mqtt.brokers"},
+    ),
+    "broker-list-spare": (
+        lambda site, device: {
+            "patch": {"mqtt": {"brokers": [{"host": ATTACKER, "port": 8883}]}},
+        },
+        {"mqtt.brokers"},
+    ),
+    "session-expiry": (
+        lambda site, device: {"patch": {"mqtt": {"protocol": "5", "session_expiry": "7d"}}},
+        {"mqtt.protocol", "mqtt.session_expiry"},
+    ),
     "topic-prefix": (
         lambda site, device: {"patch": {"mqtt": {"topic_prefix": "elsewhere"}}},
         {"mqtt.topic_prefix"},

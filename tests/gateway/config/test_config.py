@@ -333,7 +333,7 @@ def remover(*path: str | int) -> Mutation:
         pytest.param(remover("mqtt"), "mqtt", "required key is missing", id="no-mqtt"),
         pytest.param(remover("outbox"), "outbox", "required key is missing", id="no-outbox"),
         pytest.param(
-            remover("mqtt", "host"), "mqtt.host", "required key is missing", id="no-mqtt-host"
+            remover("mqtt", "host"), "mqtt", "no broker: give mqtt.host", id="no-mqtt-host"
         ),
         pytest.param(
             remover("outbox", "path"), "outbox.path", "required key is missing", id="no-path"

@@ -89,6 +89,12 @@ def test_fleet_changes_are_allowed(patch: dict[str, Any], config_path: Path) -> 
         ({"gateway_id": "gw-2"}, {"gateway_id"}),
         ({"mqtt": {"host": "evil", "port": 1883}}, {"mqtt.host", "mqtt.port"}),
         ({"mqtt": {"port": "8883"}}, {"mqtt.port"}),  # same value, another type: a change
+        ({"mqtt": {"brokers": ["evil:1883"]}}, {"mqtt.brokers"}),
+        (
+            {"mqtt": {"host": None, "port": None, "brokers": [{"host": "evil"}]}},
+            {"mqtt.host", "mqtt.port", "mqtt.brokers"},
+        ),
+        ({"mqtt": {"session_expiry": "7d"}}, {"mqtt.session_expiry"}),
         ({"mqtt": {"tls": None}}, {"mqtt.tls"}),
         ({"mqtt": {"tls": {"ca_file": "other.pem"}}}, {"mqtt.tls.ca_file"}),
         ({"mqtt": {"tls": {"insecure_skip_verify": True}}}, {"mqtt.tls.insecure_skip_verify"}),

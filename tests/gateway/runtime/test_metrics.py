@@ -99,6 +99,9 @@ def test_a_scrape_is_valid_openmetrics_with_the_health_figures(
                 assert value(state, **{state: "connected"}) == 1
                 assert value(state, **{state: "waiting"}) == 0
                 assert value("streetgate_forwarder_connects_total") == 1
+                assert value("streetgate_forwarder_failovers_total") == 0
+                broker = str(config.mqtt.endpoints[0])
+                assert value("streetgate_forwarder_broker_info", broker=broker) == 1
                 assert value("streetgate_outbox_max_bytes") == config.outbox.max_bytes
                 assert value("streetgate_outbox_dropped_readings_total") == 0
                 health = "streetgate_device_health"
