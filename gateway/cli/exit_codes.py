@@ -25,8 +25,10 @@ from gateway.core.errors import (
     OutboxForeign,
     OutboxLocked,
     OutboxMissing,
+    PayloadError,
     ReleaseKeyError,
     SignatureInvalid,
+    UnknownMetadata,
     UnsafeKeyFile,
     UnsafeReleaseKey,
 )
@@ -70,6 +72,8 @@ _EXIT_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (BoardNotFound, ExitCode.UNREACHABLE),
     (BoardDidNotReturn, ExitCode.UNREACHABLE),
     (CopyMismatch, ExitCode.DAMAGED),
+    (UnknownMetadata, ExitCode.NOT_FOUND),
+    (PayloadError, ExitCode.DAMAGED),
 )
 
 

@@ -208,7 +208,12 @@ def _json(payload: bytes, what: str) -> Any:
         raise PayloadError(f"{what}: not UTF-8 JSON ({exc})") from exc
 
 
-_KINDS: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+_KINDS: dict[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    type(None): "nothing",
+}
 
 
 def _kind(value: object) -> str:

@@ -1,0 +1,150 @@
+"""Every payload format, encoder → decoder: the platform gets back exactly what was stored."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.core.errors import PayloadError, UnknownMetadata
+from gateway.core.model import Quality, StoredRow
+from gateway.uplink.compact import CompactEncoder, Compression, Metadata
+from gateway.uplink.decode import DecodedReading, decode_metadata, decode_readings
+from gateway.uplink.envelope import build_message
+from gateway.uplink.senml import build_pack
+
+EPOCH = "5d0c3a9e1f27b640"
+T0 = 1_795_765_512_120
+
+# Device and metric names as configs allow them, plus any letter (no ':' for SenML's n).
+names = st.text(
+    st.characters(categories=("L", "N"), include_characters="_.-é中"), min_size=1, max_size=12
+)
+values = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**60), 2**60).map(float),
+    st.sampled_from([0.0, -0.0, 230.1, 2.5, 1e300, -1e-300, 5e-324]),
+)
+
+
+@st.composite
+def batches(draw: st.DrawFn, gaps: bool = True) -> list[StoredRow]:
+    """A message's worth of rows, in seq order: polls of a few devices (huge seqs too)."""
+    first = draw(st.one_of(st.integers(1, 1000), st.integers(2**31, 2**62)))
+    devices = draw(st.lists(names, min_size=1, max_size=3, unique=True))
+    metrics = draw(st.lists(st.tuples(names, st.sampled_from(["V", "A", "", "kWh"])), min_size=1))
+    rows: list[StoredRow] = []
+    seq = first
+    ts = T0 + draw(st.integers(-(10**9), 10**9))
+    for _ in range(draw(st.integers(1, 4))):
+        ts += draw(st.integers(0, 100_000))
+        quality = draw(st.sampled_from(list(Quality))).value
+        for device in devices:
+            for metric, unit in draw(st.permutations(metrics)):
+                rows.append((seq, device, metric, draw(values), unit, ts, quality))
+                seq += 1 + (draw(st.integers(0, 5)) if gaps and draw(st.booleans()) else 0)
+    return rows
+
+
+def expected(row: StoredRow, gateway: str, historical: bool) -> DecodedReading:
+    seq, device, metric, value, unit, ts_ms, quality = row
+    finite = value if value is not None and math.isfinite(value) else None
+    return DecodedReading(
+        gateway, EPOCH, seq, device, metric, finite, unit, ts_ms, str(quality), historical
+    )
+
+
+def same(got: Sequence[DecodedReading], want: Sequence[DecodedReading]) -> None:
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a == b
+        if a.value is not None and b.value is not None:  # -0.0 == 0.0: check the sign too
+            assert math.copysign(1, a.value) == math.copysign(1, b.value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=batches(), historical=st.booleans(), compression=st.sampled_from(list(Compression)))
+def test_compact_round_trip(
+    rows: list[StoredRow], historical: bool, compression: Compression
+) -> None:
+    encoder = CompactEncoder("cab-12", EPOCH, compression)
+    meta, payload = encoder.encode(historical=historical, readings=rows)
+    assert meta is not None  # the first message always brings its metadata
+    received = decode_metadata(meta.to_json())
+    assert received == meta
+    same(decode_readings(payload, [received]), [expected(r, "cab-12", historical) for r in rows])
+    # The next message of the same devices needs no new metadata.
+    again, payload = encoder.encode(historical=historical, readings=rows)
+    assert again is None
+    same(decode_readings(payload, [received]), [expected(r, "cab-12", historical) for r in rows])
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=batches(gaps=False), historical=st.booleans())
+def test_json_and_senml_round_trip(rows: list[StoredRow], historical: bool) -> None:
+    for build in (build_message, build_pack):
+        payload = build("cab-12", epoch=EPOCH, historical=historical, readings=rows)
+        same(decode_readings(payload), [expected(r, "cab-12", historical) for r in rows])
+
+
+def poll(first_seq: int, devices: int, ts: int, metrics: int = 10) -> list[StoredRow]:
+    return [
+        (first_seq + d * metrics + m, f"plc-{d:02d}", f"r{m}", float(m * d % 97), "", ts, "good")
+        for d in range(devices)
+        for m in range(metrics)
+    ]
+
+
+def test_a_new_device_grows_the_table_and_the_new_metadata_covers_the_old() -> None:
+    encoder = CompactEncoder("cab-12", EPOCH)
+    first, old_message = encoder.encode(historical=False, readings=poll(1, 2, T0))
+    grown, new_message = encoder.encode(historical=False, readings=poll(21, 3, T0 + 1000))
+    assert first is not None
+    assert grown is not None
+    assert grown.entries[: len(first.entries)] == first.entries
+    assert grown.covers == (first.id,)
+    # A consumer holding only the latest (retained) metadata still decodes the older message.
+    latest = decode_metadata(grown.to_json())
+    assert [r.seq for r in decode_readings(old_message, [latest])] == list(range(1, 21))
+    assert [r.seq for r in decode_readings(new_message, [latest])] == list(range(21, 51))
+    with pytest.raises(UnknownMetadata, match=first.id):
+        decode_readings(old_message, [Metadata("cab-12", EPOCH, 0, ())])
+
+
+def test_compressed_messages_need_their_own_metadata() -> None:
+    encoder = CompactEncoder("cab-12", EPOCH, Compression.DEFLATE)
+    first, old_message = encoder.encode(historical=False, readings=poll(1, 2, T0))
+    grown, _ = encoder.encode(historical=False, readings=poll(21, 3, T0 + 1000))
+    assert first is not None
+    assert grown is not None
+    assert grown.covers == ()  # another dictionary: the new one cannot inflate the old messages
+    with pytest.raises(UnknownMetadata):
+        decode_readings(old_message, [grown])
+    assert len(decode_readings(old_message, [grown, first])) == 20
+
+
+def test_metadata_that_does_not_match_its_id_is_refused() -> None:
+    meta, _ = CompactEncoder("cab-12", EPOCH).encode(historical=False, readings=poll(1, 1, T0))
+    assert meta is not None
+    altered = meta.to_json().replace(b'"r1"', b'"r9"')
+    with pytest.raises(PayloadError, match="not the hash of its contents"):
+        decode_metadata(altered)
+
+
+def test_a_fleet_poll_is_a_few_bytes_a_reading() -> None:
+    """20 devices x 10 registers in one message (sizes, not timings: deterministic)."""
+    rows = poll(1, 20, T0)
+    sizes = {}
+    for compression in Compression:
+        encoder = CompactEncoder("cab-12", EPOCH, compression)
+        encoder.encode(historical=False, readings=rows)
+        _, payload = encoder.encode(historical=False, readings=poll(201, 20, T0 + 1000))
+        sizes[compression] = len(payload) / len(rows)
+    json_size = len(build_message("cab-12", epoch=EPOCH, historical=False, readings=rows))
+    assert sizes[Compression.NONE] < 3 < json_size / len(rows)
+    assert sizes[Compression.DEFLATE] < sizes[Compression.NONE]
+    assert sizes[Compression.ZSTD] < sizes[Compression.NONE]
