@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
+import aiomqtt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drivers.profile import load_profile
+from gateway.config.model import parse_config
 from gateway.core.errors import PayloadError, UnknownMetadata
-from gateway.core.model import Quality, StoredRow
-from gateway.uplink.compact import CompactEncoder, Compression, Metadata
+from gateway.core.model import Quality, Reading, StoredRow
+from gateway.runtime.app import Gateway, run_gateway
+from gateway.store.outbox import Outbox
+from gateway.uplink.compact import CompactEncoder, Compression, ContentType, Metadata
 from gateway.uplink.decode import DecodedReading, decode_metadata, decode_readings
 from gateway.uplink.envelope import build_message
 from gateway.uplink.senml import build_pack
+from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from tests.support.mosquitto import Mosquitto
 
 EPOCH = "5d0c3a9e1f27b640"
 T0 = 1_795_765_512_120
@@ -148,3 +157,95 @@ def test_a_fleet_poll_is_a_few_bytes_a_reading() -> None:
     assert sizes[Compression.NONE] < 3 < json_size / len(rows)
     assert sizes[Compression.DEFLATE] < sizes[Compression.NONE]
     assert sizes[Compression.ZSTD] < sizes[Compression.NONE]
+
+
+@pytest.mark.parametrize(
+    ("compression", "protocol"),
+    [("none", "3.1.1"), ("deflate", "5"), ("zstd", "5")],
+)
+def test_the_gateway_publishes_compact_that_decodes_without_gaps(
+    tmp_path: Path, mosquitto: Mosquitto, compression: str, protocol: str
+) -> None:
+    """Backlog (historical) then live readings from a real poll, through mosquitto, decoded by
+    a subscriber that knows only what the broker gives it: the retained metadata first."""
+    profile = load_profile("xy-md02")
+
+    async def scenario() -> None:
+        async with ModbusSimulator([DeviceSpec("climate-1", profile)]) as sim:
+            config = parse_config(
+                {
+                    "gateway_id": "compact-gw",
+                    "mqtt": {
+                        "host": mosquitto.host,
+                        "port": mosquitto.port,
+                        "payload_format": "compact",
+                        "compression": compression,
+                        "protocol": protocol,
+                    },
+                    "outbox": {"path": str(tmp_path / "outbox.db")},
+                    "devices": [
+                        sim["climate-1"].gateway_config(timeout=0.5, interval=0.2).model_dump()
+                        | {"profile": "xy-md02"}
+                    ],
+                },
+                "test",
+            )
+            backlog = [
+                Reading("old-meter", "voltage", 229.5 + i, "V", 1_795_000_000_000 + i)
+                for i in range(3)
+            ] + [Reading("old-meter", "voltage", math.nan, "V", 1_795_000_000_009)]
+            async with Outbox(config.outbox) as outbox:
+                await outbox.put_many(backlog)
+            metas: list[Metadata] = []
+            readings: list[DecodedReading] = []
+            content_types: set[str | None] = set()
+            got = asyncio.Event()
+
+            async def listen(ready: asyncio.Event) -> None:
+                v5 = aiomqtt.ProtocolVersion.V5
+                async with aiomqtt.Client(mosquitto.host, mosquitto.port, protocol=v5) as client:
+                    await client.subscribe("streetgate/compact-gw/#", qos=1)
+                    ready.set()
+                    async for message in client.messages:
+                        assert isinstance(message.payload, bytes)
+                        topic = message.topic.value
+                        if topic.endswith("/meta"):
+                            metas.append(decode_metadata(message.payload))
+                        elif topic.endswith("/readings"):
+                            readings.extend(decode_readings(message.payload, metas))
+                            properties = message.properties
+                            content_types.add(getattr(properties, "ContentType", None))
+                            got.set()
+
+            stop = asyncio.Event()
+            started: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
+            ready = asyncio.Event()
+            async with asyncio.TaskGroup() as tg:
+                listener = tg.create_task(listen(ready), name="test:listen")
+                await ready.wait()
+                tg.create_task(run_gateway(config, stop, started), name="test:gateway")
+                async with asyncio.timeout(20):
+                    while len(readings) < len(backlog) + 20:
+                        got.clear()
+                        await got.wait()
+                stop.set()
+                listener.cancel()
+
+        # Every reading exactly once, no gap, in order; backlog historical, then live.
+        assert [r.seq for r in readings] == list(range(1, len(readings) + 1))
+        assert {(r.gateway, r.epoch) for r in readings} == {("compact-gw", metas[0].epoch)}
+        old = readings[: len(backlog)]
+        assert [r.value for r in old] == [229.5, 230.5, 231.5, None]
+        assert [r.ts_ms for r in old] == [r.ts_ms for r in backlog]
+        assert all(r.historical and r.unit == "V" for r in old)
+        live = readings[len(backlog) :]
+        assert not any(r.historical for r in live)
+        for reading in live:
+            assert reading.device == "climate-1"
+            assert sim["climate-1"].was_served(reading.metric, reading.value)
+        if protocol == "5":
+            assert content_types == {ContentType.compact(Compression[compression.upper()])}
+        else:
+            assert content_types == {None}
+
+    asyncio.run(scenario())
