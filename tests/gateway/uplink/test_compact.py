@@ -242,6 +242,7 @@ def test_the_gateway_publishes_compact_that_decodes_without_gaps(
         assert not any(r.historical for r in live)
         for reading in live:
             assert reading.device == "climate-1"
+            assert reading.value is not None
             assert sim["climate-1"].was_served(reading.metric, reading.value)
         if protocol == "5":
             assert content_types == {ContentType.compact(Compression[compression.upper()])}
