@@ -16,8 +16,9 @@ A compact message is one header byte (``0xC0 | compression``), the 4-byte id of 
 - a bare integer sets the seq of the next reading (a gap inside a message: dropped or purged
   readings); a message never needs one otherwise;
 - a value is ``null`` (the device returned a non-finite number), an integer (an integral
-  value, sent as the shortest CBOR integer; it stands for the float), or the shortest CBOR
-  float (half, single or double precision) that holds the value exactly.
+  value, sent as the shortest CBOR integer; it stands for the float), or a float: half and
+  double precision exact, single precision standing for the shortest decimal that rounds to
+  it, as Modbus float32 registers are reported (gateway/uplink/cbor_body.py).
 
 The metadata table grows as new ``(device, metric, unit)`` triples appear, and only grows
 while the gateway runs, so a newer metadata message decodes every message of an older one it
@@ -30,8 +31,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,10 +38,10 @@ from enum import IntEnum, StrEnum
 from functools import cached_property
 from typing import Any
 
-import cbor2
 import zstandard
 
 from gateway.core.model import Quality, StoredRow
+from gateway.uplink.cbor_body import Item, body_value, write_body
 
 __all__ = [
     "COMPACT_VERSION",
@@ -55,7 +54,6 @@ __all__ = [
     "Compression",
     "ContentType",
     "Metadata",
-    "compact_value",
 ]
 
 #: The version of the compact body (its first element) and of the metadata message (``"v"``).
@@ -149,22 +147,6 @@ class Metadata:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def compact_value(value: float | None) -> float | int | None:
-    """The value as the compact body carries it: None when not finite, an int when integral
-    (-0.0 stays a float), else the float (written in its shortest exact CBOR width)."""
-    if value is None or not math.isfinite(value):
-        return None
-    if value.is_integer() and (value or math.copysign(1.0, value) > 0):
-        return int(value)
-    return value
-
-
-def _cbor(body: list[Any]) -> bytes:
-    # canonical: every float in the shortest width that holds it exactly (RFC 8949 §4.2.2),
-    # so a float32 meter reading costs 5 bytes and 2.5 costs 3, not 9
-    return cbor2.dumps(body, canonical=True)
-
-
 class CompactEncoder:
     """Turns batches of stored rows into compact messages, learning the metadata table.
 
@@ -177,13 +159,11 @@ class CompactEncoder:
         epoch: str,
         compression: Compression = Compression.NONE,
         *,
-        clock: Callable[[], float] = time.time,
         max_entries: int = MAX_META_ENTRIES,
     ) -> None:
         self._gateway = gateway_id
         self._epoch = epoch
         self._compression = compression
-        self._clock = clock
         self._max_entries = max_entries
         self._index: dict[Triple, int] = {}
         self.metadata: Metadata | None = None
@@ -204,7 +184,7 @@ class CompactEncoder:
             self._set_metadata(new, readings, historical)
         assert self.metadata is not None
         meta = self.metadata
-        body = _cbor(self._body(meta.t0_ms, historical, readings))
+        body = self._body(meta.t0_ms, historical, readings)
         if self._compress is not None:
             body = self._compress(body)
         announce = meta if new is not None else None
@@ -231,12 +211,14 @@ class CompactEncoder:
         old = self.metadata
         extends = old is not None and list(old.entries) == entries[: len(old.entries)]
         self._index = {triple: i for i, triple in enumerate(entries)}
-        t0_ms = old.t0_ms if old is not None and extends else int(self._clock() * 1000)
+        # The time base: the first reading's time (a message's first group is its time minus
+        # t0_ms: small while the table lasts, and CBOR writes small integers short).
+        t0_ms = old.t0_ms if old is not None and extends else readings[0][5]
         zdict = b""
         if self._compression is not Compression.NONE:
             # A body like the ones to come, as the dictionary: a poll of the same devices
             # shares most of its bytes with it (indexes, times, the values' leading bytes).
-            zdict = _cbor(self._body(t0_ms, historical, readings))[:MAX_ZDICT_BYTES]
+            zdict = self._body(t0_ms, historical, readings)[:MAX_ZDICT_BYTES]
         # Same time base and dictionary, and a longer table: it decodes the old one's messages.
         covers: tuple[str, ...] = ()
         if old is not None and extends and old.zdict == zdict:
@@ -244,27 +226,27 @@ class CompactEncoder:
         self.metadata = Metadata(self._gateway, self._epoch, t0_ms, tuple(entries), zdict, covers)
         self._compress = _compressor(self._compression, zdict)
 
-    def _body(self, t0_ms: int, historical: bool, readings: Sequence[StoredRow]) -> list[Any]:
+    def _body(self, t0_ms: int, historical: bool, readings: Sequence[StoredRow]) -> bytes:
         index = self._index
         codes = QUALITY_CODES
-        body: list[Any] = [COMPACT_VERSION, 1 if historical else 0, readings[0][0]]
+        items: list[Item] = []
         last_ts = t0_ms
         expected_seq = readings[0][0]
-        group: list[Any] | None = None
+        values: list[bytes] = []
         group_key = (-1, -1, "")  # (next index, ts_ms, quality) the open group continues with
         for seq, device, metric, value, unit, ts_ms, quality in readings:
             position = index[device, metric, unit]
-            if seq != expected_seq:
-                body.append(seq)
-                group = None
+            jump = seq != expected_seq
+            if jump:
+                items.append(seq)
             expected_seq = seq + 1
-            if group is None or group_key != (position, ts_ms, quality):
-                group = [ts_ms - last_ts, position * 4 + codes[quality]]
-                body.append(group)
+            if jump or group_key != (position, ts_ms, quality):
+                values = []
+                items.append((ts_ms - last_ts, position * 4 + codes[quality], values))
                 last_ts = ts_ms
-            group.append(compact_value(value))
+            values.append(body_value(value))
             group_key = (position + 1, ts_ms, quality)
-        return body
+        return write_body((COMPACT_VERSION, 1 if historical else 0, readings[0][0]), items)
 
 
 def _compressor(compression: Compression, zdict: bytes) -> Callable[[bytes], bytes] | None:

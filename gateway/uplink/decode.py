@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-import cbor2
 import zstandard
 
 from gateway.core.errors import PayloadError, UnknownMetadata
+from gateway.uplink.cbor_body import read_body
 from gateway.uplink.compact import (
     COMPACT_VERSION,
     HEADER_BASE,
@@ -424,17 +424,6 @@ def _decompress(compression: Compression, data: bytes, zdict: bytes, limit: int)
     return body
 
 
-def _cbor_body(body: bytes) -> Any:
-    stream = io.BytesIO(body)
-    try:
-        doc = cbor2.CBORDecoder(stream).decode()
-    except (cbor2.CBORDecodeError, RecursionError, ValueError, OverflowError, EOFError) as exc:
-        raise PayloadError(f"compact message: not a CBOR body ({exc})") from exc
-    if stream.tell() != len(body):
-        raise PayloadError(f"compact message: {len(body) - stream.tell()} bytes after the body")
-    return doc
-
-
 def _compact(payload: bytes, metas: list[Metadata]) -> list[DecodedReading]:
     compression = Compression(payload[0] & 0x03)
     if len(payload) < 6:
@@ -443,7 +432,7 @@ def _compact(payload: bytes, metas: list[Metadata]) -> list[DecodedReading]:
     body = bytes(payload[5:])
     if compression is not Compression.NONE:
         body = _decompress(compression, body, meta.zdict, MAX_DECOMPRESSED_BYTES)
-    doc = _cbor_body(body)
+    doc = read_body(body)
     where = "compact message"
     if not isinstance(doc, list) or len(doc) < 4:
         raise PayloadError(f"{where}: expected [version, flags, first_seq, group, ...]")

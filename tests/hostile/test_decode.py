@@ -98,7 +98,10 @@ def test_structure_lies_are_named() -> None:
         "index": body([1, 0, 1, [0, 4 * 99, 1.0]]),  # beyond the 5 entries
         "quality code": body([1, 0, 1, [0, 3, 1.0]]),
         "goes back": body([1, 0, 10, [0, 0, 1.0], 5, [0, 0, 1.0]]),
-        "number or null": body([1, 0, 1, [0, 0, "230"]]),
+        "unexpected CBOR item 0x63": body([1, 0, 1, [0, 0, "230"]]),  # a text string
+        "unexpected CBOR item 0xc1": body([1, 0, 1, [0, 0, cbor2.CBORTag(1, 0)]]),  # a tag
+        "unexpected CBOR item 0x81": body([1, 0, 1, [0, 0, [1.0]]]),  # a third level
+        "length code 31": head + b"\x9f\x01\x00\x01\xff",  # indefinite length
         "bytes after": body([1, 0, 1, [0, 0, 1.0]]) + b"\x00",
     }
     for expected, payload in cases.items():

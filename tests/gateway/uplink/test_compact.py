@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiomqtt
+import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from drivers.profile import load_profile
 from gateway.config.model import parse_config
 from gateway.core.errors import PayloadError, UnknownMetadata
+from gateway.core.floats import shortest_float32
 from gateway.core.model import Quality, Reading, StoredRow
 from gateway.runtime.app import Gateway, run_gateway
 from gateway.store.outbox import Outbox
@@ -238,8 +240,11 @@ def test_the_gateway_publishes_compact_that_decodes_without_gaps(
         assert [r.value for r in old] == [229.5, 230.5, 231.5, None]
         assert [r.ts_ms for r in old] == [r.ts_ms for r in backlog]
         assert all(r.historical and r.unit == "V" for r in old)
+        # Historical first (the backlog, and polls committed before the connection), then live.
+        flags = [r.historical for r in readings]
+        assert flags == sorted(flags, reverse=True)
+        assert not flags[-1]
         live = readings[len(backlog) :]
-        assert not any(r.historical for r in live)
         for reading in live:
             assert reading.device == "climate-1"
             assert reading.value is not None
@@ -250,3 +255,22 @@ def test_the_gateway_publishes_compact_that_decodes_without_gaps(
             assert content_types == {None}
 
     asyncio.run(scenario())
+
+
+def test_the_body_is_plain_cbor_and_a_float32_reading_takes_five_bytes() -> None:
+    values = [shortest_float32(x) for x in (229.49664, 9.875468, 0.964917, 50.023083)]
+    assert values == [229.49664, 9.875468, 0.964917, 50.023083]  # as the Modbus driver reports
+    rows: list[StoredRow] = [
+        (i + 1, "m", f"x{i}", v, "V", T0, "good") for i, v in enumerate(values)
+    ]
+    encoder = CompactEncoder("gw", EPOCH)
+    meta, payload = encoder.encode(historical=False, readings=rows)
+    assert meta is not None
+    # header byte, metadata id; [1, 0, 1, [0, 0, 4 x (0xfa + 4 bytes)]]
+    assert len(payload) == 1 + 4 + (1 + 3) + (1 + 2 + 4 * 5)
+    body = cbor2.loads(payload[5:])  # any CBOR decoder reads it
+    assert body[:3] == [1, 0, 1]
+    assert body[3][:2] == [0, 0]
+    # A generic decoder sees the float32s; the format means their shortest decimals.
+    assert [shortest_float32(v) for v in body[3][2:]] == values
+    assert [r.value for r in decode_readings(payload, [meta])] == values
