@@ -102,10 +102,11 @@ class Tally:
     metas: list[Metadata] = field(default_factory=list)
     counting: bool = False
 
-    def add(self, topic: str, payload: bytes) -> None:
+    def add(self, topic: str, payload: bytes, retained: bool) -> None:
         if topic.endswith("/meta"):
-            self.metas.append(decode_metadata(payload))
-            self.meta += len(payload) + len(topic)
+            if not retained:  # the retained copy is an earlier run's
+                self.metas.append(decode_metadata(payload))
+                self.meta += len(payload) + len(topic)
             return
         if not topic.endswith("/readings"):
             self.other += len(payload) + len(topic) if self.counting else 0
@@ -155,7 +156,7 @@ async def measure(
             ready.set()
             async for message in client.messages:
                 assert isinstance(message.payload, bytes)
-                tally.add(message.topic.value, message.payload)
+                tally.add(message.topic.value, message.payload, message.retain)
 
     async with asyncio.TaskGroup() as tg:
         ready = asyncio.Event()
