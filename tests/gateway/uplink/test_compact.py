@@ -274,3 +274,67 @@ def test_the_body_is_plain_cbor_and_a_float32_reading_takes_five_bytes() -> None
     # A generic decoder sees the float32s; the format means their shortest decimals.
     assert [shortest_float32(v) for v in body[3][2:]] == values
     assert [r.value for r in decode_readings(payload, [meta])] == values
+
+
+def test_a_broker_that_lost_its_retained_metadata_gets_it_again_on_reconnect(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The broker restarts with nothing retained; a platform subscribing after that still
+    decodes everything: the gateway publishes its metadata first on every connection."""
+    profile = load_profile("xy-md02")
+
+    async def collect(count: int) -> tuple[list[Metadata], list[DecodedReading]]:
+        metas: list[Metadata] = []
+        readings: list[DecodedReading] = []
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+            await client.subscribe("streetgate/late-gw/#", qos=1)
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                if message.topic.value.endswith("/meta"):
+                    metas.append(decode_metadata(message.payload))
+                elif message.topic.value.endswith("/readings"):
+                    readings.extend(decode_readings(message.payload, metas))
+                    if len(readings) >= count:
+                        return metas, readings
+        raise AssertionError("unreachable")
+
+    def restart_forgetting() -> None:
+        mosquitto.stop()
+        for stale in tmp_path.glob("mosquitto-*.db"):
+            stale.unlink()  # nothing retained survives
+        mosquitto.start()
+
+    async def scenario() -> None:
+        async with ModbusSimulator([DeviceSpec("climate-1", profile)]) as sim:
+            config = parse_config(
+                {
+                    "gateway_id": "late-gw",
+                    "mqtt": {
+                        "host": mosquitto.host,
+                        "port": mosquitto.port,
+                        "payload_format": "compact",
+                        "compression": "deflate",
+                        "reconnect_max": "0.5s",
+                    },
+                    "outbox": {"path": str(tmp_path / "outbox.db")},
+                    "devices": [
+                        sim["climate-1"].gateway_config(timeout=0.5, interval=0.1).model_dump()
+                        | {"profile": "xy-md02"}
+                    ],
+                },
+                "test",
+            )
+            stop = asyncio.Event()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(run_gateway(config, stop), name="test:gateway")
+                async with asyncio.timeout(20):
+                    before, _ = await collect(4)
+                await asyncio.to_thread(restart_forgetting)
+                async with asyncio.timeout(20):
+                    after, readings = await collect(10)
+                stop.set()
+        assert after[0] == before[-1]  # the same table, published again on the new connection
+        seqs = [r.seq for r in readings]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+    asyncio.run(scenario())
