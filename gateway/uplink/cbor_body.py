@@ -30,6 +30,8 @@ __all__ = ["body_value", "read_body", "write_body"]
 #: Integral values below this magnitude are sent as integers (exact in a float64).
 _INT_LIMIT = 2**53
 _HALF = struct.Struct(">e")
+#: Every half-precision float is a multiple of 2**-24 (its smallest subnormal).
+_HALF_GRID = float(2**24)
 _SINGLE = struct.Struct(">f")
 _DOUBLE = struct.Struct(">d")
 _NULL = b"\xf6"
@@ -60,12 +62,13 @@ def body_value(value: float | None) -> bytes:
         return _NULL
     if value.is_integer() and abs(value) < _INT_LIMIT and (value or math.copysign(1, value) > 0):
         return _integer(int(value))
-    try:
-        half = _HALF.pack(value)
-        if _HALF.unpack(half)[0] == value:
-            return b"\xf9" + half
-    except OverflowError:
-        pass
+    if (value * _HALF_GRID).is_integer():  # else no half holds it: skip the packing
+        try:
+            half = _HALF.pack(value)
+            if _HALF.unpack(half)[0] == value:
+                return b"\xf9" + half
+        except OverflowError:
+            pass
     try:
         single = _SINGLE.pack(value)
         if shortest_float32(_SINGLE.unpack(single)[0]) == value:
