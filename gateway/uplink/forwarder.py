@@ -249,7 +249,7 @@ class Forwarder:
         self._subscriptions: dict[str, MessageHandler] = {}
         self._meta_topic = meta_topic(config)
         self._format = config.mqtt.payload_format
-        self._compact: CompactEncoder | None = None  # made with the outbox's epoch, on connect
+        self._compact: CompactEncoder | None = None  # made at the first encode (outbox epoch)
         v5 = config.mqtt.protocol is MqttProtocol.V5
         compression = _COMPRESSION[config.mqtt.compression]
         content_type = (
