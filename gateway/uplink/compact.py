@@ -170,6 +170,11 @@ class CompactEncoder:
         self._compress: Callable[[bytes], bytes] | None = None
 
     @property
+    def epoch(self) -> str:
+        """The outbox epoch every message of this encoder belongs to."""
+        return self._epoch
+
+    @property
     def content_type(self) -> str:
         """The MQTT 5 content type of the readings messages this encoder makes."""
         return ContentType.compact(self._compression).value

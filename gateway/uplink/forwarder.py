@@ -407,7 +407,8 @@ class Forwarder:
         must reach the broker first) when it changed."""
         epoch = self._source.epoch
         if self._format is PayloadFormat.COMPACT:
-            if self._compact is None:
+            if self._compact is None or self._compact.epoch != epoch:
+                # A new outbox is a new sequence: its readings get metadata of their own.
                 self._compact = CompactEncoder(self._config.gateway_id, epoch, self._compression)
             return self._compact.encode(historical=historical, readings=readings)
         build = build_pack if self._format is PayloadFormat.SENML else build_message
