@@ -25,9 +25,8 @@ Exception tree::
     ├── ForwardError           the MQTT uplink failed
     │   ├── UnsafeKeyFile          the TLS private key is readable by others (carries .path)
     │   └── BrokerUnavailable      the broker could not be reached or the session broke
-    ├── PayloadError           (also a ValueError) a readings or metadata message is not what its
-    │   │                      format allows (the platform's decoders, gateway/uplink/decode.py)
-    │   └── UnknownMetadata        compact readings name a metadata id the consumer does not hold
+    ├── PayloadError           (also a ValueError) a readings message that breaks its format
+    │   └── UnknownMetadata        compact readings name metadata the consumer does not hold
     ├── CommandRejected        a management command that cannot be run (.code: ErrorCode)
     ├── BadAnswer              (also a ValueError) ``streetgate init``: an answer the config rejects
     ├── ProvisioningError      ``streetgate creds``/``fleet``: a step of setting up a gateway failed
