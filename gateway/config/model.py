@@ -38,6 +38,7 @@ __all__ = [
     "MqttConfig",
     "MqttProtocol",
     "OutboxConfig",
+    "PayloadCompression",
     "PayloadFormat",
     "Synchronous",
     "TlsConfig",
@@ -67,6 +68,15 @@ class PayloadFormat(StrEnum):
 
     STREETGATE = "streetgate"  # streetgate's own JSON envelope
     SENML = "senml"  # a SenML pack, RFC 8428 (gateway/uplink/senml.py)
+    COMPACT = "compact"  # CBOR groups + a retained metadata message (gateway/uplink/compact.py)
+
+
+class PayloadCompression(StrEnum):
+    """How compact readings messages are compressed (docs/mqtt.md, "Compact payload")."""
+
+    NONE = "none"
+    DEFLATE = "deflate"  # raw deflate primed with the metadata's dictionary
+    ZSTD = "zstd"  # a zstd frame primed with the metadata's dictionary
 
 
 def _zero_or_duration(value: Any) -> Any:
@@ -161,6 +171,7 @@ class MqttConfig(Frozen):
     reconnect_max: Seconds = 5.0  # the longest a returning broker waits for this gateway
     health_interval: Seconds = 60.0  # health is also published at once when it changes
     payload_format: PayloadFormat = PayloadFormat.STREETGATE
+    compression: PayloadCompression = PayloadCompression.NONE  # compact payloads only
     protocol: MqttProtocol = MqttProtocol.V311
     # MQTT 5 only: how long the broker keeps the gateway's session (its command subscription
     # and the commands queued for it) after the connection is lost; 0: a clean start each time.
@@ -220,6 +231,18 @@ class MqttConfig(Frozen):
         if problem is not None:
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _compression_needs_compact(self) -> MqttConfig:
+        if (
+            self.compression is not PayloadCompression.NONE
+            and self.payload_format is not PayloadFormat.COMPACT
+        ):
+            raise ValueError(
+                f"compression = {self.compression.value!r} needs payload_format = 'compact' "
+                f"(got {self.payload_format.value!r}): JSON payloads are sent as they are"
+            )
+        return self
 
 
 #: Longest ``mqtt.topic_prefix``, in UTF-8 bytes (MQTT allows 65,535 for a whole topic).

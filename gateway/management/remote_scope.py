@@ -111,6 +111,8 @@ def _one_of(*allowed: str) -> Check:
 REMOTE_TABLES: dict[str, dict[str, Check]] = {
     "mqtt": {
         "payload_format": _any,
+        # how readings are encoded, like payload_format: never where they go or who reads them
+        "compression": _any,
         "readings_per_message": _any,  # the model bounds it (1-10000)
         "max_inflight": _int_within(1, 100),
         "publish_timeout": _duration_within(1.0, 120.0),

@@ -35,6 +35,7 @@ from gateway.config.model import (
     GatewayConfig,
     MqttConfig,
     MqttProtocol,
+    PayloadCompression,
     PayloadFormat,
     TlsConfig,
 )
@@ -56,6 +57,7 @@ from gateway.core.safe_files import (
     read_config_file,
 )
 from gateway.uplink.boundary import mqtt_errors
+from gateway.uplink.compact import CompactEncoder, Compression, ContentType, Metadata
 from gateway.uplink.envelope import build_message
 from gateway.uplink.inbound import MAX_COMMAND_BYTES, Inbound, InboundLimits
 from gateway.uplink.senml import build_pack
@@ -75,6 +77,11 @@ class ForwarderState(StrEnum):
 def readings_topic(config: GatewayConfig) -> str:
     """Topic readings are published to."""
     return f"{config.mqtt.topic_prefix}/{config.gateway_id}/readings"
+
+
+def meta_topic(config: GatewayConfig) -> str:
+    """Retained topic with the compact format's metadata (see docs/mqtt.md, "Compact payload")."""
+    return f"{config.mqtt.topic_prefix}/{config.gateway_id}/meta"
 
 
 def health_topic(config: GatewayConfig) -> str:
@@ -238,6 +245,26 @@ class BrokerRotation:
         return seconds
 
 
+def publish_properties(content_type: str) -> Properties:
+    """The MQTT 5 PUBLISH properties of a readings or metadata message: its content type."""
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call] # paho
+    properties.ContentType = content_type
+    return properties
+
+
+#: Each payload format's content type (compact: ContentType.compact(compression)).
+CONTENT_TYPES = {
+    PayloadFormat.STREETGATE: ContentType.STREETGATE.value,
+    PayloadFormat.SENML: ContentType.SENML.value,
+}
+
+_COMPRESSION = {
+    PayloadCompression.NONE: Compression.NONE,
+    PayloadCompression.DEFLATE: Compression.DEFLATE,
+    PayloadCompression.ZSTD: Compression.ZSTD,
+}
+
+
 def _refused(code: object) -> bool:
     """Whether a SUBACK return code (an int, or paho's ReasonCode) says the broker refused."""
     value = getattr(code, "value", code)
@@ -284,8 +311,20 @@ class Forwarder:
         self.connected = asyncio.Event()
         self._live_client: aiomqtt.Client | None = None
         self._subscriptions: dict[str, MessageHandler] = {}
-        senml = config.mqtt.payload_format is PayloadFormat.SENML
-        self._encode = build_pack if senml else build_message
+        self._meta_topic = meta_topic(config)
+        self._format = config.mqtt.payload_format
+        self._compact: CompactEncoder | None = None  # made at the first encode (outbox epoch)
+        v5 = config.mqtt.protocol is MqttProtocol.V5
+        compression = _COMPRESSION[config.mqtt.compression]
+        content_type = (
+            ContentType.compact(compression).value
+            if self._format is PayloadFormat.COMPACT
+            else CONTENT_TYPES[self._format]
+        )
+        # MQTT 3.1.1 has no properties: the compact header byte says what a payload is.
+        self._properties = publish_properties(content_type) if v5 else None
+        self._meta_properties = publish_properties(ContentType.META.value) if v5 else None
+        self._compression = compression
 
     def subscribe(self, topic: str, handler: MessageHandler) -> None:
         """Deliver messages on ``topic`` (QoS 1) to ``handler``; call before ``run()`` starts.
@@ -382,6 +421,10 @@ class Forwarder:
             self._last_broker = broker
             birth = status_message("online", epoch=self._source.epoch)
             await client.publish(self._status_topic, birth, qos=1, retain=True)
+            if self._compact is not None and self._compact.metadata is not None:
+                # Again on every connection: a broker that lost its retained messages, or a
+                # metadata message whose PUBACK the last connection never got.
+                await self._publish_meta(client, self._compact.metadata)
             for topic in self._subscriptions:
                 granted = await client.subscribe(topic, qos=1)
                 if any(_refused(code) for code in granted):
@@ -445,6 +488,33 @@ class Forwarder:
         raise_if_cancelled()  # the caller (health, commands) must stop, not wait on forever
         return True
 
+    def _encode(
+        self, historical: bool, readings: Sequence[StoredRow]
+    ) -> tuple[Metadata | None, bytes]:
+        """The payload of one readings message, and the compact format's new metadata (which
+        must reach the broker first) when it changed."""
+        epoch = self._source.epoch
+        if self._format is PayloadFormat.COMPACT:
+            if self._compact is None or self._compact.epoch != epoch:
+                # A new outbox is a new sequence: its readings get metadata of their own.
+                self._compact = CompactEncoder(self._config.gateway_id, epoch, self._compression)
+            return self._compact.encode(historical=historical, readings=readings)
+        build = build_pack if self._format is PayloadFormat.SENML else build_message
+        gateway = self._config.gateway_id
+        return None, build(gateway, epoch=epoch, historical=historical, readings=readings)
+
+    async def _publish_meta(self, client: aiomqtt.Client, meta: Metadata) -> None:
+        """Publish the compact metadata, retained, and wait for the broker's PUBACK: a platform
+        that subscribes late gets it first, and nothing that needs it is sent before it."""
+        await client.publish(
+            self._meta_topic,
+            meta.to_json(),
+            qos=1,
+            retain=True,
+            properties=self._meta_properties,
+        )
+        log.info("published compact metadata %s (%d entries)", meta.id, len(meta.entries))
+
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         """On a clean stop, replace the retained 'online' (the will is only sent on a lost link)."""
         broker = self._brokers.current
@@ -499,15 +569,13 @@ class Forwarder:
                         # would spin on it forever.
                         cursor = max(cursor, upto)
                         break
-                    payload = self._encode(
-                        self._config.gateway_id,
-                        epoch=source.epoch,
-                        historical=historical,
-                        readings=readings,
-                    )
+                    meta, payload = self._encode(historical, readings)
+                    if meta is not None:
+                        # Acknowledged before any readings that need it are sent.
+                        await self._publish_meta(client, meta)
                     last = readings[-1][0]
                     task = tg.create_task(
-                        client.publish(self._topic, payload, qos=1),
+                        client.publish(self._topic, payload, qos=1, properties=self._properties),
                         name=f"forward:publish:{last}",
                     )
                     inflight.append((last, len(readings), task))

@@ -328,6 +328,18 @@ def remover(*path: str | int) -> Mutation:
             "valid dictionary",
             id="device-not-a-table",
         ),
+        pytest.param(
+            setter("mqtt", "compression", value="deflate"),
+            "mqtt",
+            "compression = 'deflate' needs payload_format = 'compact' (got 'streetgate')",
+            id="compression-without-compact",
+        ),
+        pytest.param(
+            setter("mqtt", "compression", value="gzip"),
+            "mqtt.compression",
+            "'none', 'deflate' or 'zstd'",
+            id="unknown-compression",
+        ),
         # missing keys
         pytest.param(remover("gateway_id"), "gateway_id", "required key is missing", id="no-id"),
         pytest.param(remover("mqtt"), "mqtt", "required key is missing", id="no-mqtt"),

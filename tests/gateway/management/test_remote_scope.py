@@ -62,6 +62,7 @@ def devices(*entries: dict[str, Any]) -> dict[str, Any]:
     "patch",
     [
         {"mqtt": {"payload_format": "senml", "readings_per_message": 50, "max_inflight": 32}},
+        {"mqtt": {"payload_format": "compact", "compression": "zstd"}},
         {"mqtt": {"health_interval": "17s", "publish_timeout": 30}},
         {"outbox": {"commit_interval": "200ms", "commit_max_readings": 500, "queue_size": 5000}},
         {"outbox": {"synchronous": "full"}},
