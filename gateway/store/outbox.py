@@ -331,13 +331,13 @@ class Outbox:
         """``read_batch`` for the forwarder, which publishes them now: they are marked sent.
 
         Packed rows and their series (no StoredReading per row: a drain reads 10^5 a second)."""
-        rows = await self._in_db(self._select_packed, after_seq, upto_seq, limit)
-        if rows.packed:
-            self.mark_sent(rows.packed[-1][0])
-        return rows
+        # Marked sent on the database thread, with the read: a commit queued behind the read
+        # would otherwise drop them (counted as dropped) before this coroutine resumes.
+        return await self._in_db(self._select_packed, after_seq, upto_seq, limit, True)
 
     def mark_sent(self, upto_seq: int) -> None:
-        """Readings up to ``upto_seq`` were handed to the broker: never drop them unacked."""
+        """Readings up to ``upto_seq`` were handed to the broker: never drop them unacked.
+        (Called on the database thread, which alone reads it, in ``_drop_oldest``.)"""
         self._sent = max(self._sent, upto_seq)
 
     def ack(self, upto_seq: int) -> None:
@@ -737,7 +737,9 @@ class Outbox:
             raise StoreError(f"outbox read failed: {exc}") from exc
         return rows
 
-    def _select_packed(self, after_seq: int, upto_seq: int, limit: int) -> SeriesRows:
+    def _select_packed(
+        self, after_seq: int, upto_seq: int, limit: int, mark_sent: bool = False
+    ) -> SeriesRows:
         conn = self._conn
         assert conn is not None
         try:
@@ -746,6 +748,8 @@ class Outbox:
             ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"outbox read failed: {exc}") from exc
+        if mark_sent and rows:
+            self.mark_sent(rows[-1][0])
         return SeriesRows(rows, self._series.table)
 
     def _stored_figures(self) -> tuple[int, int | None, int | None, int]:
