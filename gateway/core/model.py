@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 
 class Quality(StrEnum):
@@ -69,6 +70,76 @@ class StoredReading(NamedTuple):
 #: A :class:`StoredReading` is one too (NaN for a non-finite value; a :class:`Quality` is a
 #: ``str``), so consumers of rows accept both: test for ``None`` *and* non-finite.
 StoredRow = tuple[int, str, str, float | None, str, int, str]
+
+
+class SeriesName(NamedTuple):
+    """What the readings of one series share: a device's metric, its unit and the quality."""
+
+    device: str
+    metric: str
+    unit: str
+    quality: str
+
+
+class SeriesTable:
+    """Series by the small integer a store numbers them with (gateway/store/outbox.py).
+
+    An id names the same series for the life of the table object (a store that forgets series
+    makes a new table), so a consumer may cache what it derives from a series per (table, id).
+    """
+
+    __slots__ = ("__weakref__", "names")
+
+    def __init__(self, names: dict[int, SeriesName] | None = None) -> None:
+        self.names: dict[int, SeriesName] = {} if names is None else names
+
+
+#: A stored reading as a store reads it: ``(seq, series id, value, ts_ms)``.
+PackedRow = tuple[int, int, float | None, int]
+
+
+class SeriesRows(Sequence[StoredRow]):
+    """Stored rows as a store reads them, packed (``(seq, series id, value, ts_ms)``) with the
+    :class:`SeriesTable` naming their series: a sequence of :class:`StoredRow` made on access,
+    so an encoder that knows this class (gateway/uplink/envelope.py) skips making them."""
+
+    __slots__ = ("packed", "table")
+
+    def __init__(self, packed: list[PackedRow], table: SeriesTable) -> None:
+        self.packed = packed
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    @overload
+    def __getitem__(self, index: int) -> StoredRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[StoredRow]: ...
+
+    def __getitem__(self, index: int | slice) -> StoredRow | list[StoredRow]:
+        if isinstance(index, slice):
+            return list(SeriesRows(self.packed[index], self.table))
+        seq, series, value, ts_ms = self.packed[index]
+        device, metric, unit, quality = self.table.names[series]
+        return seq, device, metric, value, unit, ts_ms, quality
+
+    def __iter__(self) -> Iterator[StoredRow]:
+        names = self.table.names
+        for seq, series, value, ts_ms in self.packed:
+            device, metric, unit, quality = names[series]
+            yield seq, device, metric, value, unit, ts_ms, quality
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment] # a sequence, compared by content
+
+    def __repr__(self) -> str:
+        return f"SeriesRows({list(self)!r})"
 
 
 class Backlog(NamedTuple):

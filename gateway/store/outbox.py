@@ -33,7 +33,17 @@ from typing import Self, TypeVar
 
 from gateway.config.model import OutboxConfig
 from gateway.core.errors import OutboxForeign, OutboxFull, StoreError
-from gateway.core.model import Backlog, Quality, Reading, StoredReading, StoredRow
+from gateway.core.model import (
+    Backlog,
+    PackedRow,
+    Quality,
+    Reading,
+    SeriesName,
+    SeriesRows,
+    SeriesTable,
+    StoredReading,
+    StoredRow,
+)
 from gateway.store.outbox_files import (
     COMPANIONS,
     PRIVATE_MODE,
@@ -114,11 +124,50 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         ALTER TABLE readings_typed RENAME TO readings;
         """,
     ),
+    (
+        # Each reading's device, metric, unit and quality as one small integer naming its
+        # series: a row is four numbers, so a backlog drain reads and encodes far less (see
+        # gateway/core/model.py: SeriesRows). The view keeps the typed rows readable by name.
+        "0005_series",
+        """
+        CREATE TABLE series (
+            id INTEGER PRIMARY KEY,
+            device TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            quality TEXT NOT NULL,     -- gateway.core.model.Quality
+            UNIQUE (device, metric, unit, quality)
+        );
+        INSERT INTO series (device, metric, unit, quality)
+            SELECT DISTINCT device, metric, unit, quality FROM readings;
+        CREATE TABLE readings_packed (
+            seq INTEGER PRIMARY KEY,   -- gateway-wide sequence number, the dedup key
+            series INTEGER NOT NULL,   -- series.id
+            value REAL,                -- NULL: the device returned a non-finite number
+            ts_ms INTEGER NOT NULL     -- wall-clock UTC of the reading, ms since the epoch
+        );
+        INSERT INTO readings_packed (seq, series, value, ts_ms)
+            SELECT r.seq, s.id, r.value, r.ts_ms
+            FROM readings AS r JOIN series AS s
+                ON s.device = r.device AND s.metric = r.metric AND s.unit = r.unit
+                   AND s.quality = r.quality;
+        DROP TABLE readings;
+        ALTER TABLE readings_packed RENAME TO readings;
+        CREATE VIEW stored_readings AS
+            SELECT r.seq AS seq, s.device AS device, s.metric AS metric, r.value AS value,
+                   s.unit AS unit, r.ts_ms AS ts_ms, s.quality AS quality
+            FROM readings AS r JOIN series AS s ON s.id = r.series;
+        """,
+    ),
 )
 
 #: What an outbox epoch looks like (see migration 0003_outbox_epoch).
 EPOCH_PATTERN = r"^[0-9a-f]{16}$"
 
+
+#: Series (device, metric, unit, quality) known before those no stored reading names any
+#: more are forgotten (a source that invents metric names cannot grow the table for good).
+MAX_SERIES = 50_000
 
 #: Seconds between attempts to commit while the disk is full.
 DISK_FULL_RETRY = 1.0
@@ -161,6 +210,7 @@ class Outbox:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._pending: list[Reading] = []
+        self._series = _SeriesIds()  # database thread only
         self._arrivals = 0  # put_many() calls so far: the commit loop sees a burst end
         self._arrived = asyncio.Event()  # something to commit (readings or an ack)
         self._batch_full = asyncio.Event()
@@ -281,17 +331,17 @@ class Outbox:
         rows = await self._in_db(self._select, after_seq, upto_seq, limit)
         return [stored_reading(row) for row in rows]
 
-    async def fetch(self, after_seq: int, upto_seq: int, limit: int) -> list[StoredRow]:
+    async def fetch(self, after_seq: int, upto_seq: int, limit: int) -> SeriesRows:
         """``read_batch`` for the forwarder, which publishes them now: they are marked sent.
 
-        Rows as SQLite returns them (no StoredReading per row: a drain reads 10^5 a second)."""
-        rows = await self._in_db(self._select, after_seq, upto_seq, limit)
-        if rows:
-            self.mark_sent(rows[-1][0])
-        return rows
+        Packed rows and their series (no StoredReading per row: a drain reads 10^5 a second)."""
+        # Marked sent on the database thread, with the read: a commit queued behind the read
+        # would otherwise drop them (counted as dropped) before this coroutine resumes.
+        return await self._in_db(self._select_packed, after_seq, upto_seq, limit, True)
 
     def mark_sent(self, upto_seq: int) -> None:
-        """Readings up to ``upto_seq`` were handed to the broker: never drop them unacked."""
+        """Readings up to ``upto_seq`` were handed to the broker: never drop them unacked.
+        (Called on the database thread, which alone reads it, in ``_drop_oldest``.)"""
         self._sent = max(self._sent, upto_seq)
 
     def ack(self, upto_seq: int) -> None:
@@ -429,6 +479,7 @@ class Outbox:
         self._next_seq = _meta(conn, "next_seq")
         self._epoch = f"{_meta(conn, 'epoch'):016x}"
         self._dropped = _meta(conn, "dropped")
+        self._series = _SeriesIds.load(conn)
         first = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
         self._first_seq = first
         self._acked = self._ack_written = (first - 1) if first is not None else self._next_seq - 1
@@ -523,14 +574,19 @@ class Outbox:
         conn = self._conn
         assert conn is not None
         start = self._next_seq
-        rows = [
-            (seq, r.device, r.metric, r.value, r.unit, r.ts_ms, r.quality.value)
-            for seq, r in enumerate(batch, start=start)
+        if len(self._series) > MAX_SERIES:
+            self._forget_unused_series()
+        ids = self._series
+        known = len(ids)
+        # Reading's fields: device, metric, value, unit, ts_ms, quality.
+        rows: list[PackedRow] = [
+            (seq, ids[d, m, u, q], v, ts) for seq, (d, m, v, u, ts, q) in enumerate(batch, start)
         ]
+        new = ids.added_since(known)
         dropped_now = 0
         try:
             try:
-                self._commit(rows, ack, start)
+                self._commit(rows, new, ack, start)
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode != sqlite3.SQLITE_FULL:
                     raise
@@ -540,7 +596,7 @@ class Outbox:
                 )
                 dropped_now += self._make_room(len(rows))
                 try:
-                    self._commit(rows, ack, start)
+                    self._commit(rows, new, ack, start)
                 except sqlite3.OperationalError as again:
                     if again.sqlite_errorcode == sqlite3.SQLITE_FULL:
                         raise OutboxFull(f"outbox {self._config.path}: disk full") from again
@@ -550,21 +606,29 @@ class Outbox:
                 dropped_now += self._drop_oldest()
         except sqlite3.Error as exc:
             raise StoreError(f"outbox write failed: {exc}") from exc
+        finally:
+            if self._next_seq == start and rows:  # not committed: forget the series it made
+                ids.forget(new)
         first = conn.execute("SELECT min(seq) FROM readings").fetchone()[0]
         return first, dropped_now
 
-    def _commit(self, rows: list[_Row], ack: int, start: int) -> None:
+    def _commit(
+        self, rows: list[PackedRow], new: list[tuple[int, SeriesName]], ack: int, start: int
+    ) -> None:
         conn = self._conn
         assert conn is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
             if ack:
                 conn.execute("DELETE FROM readings WHERE seq <= ?", (ack,))
+            if new:
+                conn.executemany(
+                    "INSERT INTO series (id, device, metric, unit, quality) VALUES (?, ?, ?, ?, ?)",
+                    [(sid, *name) for sid, name in new],
+                )
             if rows:
                 conn.executemany(
-                    "INSERT INTO readings (seq, device, metric, value, unit, ts_ms, quality)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+                    "INSERT INTO readings (seq, series, value, ts_ms) VALUES (?, ?, ?, ?)", rows
                 )
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'next_seq'", (start + len(rows),)
@@ -576,6 +640,16 @@ class Outbox:
             raise
         self._next_seq = start + len(rows)
         self._commits += 1
+
+    def _forget_unused_series(self) -> None:
+        """Delete the series no stored reading names, and number the rest in a new table
+        (rows already read keep the old one, so what an encoder cached stays right)."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("DELETE FROM series WHERE id NOT IN (SELECT DISTINCT series FROM readings)")
+        conn.execute("COMMIT")
+        self._series = _SeriesIds.load(conn)
 
     def _make_room(self, needed_rows: int) -> int:
         """After SQLITE_FULL: release the disk reserve, fold the WAL into the database and
@@ -667,6 +741,21 @@ class Outbox:
             raise StoreError(f"outbox read failed: {exc}") from exc
         return rows
 
+    def _select_packed(
+        self, after_seq: int, upto_seq: int, limit: int, mark_sent: bool = False
+    ) -> SeriesRows:
+        conn = self._conn
+        assert conn is not None
+        try:
+            rows: list[PackedRow] = conn.execute(
+                SELECT_PACKED, (after_seq, upto_seq, limit)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"outbox read failed: {exc}") from exc
+        if mark_sent and rows:
+            self.mark_sent(rows[-1][0])
+        return SeriesRows(rows, self._series.table)
+
     def _stored_figures(self) -> tuple[int, int | None, int | None, int]:
         """(depth, first stored seq, its timestamp, readings purged so far)."""
         conn = self._conn
@@ -729,15 +818,59 @@ def _meta(conn: sqlite3.Connection, key: str) -> int:
     return int(conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
 
 
-#: A row of the readings table as it is inserted: (seq, device, metric, value, unit, ts_ms,
-#: quality).
-_Row = tuple[int, str, str, float, str, int, str]
-
 #: The stored readings in a range, columns in StoredReading's order (the reader uses it too).
 SELECT_READINGS = (
-    "SELECT seq, device, metric, value, unit, ts_ms, quality FROM readings"
+    "SELECT seq, device, metric, value, unit, ts_ms, quality FROM stored_readings"
     " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
 )
+
+#: The same as packed rows (seq, series id, value, ts_ms), for the forwarder.
+SELECT_PACKED = (
+    "SELECT seq, series, value, ts_ms FROM readings WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)
+
+
+class _SeriesIds(dict[tuple[str, str, str, str], int]):
+    """Series ids by (device, metric, unit, quality), and the :class:`SeriesTable` naming them;
+    a series not seen before gets the next id (stored with the commit that first uses it)."""
+
+    def __init__(self, table: SeriesTable | None = None) -> None:
+        super().__init__()
+        self.table = SeriesTable() if table is None else table
+        self._order: list[int] = []  # ids in the order they were given
+        self._next = max(self.table.names, default=0) + 1
+        for sid, name in self.table.names.items():
+            self[name] = sid
+            self._order.append(sid)
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection) -> _SeriesIds:
+        rows = conn.execute("SELECT id, device, metric, unit, quality FROM series ORDER BY id")
+        return cls(SeriesTable({sid: SeriesName(*name) for sid, *name in rows}))
+
+    def __missing__(self, key: tuple[str, str, str, str]) -> int:
+        device, metric, unit, quality = key
+        sid = self._next
+        self._next += 1
+        self.table.names[sid] = SeriesName(device, metric, unit, str(quality))
+        self[key] = sid
+        self._order.append(sid)
+        return sid
+
+    def added_since(self, known: int) -> list[tuple[int, SeriesName]]:
+        """The series given ids after the first ``known``, with their names."""
+        names = self.table.names
+        return [(sid, names[sid]) for sid in self._order[known:]]
+
+    def forget(self, new: list[tuple[int, SeriesName]]) -> None:
+        """Take back series whose commit failed (their ids are given again)."""
+        for sid, name in new:
+            del self.table.names[sid]
+            self.pop(name, None)
+            self._order.remove(sid)
+        if new:
+            self._next = min(sid for sid, _ in new)
+
 
 _QUALITY = {q.value: q for q in Quality}
 _NAN = math.nan

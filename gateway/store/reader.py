@@ -51,9 +51,10 @@ PURGE_CHUNK = 5000
 BUSY_TIMEOUT = 10.0  # seconds purge waits for the gateway's write lock
 
 #: Export columns, in order: the fields of a reading as published (docs/mqtt.md).
-#: The migration that made stored readings typed rows (gateway/store/outbox.py).
+#: The migration that made stored readings readable by name in the ``stored_readings`` view
+#: (gateway/store/outbox.py), which export reads.
 TYPED_ROWS_VERSION = next(
-    n for n, (name, _) in enumerate(MIGRATIONS, start=1) if name == "0004_typed_readings"
+    n for n, (name, _) in enumerate(MIGRATIONS, start=1) if name == "0005_series"
 )
 
 EXPORT_COLUMNS = ("seq", "device", "metric", "value", "unit", "ts", "quality")

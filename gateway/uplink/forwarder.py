@@ -104,6 +104,9 @@ def reply_topic(config: GatewayConfig) -> str:
     return f"{config.mqtt.topic_prefix}/{config.gateway_id}/reply"
 
 
+#: Publishes besides the readings' that may await a PUBACK at once (health, status, replies).
+PENDING_BESIDE_READINGS = 8
+
 #: Called with the payload and retain flag of each message that arrives on a subscribed topic.
 MessageHandler = Callable[[bytes, bool], Awaitable[None]]
 
@@ -351,7 +354,7 @@ class Forwarder:
         # readings are still only ever resent from the outbox.
         v5 = self._mqtt.protocol is MqttProtocol.V5
         expiry = self._mqtt.session_expiry_s
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             broker.host,
             broker.port,
             identifier=self._config.gateway_id,
@@ -377,6 +380,11 @@ class Forwarder:
             max_inflight_messages=self._mqtt.max_inflight,
             max_queued_outgoing_messages=self._mqtt.max_inflight * 2,
         )
+        # aiomqtt logs a warning for every publish made while more than this many await their
+        # PUBACK; the drain keeps max_inflight of them on purpose (plus health, status and
+        # command replies): during a backlog drain that was a warning per message.
+        client.pending_calls_threshold = self._mqtt.max_inflight + PENDING_BESIDE_READINGS
+        return client
 
     async def run(self) -> None:
         """Connect, drain, fail over and reconnect with backoff; forever (until cancelled)."""

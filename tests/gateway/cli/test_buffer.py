@@ -88,7 +88,8 @@ def write_config(tmp_path: Path, outbox: str = "outbox.db") -> Path:
 def stored(path: Path) -> list[StoredReading]:
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
-            "SELECT seq, device, metric, value, unit, ts_ms, quality FROM readings ORDER BY seq"
+            "SELECT seq, device, metric, value, unit, ts_ms, quality FROM stored_readings"
+            " ORDER BY seq"
         ).fetchall()
     return [stored_reading(row) for row in rows]
 
@@ -154,7 +155,7 @@ def test_status_counts_drops(tmp_path: Path) -> None:
 
     async def overfill() -> int:
         async with Outbox(OutboxConfig(path=path, max_bytes=256 * 1024)) as box:
-            for i in range(20):
+            for i in range(60):  # rows are ~25 bytes: 30,000 are well over 256 KiB
                 await box.put_many(sample(500, start=i * 500))
                 await box._flush()
             return (await box.stats()).dropped
@@ -163,7 +164,7 @@ def test_status_counts_drops(tmp_path: Path) -> None:
     assert dropped > 0
     data = json.loads(buffer("status", "-c", str(config), "--json").stdout)
     assert data["dropped"] == dropped
-    assert data["depth"] == 10_000 - dropped
+    assert data["depth"] == 30_000 - dropped
     assert data["first_seq"] == dropped + 1
 
 

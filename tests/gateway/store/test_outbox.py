@@ -252,7 +252,7 @@ def test_readings_are_stored_as_typed_rows(tmp_path: Path) -> None:
     assert nan[:3] == (2, "m-1", "x")
     assert inf.value == float("inf")
     conn = sqlite3.connect(tmp_path / "outbox.db")
-    columns = [r[1] for r in conn.execute("PRAGMA table_info(readings)")]
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(stored_readings)")]
     assert columns == ["seq", "device", "metric", "value", "unit", "ts_ms", "quality"]
 
 

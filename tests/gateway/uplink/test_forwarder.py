@@ -261,3 +261,21 @@ def test_the_forwarder_publishes_any_reading_source(tmp_path: Path, mosquitto: M
     live = [r for p in payloads[2:] for r in json.loads(p)["readings"]]
     assert [r["seq"] for r in live] == [4, 5, 6]
     assert all(json.loads(p)["historical"] is False for p in payloads[2:])
+
+
+def test_a_backlog_drain_logs_no_warning_per_message(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """max_inflight publishes awaiting their PUBACK is the plan, not a concern for aiomqtt."""
+    config = make_config(tmp_path, mosquitto.port, readings_per_message=10, max_inflight=16)
+
+    async def scenario() -> None:
+        async with Outbox(config.outbox) as outbox:
+            await outbox.put_many(batch(2000, 0))
+        async with subscribed(mosquitto, "streetgate/gw-test/readings") as sub:
+            async with pipeline(config):
+                await sub.wait_for(2000, 20)
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(scenario())
+    assert not [r for r in caplog.records if "pending publish calls" in r.getMessage()]
