@@ -169,6 +169,9 @@ EPOCH_PATTERN = r"^[0-9a-f]{16}$"
 #: more are forgotten (a source that invents metric names cannot grow the table for good).
 MAX_SERIES = 50_000
 
+#: Acknowledged readings deleted per transaction while the disk is full (_make_room).
+ACK_DELETE_STEP = 1000
+
 #: Seconds between attempts to commit while the disk is full.
 DISK_FULL_RETRY = 1.0
 
@@ -594,7 +597,7 @@ class Outbox:
                     "outbox %s: the disk is full; dropping the oldest readings to make room",
                     self._config.path,
                 )
-                dropped_now += self._make_room(len(rows))
+                dropped_now += self._make_room(len(rows), ack)
                 try:
                     self._commit(rows, new, ack, start)
                 except sqlite3.OperationalError as again:
@@ -604,6 +607,8 @@ class Outbox:
             self._used_bytes = self._measure_bytes()
             if self._used_bytes > self._config.max_bytes:
                 dropped_now += self._drop_oldest()
+            if self._reserve.size and not self._reserve.held:
+                self._ensure_reserve_if_room()
         except sqlite3.Error as exc:
             raise StoreError(f"outbox write failed: {exc}") from exc
         finally:
@@ -651,16 +656,19 @@ class Outbox:
         conn.execute("COMMIT")
         self._series = _SeriesIds.load(conn)
 
-    def _make_room(self, needed_rows: int) -> int:
+    def _make_room(self, needed_rows: int, ack: int = 0) -> int:
         """After SQLITE_FULL: release the disk reserve, fold the WAL into the database and
-        truncate it (the WAL never outgrows half the reserve), drop the oldest unsent readings
-        (a tenth of them, at least as many as are waiting), give their pages back to the
-        filesystem and make the reserve again. Returns how many readings were dropped."""
+        truncate it (the WAL never outgrows half the reserve), delete the acknowledged readings
+        in small steps, drop the oldest unsent readings (a tenth of them, at least as many as
+        are waiting), give their pages back to the filesystem and make the reserve again.
+        Returns how many readings were dropped."""
         conn = self._conn
         assert conn is not None
         self._reserve.release()
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if ack:
+                self._delete_acked_in_steps(ack)
             dropped = self._drop_oldest(minimum=needed_rows, fraction=0.1)
             # Hand the dropped readings' pages back to the filesystem (the file shrinks at the
             # checkpoint), so the reserve can be made again.
@@ -676,7 +684,11 @@ class Outbox:
                 dropped += more
                 conn.execute("PRAGMA incremental_vacuum")
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._reserve.ensure()
+            self._ensure_reserve_if_room()
+            # Else every unsent reading is gone and the rest await their PUBACK: the retried
+            # commit (whose ack deletes them) takes the reserve's room, and the reserve is
+            # made again once there is room for it beside a commit (_write). Taking it back
+            # now made every commit fail again, for good (the platform's acks never landed).
         except sqlite3.OperationalError as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -684,6 +696,31 @@ class Outbox:
                 raise OutboxFull(f"outbox {self._config.path}: disk full, cannot drop") from exc
             raise
         return dropped
+
+    def _delete_acked_in_steps(self, ack: int) -> None:
+        """Delete the readings up to ``ack`` a few pages at a time, the WAL folded back after
+        each step: one DELETE of a long acknowledged run writes every page it touches to the
+        WAL, more than a full disk has room for (with rows of a few numbers, a PUBACK'd
+        backlog is tens of thousands of readings), and then no commit could ever land."""
+        conn = self._conn
+        assert conn is not None
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            deleted = conn.execute(
+                "DELETE FROM readings WHERE seq IN "
+                "(SELECT seq FROM readings WHERE seq <= ? ORDER BY seq LIMIT ?)",
+                (ack, ACK_DELETE_STEP),
+            ).rowcount
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA incremental_vacuum")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if deleted < ACK_DELETE_STEP:
+                return
+
+    def _ensure_reserve_if_room(self) -> None:
+        """Make the disk reserve again when it fits beside a commit's WAL."""
+        if self._free_bytes() >= self._reserve.size + self._commit_headroom():
+            self._reserve.ensure()
 
     def _free_bytes(self) -> int:
         st = os.statvfs(self._config.path.parent)
