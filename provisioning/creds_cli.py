@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import ConfigOption, err, load_or_exit, reporting
+from gateway.cli.common import ConfigOption, err, load_or_exit, note, reporting, warn
 from gateway.cli.exit_codes import ExitCode
 from gateway.core.errors import CredsError
 from provisioning import command_key_cli
@@ -52,7 +52,7 @@ def init(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Make the gateway's private key (mode 0600) and a certificate signing request for it."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "creds")
     with reporting("creds", CredsError), working(f"making a {key_type.value} private key"):
         result = init_credentials(cfg, key_type, directory, force=force)
     if as_json:
@@ -72,7 +72,7 @@ def init(
         f"  streetgate creds install -c {config} --cert SIGNED.crt [--ca CA.crt]"
     )
     if not result.configured:
-        err(f"note: point mqtt.tls.key_file in {config} at {result.key_file}")
+        note("creds", f"point mqtt.tls.key_file in {config} at {result.key_file}")
 
 
 def install(
@@ -85,7 +85,7 @@ def install(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Check a signed certificate against the key, gateway id and CA, then install it."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "creds")
     with reporting("creds", CredsError):
         leaf, installed = install_certificate(cfg, cert, ca, _now())
     if as_json:
@@ -156,21 +156,24 @@ def show(
     Exits 1 when the certificate has expired or does not match the key, 5 when the key is
     readable by others.
     """
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "creds")
     with reporting("creds", CredsError):
         info = describe_certificate(cfg, _now())
     typer.echo(json.dumps(show_dict(info)) if as_json else _show_text(info))
     code = ExitCode.OK
     if info.expired:
-        err(f"the certificate expired on {info.not_after:%Y-%m-%d}: get a new one signed")
+        err(
+            f"error: creds: the certificate expired on {info.not_after:%Y-%m-%d}:"
+            " get a new one signed"
+        )
         code = ExitCode.FAILURE
     elif info.days_left < EXPIRY_WARNING_DAYS:
-        err(f"warning: the certificate expires in {info.days_left} day(s): renew it soon")
+        warn("creds", f"the certificate expires in {info.days_left} day(s): renew it soon")
     if info.key_matches is False:
-        err(f"the certificate is not for the private key {info.key_file}")
+        err(f"error: creds: the certificate is not for the private key {info.key_file}")
         code = ExitCode.FAILURE
     if info.key_mode is not None and not info.key_mode_ok:
-        err(f"the private key is readable by others: chmod 600 {info.key_file}")
+        err(f"error: creds: the private key is readable by others: chmod 600 {info.key_file}")
         code = ExitCode.PERMISSION
     if code is not ExitCode.OK:
         raise typer.Exit(code)

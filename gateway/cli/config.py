@@ -1,5 +1,9 @@
 """``streetgate validate`` and ``config validate|show``: check a config, print the effective one.
 
+Both find the config by the one rule of every command (gateway/cli/common.py): ``-c PATH``,
+else STREETGATE_CONFIG, else /etc/streetgate/config.toml; ``validate`` also takes the file as
+an argument, as it always did (not together with ``-c``).
+
 ``show`` prints the config after defaults (what the gateway will use), as TOML or with
 ``--json`` as one JSON object; secrets are masked unless ``--no-redact``: BTHome bindkeys and
 any key named like ``key``, ``password``, ``token`` or ``secret``. Files holding secrets
@@ -14,7 +18,15 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import err, load_or_exit
+from gateway.cli.common import (
+    UncheckedConfigOption,
+    command_name,
+    config_given_by,
+    err,
+    fail,
+    load_or_exit,
+    missing_config,
+)
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import describe, device_names
 from gateway.config.effective import effective_config
@@ -26,15 +38,39 @@ from gateway.core.errors import ConfigError
 __all__ = ["app", "show", "summary", "transport_warning_lines", "validate", "validate_json"]
 
 
+def _the_file(ctx: typer.Context, config: Path, file: Path | None) -> Path:
+    """The config file: the argument, else ``-c``/STREETGATE_CONFIG/the default; exits if
+    both ``-c`` and the argument are given, or the variable or default names no file."""
+    what = command_name(ctx)
+    given_by = config_given_by(ctx)
+    if file is not None:
+        if given_by == "option":
+            both = f"give the config file once: -c {config} or {file}, not both"
+            fail(what, both, ExitCode.USAGE)
+        config, given_by = file, "option"
+    problem = missing_config(config, given_by)
+    if problem is not None:
+        fail(what, problem, ExitCode.CONFIG)
+    return config
+
+
+FileArgument = Annotated[
+    Path | None,
+    typer.Argument(help="The config file: the same as -c FILE (not both).", show_default=False),
+]
+
+
 def show(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Gateway config file (TOML).")],
+    ctx: typer.Context,
+    config: UncheckedConfigOption,
+    file: FileArgument = None,
     redact: Annotated[
         bool, typer.Option("--redact/--no-redact", help="Mask secrets (BTHome keys, passwords).")
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """The effective config after defaults (TOML, or JSON with --json), secrets masked."""
-    data = effective_config(load_or_exit(config), redact=redact)
+    data = effective_config(load_or_exit(_the_file(ctx, config, file), "config"), redact=redact)
     typer.echo(json.dumps(data) if as_json else dumps(data), nl=as_json)
 
 
@@ -56,16 +92,16 @@ def summary(config: GatewayConfig) -> str:
     return "\n".join(lines)
 
 
-def transport_warning_lines(config: GatewayConfig) -> list[str]:
-    """``warning: ...`` lines for an insecure broker connection
-    (gateway/config/transport_security.py)."""
+def transport_warning_lines(config: GatewayConfig, what: str) -> list[str]:
+    """``warning: <what>: ...`` lines for an insecure broker connection
+    (gateway/config/transport_security.py), ``note: <what>: ...`` for a lesser point."""
     return [
-        f"{'warning' if w.serious else 'note'}: {w.message}; {w.hint}"
+        f"{'warning' if w.serious else 'note'}: {what}: {w.message}; {w.hint}"
         for w in transport_warnings(config.mqtt)
     ]
 
 
-def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
+def validate_json(file: Path, what: str) -> tuple[dict[str, object], GatewayConfig | None]:
     """``validate --json``: the verdict, every issue and the devices, as one JSON document."""
     try:
         config = load_config(file)
@@ -80,7 +116,7 @@ def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
         "broker": f"{config.mqtt.host}:{config.mqtt.port}",
         "tls": config.mqtt.tls is not None,
         "insecure": insecure_flags(config.mqtt),
-        "warnings": transport_warning_lines(config),
+        "warnings": transport_warning_lines(config, what),
         "outbox": str(config.outbox.path),
         "devices": devices,
         "summary": summary(config).splitlines(),
@@ -88,24 +124,28 @@ def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
 
 
 def validate(
-    file: Annotated[Path, typer.Argument(help="Config file to check.")],
+    ctx: typer.Context,
+    config: UncheckedConfigOption,
+    file: FileArgument = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Check a config file: print "ok" and a summary, or every error (non-zero exit).
 
     The same as ``streetgate config validate``.
     """
+    what = command_name(ctx)
+    config = _the_file(ctx, config, file)
     if as_json:
-        data, config = validate_json(file)
+        data, loaded = validate_json(config, what)
         typer.echo(json.dumps(data))
-        if config is None:
-            err(f"invalid configuration in {file}")
-            raise typer.Exit(ExitCode.CONFIG)
+        if loaded is None:
+            invalid = f"invalid configuration in {config} (the issues are in the JSON above)"
+            fail(what, invalid, ExitCode.CONFIG)
         return
-    config = load_or_exit(file)
-    typer.echo(f"ok: {file}")
-    typer.echo(summary(config))
-    for line in transport_warning_lines(config):
+    valid = load_or_exit(config, what)
+    typer.echo(f"ok: {config}")
+    typer.echo(summary(valid))
+    for line in transport_warning_lines(valid, what):
         err(line)
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import fail, load_or_exit
+from gateway.cli.common import ConfigOption, fail, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.change import read_marker
 from gateway.core.errors import (
@@ -43,19 +43,14 @@ async def _serve(config_path: Path) -> None:
 
 
 def run(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
-        ),
-    ],
+    config: ConfigOption,
     log_level: Annotated[
         str, typer.Option(envvar="STREETGATE_LOG_LEVEL", help="debug, info, warning or error.")
     ] = "info",
 ) -> None:
     """Run the gateway: poll devices, buffer readings, forward them to the broker."""
     if read_marker(config) is None:
-        load_or_exit(config)  # with a remote change pending, the supervisor settles it first
+        load_or_exit(config, "run")  # with a remote change pending, the supervisor settles it first
     setup_logging(log_level)
     try:
         asyncio.run(_serve(config.absolute()))  # config-get reports where it is
