@@ -1,4 +1,5 @@
-"""``streetgate validate`` and ``config validate|show``: check a config, print the effective one.
+"""``streetgate validate`` and ``config validate|show|schema|reference``: check a config, print
+the effective one, the JSON Schema of the file or the reference of its keys.
 
 Both find the config by the one rule of every command (gateway/cli/common.py): ``-c PATH``,
 else STREETGATE_CONFIG, else /etc/streetgate/config.toml; ``validate`` also takes the file as
@@ -28,6 +29,7 @@ from gateway.cli.common import (
     missing_config,
 )
 from gateway.cli.exit_codes import ExitCode
+from gateway.cli.reference import reference_markdown, schema_json
 from gateway.config.devices import describe, device_names
 from gateway.config.effective import effective_config
 from gateway.config.model import GatewayConfig, load_config
@@ -35,7 +37,16 @@ from gateway.config.toml_write import dumps
 from gateway.config.transport_security import insecure_flags, transport_warnings
 from gateway.core.errors import ConfigError
 
-__all__ = ["app", "show", "summary", "transport_warning_lines", "validate", "validate_json"]
+__all__ = [
+    "app",
+    "reference",
+    "schema",
+    "show",
+    "summary",
+    "transport_warning_lines",
+    "validate",
+    "validate_json",
+]
 
 
 def _the_file(ctx: typer.Context, config: Path, file: Path | None) -> Path:
@@ -149,10 +160,23 @@ def validate(
         err(line)
 
 
+def schema() -> None:
+    """Print the JSON Schema of the config file, for editors (docs/config.md says how)."""
+    typer.echo(schema_json(), nl=False)
+
+
+def reference() -> None:
+    """Print the reference of every config key (Markdown; docs/config.md)."""
+    typer.echo(reference_markdown(), nl=False)
+
+
 app = typer.Typer(
     name="config",
-    help="Check a config file, or print the effective config (secrets masked).",
+    help="Check a config file, print the effective config (secrets masked), its schema or its "
+    "reference.",
     no_args_is_help=True,
 )
 app.command("validate")(validate)
 app.command("show")(show)
+app.command("schema")(schema)
+app.command("reference")(reference)

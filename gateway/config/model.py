@@ -46,10 +46,23 @@ __all__ = [
 class TlsConfig(Frozen):
     """TLS towards the broker; client certificate and key are optional (mutual TLS)."""
 
-    ca_file: Path
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure_skip_verify: bool = False
+    ca_file: Path = Field(
+        description="CA certificate(s) the broker's certificate must chain to (PEM); relative "
+        "paths are relative to the config file's folder."
+    )
+    cert_file: Path | None = Field(
+        default=None,
+        description="This gateway's client certificate (PEM), for mutual TLS; give key_file too.",
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="The private key of cert_file (PEM), owned by the service user, mode 0600.",
+    )
+    insecure_skip_verify: bool = Field(
+        default=False,
+        description="Do not check the broker's certificate or host name: for a test bench only "
+        "(validate, doctor and the log warn).",
+    )
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TlsConfig:
@@ -75,21 +88,70 @@ class MqttProtocol(StrEnum):
 class MqttConfig(Frozen):
     """Where readings go."""
 
-    host: str = Field(min_length=1)
-    port: int = Field(default=1883, ge=1, le=65535)
-    keepalive: Seconds = 30.0
-    topic_prefix: str = "streetgate"  # checked by _topic_prefix_rules
-    username: str | None = Field(default=None, min_length=1)
-    password_file: Path | None = None
-    tls: TlsConfig | None = None
-    readings_per_message: int = Field(default=500, ge=1, le=10_000)
-    max_inflight: int = Field(default=16, ge=1, le=1000)
-    publish_timeout: Seconds = 10.0
-    reconnect_min: Seconds = 0.5
-    reconnect_max: Seconds = 5.0  # the longest a returning broker waits for this gateway
-    health_interval: Seconds = 60.0  # health is also published at once when it changes
-    payload_format: PayloadFormat = PayloadFormat.STREETGATE
-    protocol: MqttProtocol = MqttProtocol.V311
+    host: str = Field(min_length=1, description="The broker's host name or IP address.")
+    port: int = Field(
+        default=1883,
+        ge=1,
+        le=65535,
+        description="The broker's TCP port: usually 8883 with TLS, 1883 without.",
+    )
+    keepalive: Seconds = Field(
+        default=30.0, description="MQTT keep-alive: how soon a silent connection is noticed."
+    )
+    # checked by _topic_prefix_rules
+    topic_prefix: str = Field(
+        default="streetgate",
+        description="First level(s) of every topic: `<prefix>/<gateway_id>/...` (docs/mqtt.md); "
+        "no wildcards, no leading '$', no empty level, at most 128 bytes.",
+    )
+    username: str | None = Field(
+        default=None, min_length=1, description="MQTT user name, if the broker asks for one."
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="File holding the MQTT password on its first line (mode 0600); never "
+        "the password itself in the config.",
+    )
+    tls: TlsConfig | None = Field(
+        default=None, description="TLS towards the broker; plain TCP when absent."
+    )
+    readings_per_message: int = Field(
+        default=500, ge=1, le=10_000, description="Most readings one MQTT message carries."
+    )
+    max_inflight: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Messages published and not yet acknowledged (PUBACK) at once.",
+    )
+    publish_timeout: Seconds = Field(
+        default=10.0,
+        description="How long a message may wait for its PUBACK before the connection is "
+        "dropped and made again.",
+    )
+    reconnect_min: Seconds = Field(
+        default=0.5, description="First wait before connecting again after a lost connection."
+    )
+    # the longest a returning broker waits for this gateway
+    reconnect_max: Seconds = Field(
+        default=5.0,
+        description="Longest wait between connection attempts (the wait doubles, with jitter).",
+    )
+    # health is also published at once when it changes
+    health_interval: Seconds = Field(
+        default=60.0,
+        description="How often the health message is published; also at once on a change.",
+    )
+    payload_format: PayloadFormat = Field(
+        default=PayloadFormat.STREETGATE,
+        description="How readings are encoded: streetgate's JSON envelope or a SenML pack "
+        "(RFC 8428); docs/mqtt.md.",
+    )
+    protocol: MqttProtocol = Field(
+        default=MqttProtocol.V311,
+        description="MQTT version spoken to the broker: 3.1.1, or 5 (the broker is told the "
+        "largest packet the gateway takes).",
+    )
 
     @field_validator("topic_prefix")
     @classmethod
@@ -145,16 +207,42 @@ class Synchronous(StrEnum):
 class OutboxConfig(Frozen):
     """The SQLite store-and-forward buffer."""
 
-    path: Path
-    max_bytes: Bytes = 256 * 1024 * 1024
-    commit_interval: Seconds = 0.05  # what a power cut or SIGKILL can lose, at most
-    commit_max_readings: int = Field(default=1000, ge=1, le=100_000)
-    synchronous: Synchronous = Synchronous.NORMAL
-    queue_size: int = Field(default=10_000, ge=1)
+    path: Path = Field(
+        description="The SQLite outbox file (readings waiting for the broker); relative paths "
+        "are relative to the config file's folder."
+    )
+    max_bytes: Bytes = Field(
+        default=256 * 1024 * 1024,
+        description="Largest the outbox may grow; when full, the oldest readings are dropped "
+        "(and counted).",
+    )
+    commit_interval: Seconds = Field(
+        default=0.05,
+        description="Readings are written to disk at least this often: what a power cut or "
+        "SIGKILL can lose, at most. At most 1s.",
+    )
+    commit_max_readings: int = Field(
+        default=1000, ge=1, le=100_000, description="Most readings written in one transaction."
+    )
+    synchronous: Synchronous = Field(
+        default=Synchronous.NORMAL,
+        description="SQLite PRAGMA synchronous (WAL mode); off trades durability for speed "
+        "(docs/durability.md).",
+    )
+    queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Readings waiting in memory to be written; when full, device polls wait "
+        "(backpressure, never loss).",
+    )
     # Disk space kept in a file beside the outbox and given back when the disk fills up, so
     # the outbox can checkpoint and drop its oldest readings instead of wedging; the WAL is
     # checkpointed before it outgrows half of it. 0 turns it off.
-    disk_reserve: BytesOrZero = 8 * 1024 * 1024
+    disk_reserve: BytesOrZero = Field(
+        default=8 * 1024 * 1024,
+        description="Disk space kept in a file beside the outbox and given back when the disk "
+        "fills up, so the outbox can still drop its oldest readings; 0 turns it off.",
+    )
 
     @field_validator("commit_interval")
     @classmethod
@@ -167,12 +255,27 @@ class OutboxConfig(Frozen):
 class GatewayConfig(Frozen):
     """Everything a gateway needs, from one TOML file."""
 
-    gateway_id: str = Field(pattern=NAME_PATTERN, max_length=64)
-    mqtt: MqttConfig
-    outbox: OutboxConfig
-    devices: tuple[DeviceConfig, ...] = ()
-    metrics: MetricsConfig | None = None  # the local OpenMetrics endpoint; off when absent
-    management: ManagementConfig | None = None  # signed commands; local only (absent: unsigned)
+    gateway_id: str = Field(
+        pattern=NAME_PATTERN,
+        max_length=64,
+        description="This gateway's id, in every topic and reading: letters, digits, '_', '.', "
+        "'-'; unique in the fleet.",
+    )
+    mqtt: MqttConfig = Field(description="The broker readings go to.")
+    outbox: OutboxConfig = Field(description="The SQLite store-and-forward buffer.")
+    devices: tuple[DeviceConfig, ...] = Field(
+        default=(), description="The devices to read: one [[devices]] table each, by kind."
+    )
+    # the local OpenMetrics endpoint; off when absent
+    metrics: MetricsConfig | None = Field(
+        default=None,
+        description="The local OpenMetrics endpoint and status page; off when absent.",
+    )
+    # signed commands; local only (absent: unsigned)
+    management: ManagementConfig | None = Field(
+        default=None,
+        description="Whether remote commands must be signed; absent: unsigned commands run.",
+    )
 
     # A field validator, so the issue is located at "devices" (a model validator has no key path).
     @field_validator("devices")
