@@ -80,8 +80,12 @@ def missing_config(path: Path, given_by: str) -> str | None:
 
 def command_name(ctx: typer.Context) -> str:
     """The command as errors name it: its group, ``buffer`` for ``streetgate buffer export``."""
-    words = ctx.command_path.split()
-    return words[1] if len(words) > 1 else ctx.command_path
+    # The context just below the root's; not the path's second word, which for
+    # `python -m gateway validate` is "-m".
+    here: Any = ctx  # a typer.Context; its parents are click's contexts
+    while here.parent is not None and here.parent.parent is not None:
+        here = here.parent
+    return str(here.info_name or here.command_path)
 
 
 def _config_exists(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> Path:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-import annotated_types
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
@@ -244,24 +243,29 @@ def _human_size(size: int) -> str:
 def _allowed_text(info: FieldInfo) -> str:
     parts = list(_choices(info.annotation))
     suffix = "s" if value_kind(info.metadata) == "duration" else ""
-    lower_bounds_first = sorted(
-        info.metadata, key=lambda m: not isinstance(m, annotated_types.Gt | annotated_types.Ge)
+    # pydantic keeps a Field's constraints as annotated-types objects (Gt, Le, MinLen, ...) and
+    # a pattern in its own metadata: read by attribute, lower bounds first.
+    bounds = (
+        ("gt", "> {}{}"),
+        ("ge", "≥ {}{}"),
+        ("lt", "< {}{}"),
+        ("le", "≤ {}{}"),
     )
-    for item in lower_bounds_first:
-        if isinstance(item, annotated_types.Gt):
-            parts.append(f"> {item.gt}{suffix}")
-        elif isinstance(item, annotated_types.Ge):
-            parts.append(f"≥ {item.ge}{suffix}")
-        elif isinstance(item, annotated_types.Lt):
-            parts.append(f"< {item.lt}{suffix}")
-        elif isinstance(item, annotated_types.Le):
-            parts.append(f"≤ {_number(item.le)}{suffix}")
-        elif isinstance(item, annotated_types.MinLen) and item.min_length > 0:
-            parts.append("not empty" if item.min_length == 1 else f"≥ {item.min_length} items")
-        elif isinstance(item, annotated_types.MaxLen):
-            parts.append(f"≤ {item.max_length} characters")
-        elif getattr(item, "pattern", None):
-            parts.append(f"`{item.pattern}`")
+    for attribute, form in bounds:
+        for item in info.metadata:
+            value = getattr(item, attribute, None)
+            if value is not None:
+                parts.append(form.format(_number(value), suffix))
+    for item in info.metadata:
+        min_length = getattr(item, "min_length", None)
+        max_length = getattr(item, "max_length", None)
+        pattern = getattr(item, "pattern", None)
+        if min_length:
+            parts.append("not empty" if min_length == 1 else f"≥ {min_length} items")
+        if max_length is not None:
+            parts.append(f"≤ {max_length} characters")
+        if pattern:
+            parts.append(f"`{pattern}`")
     return ", ".join(parts)
 
 
