@@ -31,7 +31,7 @@ import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from drivers.profile import builtin_profiles
-from gateway.cli.common import err, fail
+from gateway.cli.common import err, fail, note, warn
 from gateway.cli.config import summary
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import (
@@ -121,8 +121,8 @@ def _secret_file(text: str, why: str) -> Path:
     path = _existing_file(text)
     mode = unsafe_mode(path)
     if mode is not None:
-        err(
-            f"warning: {path} can be read by other users (mode {mode:04o}); {why}: chmod 600 {path}"
+        warn(
+            "init", f"{path} can be read by other users (mode {mode:04o}); {why}: chmod 600 {path}"
         )
     return path
 
@@ -526,8 +526,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     try:
         config = parse_config(tomllib.loads(text), str(path), path.parent.resolve())
     except ConfigError as exc:  # the answers were checked one by one; together they must fit
-        err(str(exc))
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("init", exc, ExitCode.FAILURE)
     try:
         write_atomically(path, text.encode(), 0o600)
     except OSError as exc:
@@ -540,7 +539,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     err(f"wrote {path} (mode 0600)")
     err(summary(config))
     if not devices:
-        err("note: no devices yet; add [[devices]] tables (see README.md) or run init again")
+        note("init", "no devices yet; add [[devices]] tables (see README.md) or run init again")
     err(f"next: streetgate config validate {path}")
     err(f"      streetgate doctor -c {path}")
 

@@ -277,7 +277,7 @@ def test_an_existing_file_is_not_overwritten_without_force(tmp_path: Path) -> No
     result = run_init(str(path), *flags, "--force")
     assert result.exit_code == 0, result.output
     assert load_config(path).gateway_id == "gw"
-    assert "note: no devices yet" in result.stderr
+    assert "note: init: no devices yet" in result.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["gw.toml"]  # no temporary file left
 
@@ -297,7 +297,7 @@ def test_a_key_others_can_read_is_warned_about(
         "--non-interactive",
     )
     assert result.exit_code == 0, result.output
-    assert f"warning: {key} can be read by other users (mode 0644)" in result.stderr
+    assert f"warning: init: {key} can be read by other users (mode 0644)" in result.stderr
     assert f"chmod 600 {key}" in result.stderr
 
 
