@@ -23,7 +23,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 
@@ -35,7 +35,9 @@ __all__ = [
     "CONFIG_VARIABLE",
     "DEFAULT_CONFIG",
     "ConfigOption",
+    "GivenBy",
     "UncheckedConfigOption",
+    "command_name",
     "config_error_lines",
     "config_given_by",
     "err",
@@ -51,6 +53,8 @@ __all__ = [
 DEFAULT_CONFIG = Path("/etc/streetgate/config.toml")
 #: The variable naming the config file when ``-c`` is not given (a container, a test bench).
 CONFIG_VARIABLE = "STREETGATE_CONFIG"
+#: Where a command's config path came from: ``-c``, STREETGATE_CONFIG, or the default.
+GivenBy = Literal["option", "variable", "default"]
 
 
 def default_config() -> Path:
@@ -58,15 +62,17 @@ def default_config() -> Path:
     return DEFAULT_CONFIG
 
 
-def config_given_by(ctx: typer.Context, name: str = "config") -> str:
+def config_given_by(ctx: typer.Context, name: str = "config") -> GivenBy:
     """How the command's config option got its value: ``"option"`` (``-c``), ``"variable"``
     (STREETGATE_CONFIG) or ``"default"``."""
     source = ctx.get_parameter_source(name)
     kind = source.name if source is not None else "DEFAULT"
-    return {"COMMANDLINE": "option", "ENVIRONMENT": "variable"}.get(kind, "default")
+    if kind == "COMMANDLINE":
+        return "option"
+    return "variable" if kind == "ENVIRONMENT" else "default"
 
 
-def missing_config(path: Path, given_by: str) -> str | None:
+def missing_config(path: Path, given_by: GivenBy) -> str | None:
     """Why a config path that ``-c`` did not give cannot be used (no file there), or None.
 
     A path given with ``-c`` is left to :func:`load_config`, whose error names it.
