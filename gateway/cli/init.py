@@ -520,7 +520,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         "outbox": {"path": outbox_path},
         "devices": devices,
     }
-    text = "# Written by streetgate init; check with: streetgate config validate FILE\n" + dumps(
+    text = "# Written by streetgate init; check with: streetgate config validate -c FILE\n" + dumps(
         document
     )
     try:
@@ -540,7 +540,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     err(summary(config))
     if not devices:
         note("init", "no devices yet; add [[devices]] tables (see README.md) or run init again")
-    err(f"next: streetgate config validate {path}")
+    err(f"next: streetgate config validate -c {path}")
     err(f"      streetgate doctor -c {path}")
 
 

@@ -126,7 +126,7 @@ def test_the_wizard_writes_a_config_that_loads(
     assert "expected the bindkey as 32 hexadecimal digits" in err
     assert KEY not in err  # the bindkey prompt hides what is typed
     assert f"wrote {path} (mode 0600)" in err
-    assert f"next: streetgate config validate {path}" in err
+    assert f"next: streetgate config validate -c {path}" in err
     assert f"streetgate doctor -c {path}" in err
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -384,7 +384,7 @@ def test_the_wizard_in_a_real_terminal(tmp_path: Path, tls_files: tuple[Path, Pa
         elif prompt != "added bthome door-1":
             term.send(answer)
     term.expect("wrote site.toml (mode 0600)")
-    term.expect("next: streetgate config validate site.toml")
+    term.expect("next: streetgate config validate -c site.toml")
     rest = term.seen
     assert term.wait() == 0
     assert KEY not in rest
