@@ -38,7 +38,7 @@ def _message_starts(path: Path) -> list[tuple[int, str]]:
             continue  # a piece of an f-string, which is read whole
         if isinstance(node, ast.JoinedStr):
             text = "".join(
-                part.value
+                str(part.value)
                 if isinstance(part, ast.Constant)
                 else "{" + ast.unparse(part.value) + "}"
                 for part in node.values
