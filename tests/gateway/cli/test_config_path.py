@@ -163,3 +163,11 @@ def test_the_default_is_where_install_sh_puts_the_config() -> None:
     assert "ETC=/etc/streetgate\n" in script
     assert 'CONFIG="$ETC/config.toml"\n' in script
     assert Path("/etc/streetgate/config.toml") == common.DEFAULT_CONFIG
+
+
+def test_the_message_shown_in_the_readme_is_the_real_one(tmp_path: Path) -> None:
+    readme = (INSTALL_SH.parents[1] / "README.md").read_text(encoding="utf-8")
+    shown = [line for line in readme.splitlines() if line.startswith("error: status: no config")]
+    assert shown == [f"error: status: {common.missing_config(common.DEFAULT_CONFIG, 'default')}"]
+    if not common.DEFAULT_CONFIG.exists():  # as on a machine without an installed gateway
+        assert invoke("status").stderr.splitlines() == shown
