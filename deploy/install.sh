@@ -13,9 +13,11 @@
 # What it does: the system user `streetgate` (groups dialout and bluetooth), a virtual
 # environment in /opt/streetgate/venv with streetgate in it, /usr/local/bin/streetgate, the
 # unit /etc/systemd/system/streetgate.service, and /etc/streetgate/config.toml as a skeleton
-# (only when there is none). Once that config is valid (`streetgate init` writes one), a run
-# fixes its owner and mode, checks it as the service user and enables and starts the service.
-# See docs/deploy.md.
+# (only when there is none). Every later run fixes the config's owner and mode, checks it
+# with the installed streetgate (as the service user) and prints its errors, or the TLS files
+# still pending, with the next step; once it is valid and complete it enables and starts the
+# service. Files a `streetgate run` as root left in /var/lib/streetgate go back to the
+# service user. See docs/deploy.md, "First install".
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -41,7 +43,8 @@ Options:
   --from SPEC     a wheel, an sdist, a source directory, or a PyPI requirement
                   (default: this checkout when run from one, else "streetgate" from PyPI)
   --root DIR      install under DIR instead of / (no service is started there);
-                  also DESTDIR=DIR
+                  also DESTDIR=DIR. A tree without etc/passwd (a package's
+                  staging folder) gets no accounts: run this on the target once
   --python PATH   the Python to build the virtual environment with (default: python3)
   --reinstall     install streetgate again even if that version is there (a checkout
                   whose code changed but not its version)
@@ -124,26 +127,39 @@ esac
 
 # -- the service user -----------------------------------------------------------------------
 # useradd --prefix edits $ROOT/etc/{passwd,group,shadow} without chroot'ing into $ROOT.
+# A bare tree (no etc/passwd: a package's staging folder) gets no accounts: making a passwd
+# file there would replace the target's. Its folders stay root's until install.sh runs on the
+# target, which creates the user and gives them to it.
 prefix=()
 live || prefix=(--prefix "$ROOT")
+bare=0
+live || [ -f "$ROOT/etc/passwd" ] || bare=1
 in_file() { grep -q "^$1:" "$ROOT/etc/$2" 2>/dev/null; }
-if ! in_file "$SERVICE_USER" passwd; then
-    act "creating the system user $SERVICE_USER" \
-        useradd "${prefix[@]}" --system --user-group --home-dir "$STATE" --no-create-home \
-        --shell /usr/sbin/nologin --comment "streetgate edge gateway" "$SERVICE_USER"
-fi
-for group in dialout bluetooth; do
-    if ! in_file "$group" group; then
-        say "note: no group $group here (bluetooth comes with bluez); $SERVICE_USER is not in it"
-    elif ! grep -Eq "^$group:[^:]*:[^:]*:(.*,)?$SERVICE_USER(,|$)" "$ROOT/etc/group"; then
-        act "adding $SERVICE_USER to the group $group" \
-            usermod "${prefix[@]}" --append --groups "$group" "$SERVICE_USER"
+if [ "$bare" = 1 ]; then
+    say "note: $ROOT has no etc/passwd (a bare tree): the system user $SERVICE_USER is not created"
+    say "      in it and its folders stay root's; on the target, run deploy/install.sh (or"
+    say "      streetgate service install) once more: it creates $SERVICE_USER and gives it $STATE"
+else
+    if ! in_file "$SERVICE_USER" passwd; then
+        act "creating the system user $SERVICE_USER" \
+            useradd "${prefix[@]}" --system --user-group --home-dir "$STATE" --no-create-home \
+            --shell /usr/sbin/nologin --comment "streetgate edge gateway" "$SERVICE_USER"
     fi
-done
+    for group in dialout bluetooth; do
+        if ! in_file "$group" group; then
+            say "note: no group $group here (bluetooth comes with bluez); $SERVICE_USER is not in it"
+        elif ! grep -Eq "^$group:[^:]*:[^:]*:(.*,)?$SERVICE_USER(,|$)" "$ROOT/etc/group"; then
+            act "adding $SERVICE_USER to the group $group" \
+                usermod "${prefix[@]}" --append --groups "$group" "$SERVICE_USER"
+        fi
+    done
+fi
 # Numeric ids from the tree's own files: chown by name would ask the running system's.
-id_of() { awk -F: -v n="$1" '$1 == n { print $3 }' "$ROOT/etc/$2" 2>/dev/null; }
+id_of() { awk -F: -v n="$1" '$1 == n { print $3 }' "$ROOT/etc/$2" 2>/dev/null || true; }
 uid="$(id_of "$SERVICE_USER" passwd)"
 gid="$(id_of "$SERVICE_USER" group)"
+group_name="$SERVICE_USER"
+[ "$bare" = 0 ] || uid=0 gid=0 group_name=root
 uid="${uid:-$SERVICE_USER}" gid="${gid:-$SERVICE_USER}"  # dry run: the user is not there yet
 
 # A directory or file with the given owner and mode, created or corrected only if it differs.
@@ -168,6 +184,40 @@ ensure_dir "$OPT" 0 0 0755
 ensure_dir "$ETC" 0 "$gid" 0770   # group-writable: a remote config-set replaces the file
 ensure_dir "$ETC/tls" "$uid" "$gid" 0700   # TLS key files: the service user's, mode 0600
 ensure_dir "$STATE" "$uid" "$gid" 0750     # systemd's StateDirectory= keeps it so
+# The folder is the service user's, who could swap a file for a link to /etc/shadow while
+# this runs: every file is opened without following a link (os.fwalk, O_NOFOLLOW) and
+# changed through its descriptor, so only what is really in the folder is given away.
+GIVE_BACK='
+import os, stat, sys
+top, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+for _, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
+    for name in dirs + files:
+        try:
+            fd = os.open(name, flags, dir_fd=dir_fd)
+        except OSError:  # a link (ELOOP), or gone
+            continue
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+                os.fchown(fd, uid, gid)
+                mode = 0o700 if stat.S_ISDIR(info.st_mode) else stat.S_IMODE(info.st_mode) & 0o700
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+'
+# What a `streetgate run` as root left in the state directory (root's, 0644) the service can
+# neither write nor open: give it back, files 0600 and folders 0700 as the gateway makes them.
+# systemd's StateDirectory= re-owns only when the directory itself has the wrong owner.
+if [ "$bare" = 0 ] && [ -d "$ROOT$STATE" ] && [ "$uid" -eq "$uid" ] 2>/dev/null; then
+    strays="$(find "$ROOT$STATE" -mindepth 1 \( -type f -o -type d \) \( ! -uid "$uid" \
+        -o ! -gid "$gid" -o \( -type f -perm /077 \) -o \( -type d ! -perm 700 \) \) \
+        -printf '%P\n' | sort)"
+    if [ -n "$strays" ]; then
+        act "giving $(echo "$strays" | wc -l) file(s) in $STATE to $SERVICE_USER (files 0600, folders 0700): $(echo $strays)" \
+            "$PYTHON" -c "$GIVE_BACK" "$ROOT$STATE" "$uid" "$gid"
+    fi
+fi
 # System folders: created when missing (a bare tree), never re-owned (Debian's own modes).
 for dir in /etc/systemd/system /usr/local/bin; do
     [ -d "$ROOT$dir" ] || act "creating $dir" install -d -m 0755 "$ROOT$dir"
@@ -218,11 +268,11 @@ unit_changed=$((changes - unit_changed))
 new_config=0
 if [ ! -e "$ROOT$CONFIG" ]; then
     new_config=1
-    act "writing the config skeleton $CONFIG (root:$SERVICE_USER, 0640)" \
+    act "writing the config skeleton $CONFIG (root:$group_name, 0640)" \
         install -o 0 -g "$gid" -m 0640 "$here/config.toml" "$ROOT$CONFIG"
 elif [ "$(stat -c '%u:%g %a' "$ROOT$CONFIG")" != "0:$gid 640" ]; then
     # `streetgate init` writes 0600 for whoever ran it; the service user must read it.
-    act "setting $CONFIG to root:$SERVICE_USER 0640" \
+    act "setting $CONFIG to root:$group_name 0640" \
         sh -c 'chown "0:$1" "$2" && chmod 0640 "$2"' _ "$gid" "$ROOT$CONFIG"
 fi
 
@@ -234,40 +284,86 @@ fi
 next_init() {
     cat <<EOF
 
-Next: write the gateway's config; the wizard asks one question at a time:
-    sudo streetgate init $CONFIG --force
-  TLS files go to $ETC/tls/ (the key owned by $SERVICE_USER, mode 0600).
+Next, the first install in order (docs/deploy.md, "First install"):
+  1. the gateway's private key and a certificate signing request (CSR), made here:
+       sudo streetgate creds init -c $CONFIG --gateway-id GATEWAY_ID
+  2. send $ETC/tls/gateway.csr to the platform; it sends back the certificate and its CA
+  3. the config; the wizard asks one question at a time ('later' for TLS files not there yet):
+       sudo streetgate init $CONFIG --force
+  4. install what the platform sent (checked against the key, the gateway id and the CA):
+       sudo streetgate creds install -c $CONFIG --cert GATEWAY_ID.crt --ca ca.crt
 Then run this script again: it checks the config as $SERVICE_USER and starts the service.
 EOF
 }
+next_tls() {
+    cat <<EOF
+
+Next: make or install the TLS files named above (docs/deploy.md, "First install"), e.g.
+    sudo streetgate creds install -c $CONFIG --cert GATEWAY_ID.crt --ca ca.crt
+then run this script again: it starts the service once they are there.
+EOF
+}
+# The installed streetgate checks the config (as the service user on this system): its issues
+# or the TLS files still pending are printed; the install goes on either way. Sets
+# config_state to valid, pending (valid, but TLS files are missing) or invalid.
+check_config() {
+    local shown rc=0
+    if live; then
+        shown="$(runuser -u "$SERVICE_USER" -- "$OPT/venv/bin/streetgate" config validate --ready "$CONFIG")" || rc=$?
+    else  # under --root: paths in the config are looked up on this machine
+        shown="$("$venv/bin/streetgate" config validate --ready "$ROOT$CONFIG")" || rc=$?
+    fi
+    if [ "$rc" = 0 ]; then
+        config_state=valid
+    elif [ "$rc" != 3 ]; then
+        config_state=unchecked
+        say "cannot check $CONFIG: streetgate config validate failed (exit $rc; above)"
+    elif [ "${shown#ok: }" != "$shown" ]; then
+        config_state=pending
+    else
+        config_state=invalid
+    fi
+}
+config_state=unchecked
 if [ "$new_config" = 1 ] || [ ! -e "$ROOT$CONFIG" ]; then
     next_init
-elif ! live; then
-    say "config present; under --root no service is checked or started"
-    say "enable it in the image with: systemctl --root=$ROOT enable streetgate"
-elif [ "$DRY_RUN" = 1 ]; then
+elif live && [ "$DRY_RUN" = 1 ]; then
     say "would: check $CONFIG as $SERVICE_USER, then enable and start streetgate if it is valid"
-elif ! runuser -u "$SERVICE_USER" -- "$OPT/venv/bin/streetgate" config validate "$CONFIG" >/dev/null; then
-    say "$CONFIG is not valid yet (the errors are above); the service is not started"
-    next_init
-elif ! systemd_runs; then
-    say "config valid; systemd is not running here: enable it with systemctl enable streetgate"
+elif ! live && [ ! -x "$venv/bin/streetgate" ]; then
+    say "config present; not checked (streetgate is not installed in $ROOT yet)"
 else
-    if ! systemctl is-enabled --quiet streetgate; then
-        act "enabling streetgate (starts at boot)" systemctl enable --quiet streetgate
-    fi
-    if ! systemctl is-active --quiet streetgate; then
-        act "starting streetgate" systemctl start streetgate
-    elif [ "$unit_changed" -gt 0 ] || [ "$code_changed" = 1 ]; then
-        act "restarting streetgate (its unit or its code changed)" systemctl restart streetgate
-    fi
-    cat <<EOF
+    check_config
+fi
+case "$config_state" in
+    invalid)
+        say "$CONFIG is not valid yet (the errors are above); the service is not started"
+        next_init ;;
+    pending)
+        say "$CONFIG is valid, but the TLS files above are not there yet; the service is not started"
+        next_tls ;;
+    valid)
+        if ! live; then
+            say "config valid; under --root no service is started"
+            say "enable it in the image with: systemctl --root=$ROOT enable streetgate"
+        elif ! systemd_runs; then
+            say "config valid; systemd is not running here: enable it with systemctl enable streetgate"
+        else
+            if ! systemctl is-enabled --quiet streetgate; then
+                act "enabling streetgate (starts at boot)" systemctl enable --quiet streetgate
+            fi
+            if ! systemctl is-active --quiet streetgate; then
+                act "starting streetgate" systemctl start streetgate
+            elif [ "$unit_changed" -gt 0 ] || [ "$code_changed" = 1 ]; then
+                act "restarting streetgate (its unit or its code changed)" systemctl restart streetgate
+            fi
+            cat <<EOF
 
 streetgate runs. Check it on site:
     sudo -u $SERVICE_USER streetgate doctor -c $CONFIG
     systemctl status streetgate        journalctl -u streetgate -f
 EOF
-fi
+        fi ;;
+esac
 
 if [ "$DRY_RUN" = 1 ]; then
     say "dry run: $changes change(s) would be made"

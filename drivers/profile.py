@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from enum import StrEnum
 from functools import cache
@@ -13,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FiniteFloat,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -85,6 +87,24 @@ class Order(StrEnum):
 
 MAX_REGISTERS_PER_REQUEST = 125  # Modbus Application Protocol: read holding/input registers
 
+#: What a quantity can physically be, by unit: a metric's ``range`` must lie inside, and a
+#: metric without one is still held to it (nothing is colder than absolute zero).
+PHYSICAL_LIMITS: dict[str, tuple[float, float]] = {
+    "Cel": (-273.15, math.inf),
+    "K": (0.0, math.inf),
+    "%RH": (0.0, 100.0),
+    "Hz": (0.0, math.inf),
+    "ug/m3": (0.0, math.inf),
+    "s": (0.0, math.inf),
+}
+
+
+def _span(limits: tuple[float, float]) -> str:
+    low, high = limits
+    if math.isinf(high):
+        return f">= {low:g}"
+    return f"{low:g}..{high:g}"
+
 
 class MetricSpec(BaseModel):
     """Where one metric lives and how to turn its registers into a value."""
@@ -113,6 +133,14 @@ class MetricSpec(BaseModel):
         description="The raw value the device gives when it has no valid reading (e.g. 65535); "
         "such a value is left out.",
     )
+    # [min, max] a working device of this model can report (after scale and offset), e.g. the
+    # sensor's measuring range. `streetgate scan modbus` rejects a profile whose values fall
+    # outside; the gateway does not use it yet (a reading outside could become "suspect").
+    range: tuple[FiniteFloat, FiniteFloat] | None = Field(
+        default=None,
+        description="[min, max] a working device of this model can report (after scale and "
+        "offset); scan modbus rejects a profile whose values fall outside.",
+    )
 
     @property
     def count(self) -> int:
@@ -125,6 +153,28 @@ class MetricSpec(BaseModel):
         if value == 0:
             raise ValueError("scale must not be 0 (every reading would equal the offset)")
         return value
+
+    @property
+    def plausible_range(self) -> tuple[float, float] | None:
+        """The declared ``range``, else what the unit allows physically (None: no limit known)."""
+        if self.range is not None:
+            return self.range
+        return PHYSICAL_LIMITS.get(self.unit)
+
+    @model_validator(mode="after")
+    def _range_is_physical(self) -> MetricSpec:
+        if self.range is None:
+            return self
+        low, high = self.range
+        if not low < high:
+            raise ValueError(f"range: min must be below max, got [{low:g}, {high:g}]")
+        limits = PHYSICAL_LIMITS.get(self.unit)
+        if limits is not None and not limits[0] <= low < high <= limits[1]:
+            raise ValueError(
+                f"range: [{low:g}, {high:g}] {self.unit} is outside what is physically possible"
+                f" ({_span(limits)} {self.unit})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fits_address_space(self) -> MetricSpec:

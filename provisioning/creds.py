@@ -3,14 +3,22 @@
 The private key is made on the gateway and never leaves it: ``init_credentials`` writes it with
 mode 0600 from the first byte and a certificate signing request (subject CN = the gateway id)
 next to it for the city's CA. ``install_certificate`` checks what comes back (same public key,
-CN, chains to the CA, valid now) before it replaces anything. Nothing here returns or prints
-key material. Errors are ``CredsError`` subclasses saying what failed; the CLI maps them
-to exit codes.
+CN, chains to the CA, valid now) before it replaces anything; ``install_ca`` installs a CA alone
+(a broker without client certificates). Nothing here returns or prints key material. Errors
+are ``CredsError`` subclasses saying what failed; the CLI maps them to exit codes.
+
+The functions take the gateway id and ``[mqtt.tls]`` rather than a whole config, so they work
+on a first install, before the rest of the config is filled in
+(gateway/config/tls_files.py: ``read_tls_setup``). Files given to them must be regular files
+of at most 1 MB; what they write is 0600 (the key) or 0644, and when root writes into a folder
+that belongs to another user (``/etc/streetgate/tls``, the service user's), the new file is
+given to that user too, so the service can read the key root made for it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -22,8 +30,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway.config.model import GatewayConfig, TlsConfig
+from gateway.config.model import TlsConfig
 from gateway.core.errors import (
+    ConfigError,
     CredsError,
     CredsFileMissing,
     CredsNotConfigured,
@@ -31,6 +40,7 @@ from gateway.core.errors import (
     CredsWouldOverwrite,
 )
 from gateway.core.key_files import unsafe_mode, write_atomically
+from gateway.core.safe_files import MAX_TLS_BYTES, read_config_file
 
 __all__ = [
     "EXPIRY_WARNING_DAYS",
@@ -40,6 +50,7 @@ __all__ = [
     "check_certificate",
     "describe_certificate",
     "init_credentials",
+    "install_ca",
     "install_certificate",
 ]
 
@@ -89,26 +100,35 @@ class CertificateInfo:
         return self.days_left < 0
 
 
-def _tls(config: GatewayConfig) -> TlsConfig | None:
-    return config.mqtt.tls
-
-
 def _read(path: Path, what: str) -> bytes:
+    """A file given to or named for creds: a regular file of at most 1 MB (safe_files)."""
+    if not path.exists():
+        raise CredsFileMissing(f"{what} {path} does not exist")
     try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise CredsFileMissing(f"{what} {path} does not exist") from exc
-    except PermissionError as exc:
-        message = f"cannot read {what} {path}: permission denied"
-        raise CredsPermissionDenied(message) from exc
-    except OSError as exc:
-        raise CredsError(f"cannot read {what} {path}: {exc.strerror}") from exc
+        return read_config_file(path, what, MAX_TLS_BYTES)
+    except ConfigError as exc:
+        why = "; ".join(issue.message for issue in exc.issues)
+        if not os.access(path, os.R_OK):
+            raise CredsPermissionDenied(f"cannot read {what} {path}: permission denied") from exc
+        raise CredsError(f"{what} {path}: {why}") from exc
+
+
+def _give_to_folder_owner(path: Path) -> None:
+    """Root writing into another user's folder (the service user's tls/): the file is theirs."""
+    if os.geteuid() != 0:
+        return
+    folder = path.parent.stat()
+    if folder.st_uid != 0:
+        # Not following a link: the folder's owner could swap the file for a link to
+        # /etc/shadow between our rename and this chown, and would be given that instead.
+        os.chown(path, folder.st_uid, folder.st_gid, follow_symlinks=False)
 
 
 def _write(path: Path, data: bytes, mode: int, what: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomically(path, data, mode)
+        _give_to_folder_owner(path)
     except PermissionError as exc:
         raise CredsPermissionDenied(f"cannot write {what} {path}: permission denied") from exc
     except OSError as exc:
@@ -130,7 +150,8 @@ def _csr(key: PrivateKey, gateway_id: str) -> x509.CertificateSigningRequest:
 
 
 def init_credentials(
-    config: GatewayConfig,
+    gateway_id: str,
+    tls: TlsConfig | None,
     key_type: KeyType = KeyType.EC,
     directory: Path | None = None,
     *,
@@ -140,9 +161,8 @@ def init_credentials(
 
     The key goes to ``mqtt.tls.key_file`` (or ``directory/<gateway id>.key``), the CSR next to it.
     """
-    tls = _tls(config)
     if directory is not None:
-        key_file = directory / f"{config.gateway_id}.key"
+        key_file = directory / f"{gateway_id}.key"
     elif tls is not None and tls.key_file is not None:
         key_file = tls.key_file
     else:
@@ -162,7 +182,7 @@ def init_credentials(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),  # the gateway starts unattended
     )
-    csr_pem = _csr(key, config.gateway_id).public_bytes(serialization.Encoding.PEM)
+    csr_pem = _csr(key, gateway_id).public_bytes(serialization.Encoding.PEM)
     _write(key_file, key_pem, 0o600, "the private key")
     _write(csr_file, csr_pem, 0o644, "the CSR")
     configured = tls is not None and tls.key_file == key_file
@@ -268,8 +288,7 @@ def check_certificate(
     return leaf
 
 
-def _configured_paths(config: GatewayConfig) -> tuple[TlsConfig, Path, Path]:
-    tls = _tls(config)
+def _configured_paths(tls: TlsConfig | None) -> tuple[TlsConfig, Path, Path]:
     if tls is None or tls.cert_file is None or tls.key_file is None:
         raise CredsNotConfigured(
             "the config sets no client certificate: add [mqtt.tls] ca_file, cert_file and key_file",
@@ -278,13 +297,13 @@ def _configured_paths(config: GatewayConfig) -> tuple[TlsConfig, Path, Path]:
 
 
 def install_certificate(
-    config: GatewayConfig, cert: Path, ca: Path | None, now: dt.datetime
+    gateway_id: str, tls: TlsConfig | None, cert: Path, ca: Path | None, now: dt.datetime
 ) -> tuple[x509.Certificate, list[Path]]:
     """Check ``cert`` (and ``ca``), then write them to mqtt.tls.cert_file (and ca_file).
 
     Returns the certificate and the configured paths now holding what was given.
     """
-    tls, cert_file, key_file = _configured_paths(config)
+    tls, cert_file, key_file = _configured_paths(tls)
     ca_source = ca if ca is not None else tls.ca_file
     cert_pem = _read(cert, "the certificate")
     ca_pem = _read(ca_source, "the CA certificate")
@@ -300,7 +319,7 @@ def install_certificate(
         cert_source=cert,
         ca_source=ca_source,
         key_file=key_file,
-        gateway_id=config.gateway_id,
+        gateway_id=gateway_id,
         now=now,
     )
     installed = []
@@ -320,9 +339,37 @@ def _key_mode(key_file: Path) -> int | None:
         return None
 
 
-def describe_certificate(config: GatewayConfig, now: dt.datetime) -> CertificateInfo:
+def install_ca(tls: TlsConfig | None, ca: Path, now: dt.datetime) -> list[x509.Certificate]:
+    """Check ``ca`` (PEM certificates, valid now; an installed client certificate must chain to
+    it), then write it to mqtt.tls.ca_file. For a CA that comes without a client certificate."""
+    if tls is None:
+        raise CredsNotConfigured(
+            "the config has no [mqtt.tls]: add it with ca_file (streetgate init --tls-pending"
+            " writes it)",
+        )
+    ca_pem = _read(ca, "the CA certificate")
+    roots = _load_certs(ca_pem, ca, "CA certificate")
+    for root in roots:
+        if now > root.not_valid_after_utc:
+            raise CredsError(
+                f"{ca}: the CA certificate {root.subject.rfc4514_string()} expired on"
+                f" {root.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+            )
+    if tls.cert_file is not None and tls.cert_file.exists():
+        chain = _load_certs(_read(tls.cert_file, "the certificate"), tls.cert_file, "certificate")
+        if not _chains_to(chain[0], chain[1:], roots):
+            raise CredsError(
+                f"the installed certificate {tls.cert_file} was not issued by the CA in {ca}:"
+                " the broker would refuse this gateway",
+            )
+    if ca.resolve() != tls.ca_file.resolve():
+        _write(tls.ca_file, ca_pem, 0o644, "the CA certificate")
+    return roots
+
+
+def describe_certificate(tls: TlsConfig | None, now: dt.datetime) -> CertificateInfo:
     """The installed certificate and the state of its key (nothing secret)."""
-    _, cert_file, key_file = _configured_paths(config)
+    _, cert_file, key_file = _configured_paths(tls)
     leaf = _load_certs(_read(cert_file, "the certificate"), cert_file, "certificate")[0]
     mode = _key_mode(key_file)
     try:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian / Raspberry Pi OS machine for streetgate development:
 # mosquitto and python3-venv from apt (where we may install), a virtualenv in .venv,
-# streetgate installed into it in editable mode with the given extras.
+# streetgate installed into it in editable mode with the given extras. It also tries to
+# install mosquitto-clients (mosquitto_sub and mosquitto_pub, to watch a broker as the README
+# and the demo show); without it everything else works, so failing that is only a note.
 # Usage: scripts/setup.sh [extras]   e.g. scripts/setup.sh dev,fleet
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +42,16 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v mosquitto_sub >/dev/null; then
+    echo "setup: installing mosquitto-clients (mosquitto_sub) with apt-get" >&2
+    # a subshell: as_root exits when it cannot become root, which here is only a note
+    if ! (as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq mosquitto-clients) >/dev/null 2>&1; then
+        echo "setup: note: could not install mosquitto-clients; mosquitto_sub is missing" \
+            "(sudo apt-get install mosquitto-clients); nothing else needs it" >&2
+    fi
 fi
 
 python3 - <<'PY' || { echo "setup: streetgate needs Python 3.11 or newer" >&2; exit 1; }

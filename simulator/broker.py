@@ -38,7 +38,16 @@ class LocalMosquitto:
     published while it was reconnecting after a broker restart.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None, listener_options: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        listener_options: str = "",
+        *,
+        allow_anonymous: bool = True,
+    ) -> None:
+        """``allow_anonymous=False``: only clients with credentials (give a ``password_file``
+        line in ``listener_options``)."""
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self._conf = workdir / f"mosquitto-{self.port}.conf"
@@ -49,7 +58,7 @@ class LocalMosquitto:
             # Stay the current user: as root mosquitto would otherwise switch to 'mosquitto',
             # which cannot read files in a private temporary folder.
             f"user {getpass.getuser()}\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if allow_anonymous else 'false'}\n"
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             f"persistence_file mosquitto-{self.port}.db\n"

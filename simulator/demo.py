@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import signal
 import sys
 import tempfile
@@ -71,15 +72,48 @@ def format_reading(reading: dict[str, Any], historical: bool) -> str:
     )
 
 
+#: Said once, where ``clock_unsynced`` first shows (gateway/core/clock.py says how it is known).
+CLOCK_UNSYNCED_NOTE = (
+    "demo: clock_unsynced: the gateway could not confirm that this machine's clock is"
+    " synchronised by NTP (the kernel says it is not, or cannot say: a container, no NTP"
+    " client); the readings are stored and sent all the same, marked so, and the platform"
+    " trusts their order (seq) rather than their time (docs/mqtt.md)"
+)
+
+
+def quality_notes(readings: list[dict[str, Any]], said: set[str]) -> list[str]:
+    """What to say before these readings: the meaning of a quality flag seen for the first
+    time (``said`` remembers which were explained)."""
+    notes = []
+    if "clock_unsynced" not in said and any(r.get("quality") == "clock_unsynced" for r in readings):
+        said.add("clock_unsynced")
+        notes.append(CLOCK_UNSYNCED_NOTE)
+    return notes
+
+
+def watch_hint(port: int) -> str:
+    """How to watch the demo's broker with mosquitto_sub, and where that comes from."""
+    command = f"mosquitto_sub -p {port} -t '#' -v"
+    if shutil.which("mosquitto_sub") is None:
+        return (
+            f"demo: watch it yourself: {command} (mosquitto_sub is in mosquitto-clients:"
+            " sudo apt-get install mosquitto-clients)"
+        )
+    return f"demo: watch it yourself: {command}"
+
+
 async def print_readings(host: str, port: int, topic: str) -> None:
     """Subscribe like the platform would and print every reading that arrives."""
     import aiomqtt  # noqa: PLC0415 - see the imports
 
+    said: set[str] = set()
     async with aiomqtt.Client(host, port, identifier="demo-platform") as client:
         await client.subscribe(topic, qos=1)
         async for message in client.messages:
             assert isinstance(message.payload, bytes)
             payload = json.loads(message.payload)
+            for note in quality_notes(payload["readings"], said):
+                say(note)
             for reading in payload["readings"]:
                 print(format_reading(reading, payload["historical"]), flush=True)
 
@@ -100,7 +134,7 @@ async def run_demo(devices: list[DeviceSpec], duration: float | None, workdir: P
                     f"demo: simulated {device.profile.name} '{device.name}' "
                     f"on {sim.host}:{device.port}"
                 )
-            say(f"demo: watch it yourself: mosquitto_sub -p {broker.port} -t '#' -v")
+            say(watch_hint(broker.port))
             say("demo: readings as the broker receives them (Ctrl-C stops):")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

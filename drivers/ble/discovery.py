@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from bleak.backends.device import BLEDevice
     from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 
-__all__ = ["BleFound", "Format", "discover", "interpret", "toml_snippet"]
+__all__ = ["BleFound", "Format", "discover", "find_address", "interpret", "toml_snippet"]
 
 Format = Literal["bthome", "bthome-encrypted", "ruuvi", "unknown"]
 
@@ -167,3 +167,42 @@ async def discover(
         with errors:
             await scanner.stop()
     return sorted(found.values(), key=lambda f: (-(f.rssi or -999), f.address))
+
+
+async def find_address(
+    address: str,
+    seconds: float,
+    backend: type[BaseBleakScanner] | None = None,
+    adapter: str | None = None,
+) -> BleFound | None:
+    """Scan until ``address`` is heard (its first advert) or ``seconds`` pass; None: not heard.
+
+    For ``streetgate doctor``: it proves a device is in range without connecting to it (a GATT
+    peripheral takes one connection at a time, which a running gateway may hold). An active
+    scan, because BlueZ's passive scan needs advert patterns and a GATT device's are unknown.
+    Raises :class:`gateway.errors.AdapterUnavailable` when the adapter is missing or fails.
+    """
+    wanted = address.upper()
+    heard: asyncio.Future[BleFound] = asyncio.get_running_loop().create_future()
+
+    def on_advert(device: BLEDevice, adv: AdvertisementData) -> None:
+        if device.address.upper() == wanted and not heard.done():
+            found = BleFound(device.address, adv.local_name or device.name, adv.rssi, adverts=1)
+            interpret(found, adv)
+            heard.set_result(found)
+
+    bluez: BlueZScannerArgs = {}
+    if adapter is not None:
+        bluez["adapter"] = adapter
+    errors = BleakErrors(None, adapter)
+    errors.doing = "starting a scan"
+    with errors:
+        scanner = BleakScanner(on_advert, None, "active", bluez=bluez, backend=backend)
+        await scanner.start()
+    try:
+        await asyncio.wait({heard}, timeout=seconds)
+    finally:
+        errors.doing = "stopping the scan"
+        with errors:
+            await scanner.stop()
+    return heard.result() if heard.done() else None

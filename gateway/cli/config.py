@@ -27,18 +27,21 @@ from gateway.cli.common import (
     fail,
     load_or_exit,
     missing_config,
+    warn,
 )
 from gateway.cli.exit_codes import ExitCode
 from gateway.cli.reference import reference_markdown, schema_json
 from gateway.config.devices import describe, device_names
 from gateway.config.effective import effective_config
 from gateway.config.model import GatewayConfig, load_config
+from gateway.config.tls_files import pending_tls_files
 from gateway.config.toml_write import dumps
 from gateway.config.transport_security import insecure_flags, transport_warnings
 from gateway.core.errors import ConfigError
 
 __all__ = [
     "app",
+    "pending_lines",
     "reference",
     "schema",
     "show",
@@ -112,6 +115,12 @@ def transport_warning_lines(config: GatewayConfig, what: str) -> list[str]:
     ]
 
 
+def pending_lines(config: GatewayConfig, file: Path) -> list[str]:
+    """``pending: ...`` lines for the TLS files the config names that are not there yet
+    (a first install: gateway/config/tls_files.py)."""
+    return [f"pending: {p}" for p in pending_tls_files(config.mqtt.tls, file)]
+
+
 def validate_json(file: Path, what: str) -> tuple[dict[str, object], GatewayConfig | None]:
     """``validate --json``: the verdict, every issue and the devices, as one JSON document."""
     try:
@@ -128,6 +137,7 @@ def validate_json(file: Path, what: str) -> tuple[dict[str, object], GatewayConf
         "tls": config.mqtt.tls is not None,
         "insecure": insecure_flags(config.mqtt),
         "warnings": transport_warning_lines(config, what),
+        "pending": [str(p) for p in pending_tls_files(config.mqtt.tls, file)],
         "outbox": str(config.outbox.path),
         "devices": devices,
         "summary": summary(config).splitlines(),
@@ -139,10 +149,19 @@ def validate(
     config: UncheckedConfigOption,
     file: FileArgument = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ready: Annotated[
+        bool,
+        typer.Option(
+            "--ready",
+            help="Also fail (exit 3, as `run` would) while a TLS file it names does not exist yet.",
+        ),
+    ] = False,
 ) -> None:
     """Check a config file: print "ok" and a summary, or every error (non-zero exit).
 
-    The same as ``streetgate config validate``.
+    TLS files it names that do not exist yet (a first install) are listed as ``pending:`` with
+    the command that installs each; that is an error only with ``--ready``. The same as
+    ``streetgate config validate``.
     """
     what = command_name(ctx)
     config = _the_file(ctx, config, file)
@@ -152,12 +171,21 @@ def validate(
         if loaded is None:
             invalid = f"invalid configuration in {config} (the issues are in the JSON above)"
             fail(what, invalid, ExitCode.CONFIG)
+        if ready and data["pending"]:
+            raise typer.Exit(ExitCode.CONFIG)
         return
     valid = load_or_exit(config, what)
     typer.echo(f"ok: {config}")
     typer.echo(summary(valid))
     for line in transport_warning_lines(valid, what):
         err(line)
+    pending = pending_lines(valid, config)
+    for line in pending:
+        err(line)
+    if pending:
+        warn(what, "the gateway does not start until these files are there")
+        if ready:
+            raise typer.Exit(ExitCode.CONFIG)
 
 
 def schema() -> None:

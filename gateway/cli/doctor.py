@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +22,13 @@ from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.config.model import GatewayConfig, load_config
 from gateway.core.errors import ConfigError
-from gateway.diagnostics.doctor import CheckResult, local_checks
+from gateway.diagnostics.device_checks import (
+    BLE_LISTEN,
+    DEVICE_PREFIX,
+    device_check_setup,
+    device_checks,
+)
+from gateway.diagnostics.doctor import CheckResult, local_checks, tls_files_checks
 
 __all__ = ["doctor", "format_check"]
 
@@ -67,6 +74,20 @@ def _as_list(result: CheckResult | list[CheckResult] | None) -> list[CheckResult
     return result if isinstance(result, list) else [result]
 
 
+def _device_summary(results: list[CheckResult]) -> str:
+    """``; devices: 1 of 3 read, 2 failed`` (empty when no device was checked)."""
+    checked = [c for c in results if c.name.startswith(DEVICE_PREFIX)]
+    if not checked:
+        return ""
+    read = sum(1 for c in checked if c.ok and not c.skipped)
+    failed = sum(1 for c in checked if not c.ok and not c.skipped)
+    skipped = len(checked) - read - failed
+    parts = [f"{read} of {len(checked)} read"]
+    parts += [f"{failed} failed"] if failed else []
+    parts += [f"{skipped} skipped"] if skipped else []
+    return "; devices: " + ", ".join(parts)
+
+
 def doctor(
     config: ConfigOption,
     as_json: Annotated[
@@ -75,6 +96,15 @@ def doctor(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds each broker step may take.")
     ] = 5.0,
+    devices: Annotated[
+        bool,
+        typer.Option(
+            "--devices/--no-devices", help="Read each configured device once (in parallel)."
+        ),
+    ] = True,
+    ble_listen: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to listen for each BLE device.")
+    ] = BLE_LISTEN,
 ) -> None:
     """Check everything the gateway needs, one line per check, with what to do on a failure."""
     stdout = Console()
@@ -95,10 +125,23 @@ def doctor(
     cfg, first = _config_check(config)
     emit(first)
     if cfg is not None:
+        for check in tls_files_checks(cfg, config):
+            emit(check)
         for run in local_checks(cfg):
             with spinner("this machine"):
                 checks = _as_list(run())
             for check in checks:
+                emit(check)
+        if devices and cfg.devices:
+            # Each device line carries the reason of a failure; pymodbus's own log lines about
+            # it (frame dumps) would only bury the report.
+            quiet = logging.getLogger("pymodbus")
+            if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+                quiet.addHandler(logging.NullHandler())
+            setup = device_check_setup(cfg, ble_listen=ble_listen)
+            with spinner(f"{len(cfg.devices)} device(s)"):
+                read = asyncio.run(device_checks(cfg, setup))
+            for check in read:
                 emit(check)
         # The broker probe loads aiomqtt; imported here so other commands start without it.
         from gateway.diagnostics.broker_probe import (  # noqa: PLC0415
@@ -106,12 +149,12 @@ def doctor(
             broker_setup,
         )
 
-        setup = broker_setup(cfg, timeout)
+        broker_at = broker_setup(cfg, timeout)
 
         async def broker() -> None:
-            steps = broker_checks(setup)
+            steps = broker_checks(broker_at)
             while True:
-                with spinner(f"the broker {setup.host}:{setup.port}"):
+                with spinner(f"the broker {broker_at.host}:{broker_at.port}"):
                     check = await anext(steps, None)
                 if check is None:
                     return
@@ -126,6 +169,7 @@ def doctor(
     passed = sum(1 for c in results if c.ok and not c.skipped)
     skipped = sum(1 for c in results if c.skipped)
     summary = f"{passed} passed, {len(failed)} failed" + (f", {skipped} skipped" if skipped else "")
+    summary += _device_summary(results)
     typer.echo(
         summary if not failed else f"{summary}; failed: {', '.join(c.name for c in failed)}",
         err=True,

@@ -16,6 +16,11 @@ BTHome bindkey and names the TLS key), and never over an existing file without `
 
 A BTHome bindkey is never a flag value: it is asked with a hidden prompt, or read from a file
 given as ``--bthome-key-file NAME=PATH``.
+
+On a first install the TLS files usually do not exist yet (the key is made on the gateway, the
+platform signs its CSR): ``--tls-pending`` (or the answer ``later``) writes where they will go
+(``tls/`` beside the config unless given), marked pending in a comment; ``validate``, ``doctor``
+and ``run`` name each missing file with the ``streetgate creds`` command that provides it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from drivers.profile import builtin_profiles
 from gateway.cli.common import err, fail, note, warn
-from gateway.cli.config import summary
+from gateway.cli.config import pending_lines, summary
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import (
     BthomeDevice,
@@ -45,7 +50,14 @@ from gateway.config.devices import (
     Sds011Device,
     SerialLine,
 )
-from gateway.config.model import GatewayConfig, MqttConfig, OutboxConfig, parse_config
+from gateway.config.model import (
+    GatewayConfig,
+    MqttConfig,
+    OutboxConfig,
+    TlsConfig,
+    parse_config,
+)
+from gateway.config.tls_files import default_tls_paths, pending_tls_files
 from gateway.config.toml_write import dumps
 from gateway.core.errors import BadAnswer, ConfigError
 from gateway.core.key_files import unsafe_mode, write_atomically
@@ -129,6 +141,22 @@ def _secret_file(text: str, why: str) -> Path:
 
 def _key_file(text: str) -> Path:
     return _secret_file(text, "the gateway refuses to start with it")
+
+
+def _later_file(check: Callable[[str], Path]) -> Callable[[str], Path]:
+    """A TLS file that may not exist yet (``--tls-pending``): checked if it is there."""
+
+    def later(text: str) -> Path:
+        path = Path(text).expanduser()
+        if not os.path.lexists(path):
+            return Path(os.path.abspath(path))
+        return check(text)
+
+    return later
+
+
+#: The answer that defers a TLS file to ``streetgate creds`` after the wizard.
+LATER = "later"
 
 
 def _password_file(text: str) -> Path:
@@ -374,6 +402,15 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         list[str] | None,
         typer.Option(help="NAME=PATH: read that BTHome device's bindkey from a file."),
     ] = None,
+    tls_pending: Annotated[
+        bool,
+        typer.Option(
+            "--tls-pending",
+            help="TLS files that do not exist yet: write where they will go (the given"
+            " --ca-file/--cert-file/--key-file, else tls/ beside PATH), marked pending; make and"
+            " install them afterwards with `streetgate creds init` and `creds install`.",
+        ),
+    ] = False,
     non_interactive: Annotated[
         bool, typer.Option("--non-interactive", help="Never ask; fail naming missing answers.")
     ] = False,
@@ -421,7 +458,15 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         ("--key-file", key_file, _key_file),
     ):
         if value is not None:
-            files[flag] = _from_flag(flag, check, value)
+            files[flag] = _from_flag(flag, _later_file(check) if tls_pending else check, value)
+    if tls_pending:
+        if tls is False:
+            _usage("--tls-pending given with --no-tls: TLS files need TLS")
+        tls = True
+        defaults = default_tls_paths(path)
+        files.setdefault("--ca-file", defaults["ca_file"])
+        if "--cert-file" not in files and "--key-file" not in files:
+            files["--cert-file"], files["--key-file"] = defaults["cert_file"], defaults["key_file"]
     if tls is None and (files or not interactive):
         tls = bool(files)  # TLS files mean TLS; a script that gives none means plain TCP
     if tls is False and files:
@@ -439,7 +484,7 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     if "host" not in answers:
         missing.append("--broker-host")
     if tls and "--ca-file" not in files:
-        missing.append("--ca-file")
+        missing.append("--ca-file (or --tls-pending to install the TLS files afterwards)")
     if ("--cert-file" in files) != ("--key-file" in files):
         missing.append("--key-file" if "--cert-file" in files else "--cert-file")
     if missing and not interactive:
@@ -460,14 +505,21 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
                 _field_check(MqttConfig, "port", {"host": "x"}),
                 "8883" if tls else "1883",
             )
+        later = default_tls_paths(path)
         if tls and "--ca-file" not in files:
-            files["--ca-file"] = ask("CA certificate file (PEM)", _existing_file)
+            files["--ca-file"] = ask(
+                f"CA certificate file (PEM; '{LATER}': install it afterwards)",
+                lambda t: later["ca_file"] if t == LATER else _existing_file(t),
+            )
         if tls and "--cert-file" not in files and "--key-file" not in files:
             cert = ask(
-                "Client certificate file (PEM; empty for none)",
-                lambda t: _existing_file(t) if t else None,
+                f"Client certificate file (PEM; '{LATER}': make the key here afterwards;"
+                " empty for none)",
+                lambda t: (later["cert_file"] if t == LATER else _existing_file(t)) if t else None,
                 "",
             )
+            if cert == later["cert_file"]:
+                files["--key-file"] = later["key_file"]
             if cert is not None:
                 files["--cert-file"] = cert
         if "--cert-file" in files and "--key-file" not in files:
@@ -520,9 +572,18 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         "outbox": {"path": outbox_path},
         "devices": devices,
     }
-    text = "# Written by streetgate init; check with: streetgate config validate -c FILE\n" + dumps(
-        document
-    )
+    header = "# Written by streetgate init; check with: streetgate config validate -c FILE\n"
+    if tls:
+        planned = TlsConfig.model_validate(mqtt["tls"])
+        pending = pending_tls_files(planned, path)
+        if pending:
+            header += (
+                "#\n# PENDING when this was written: the gateway does not start until these TLS"
+                " files exist\n# (`streetgate validate` says which are still missing):\n"
+                + "".join(f"#   {p}\n" for p in pending)
+                + "#\n"
+            )
+    text = header + dumps(document)
     try:
         config = parse_config(tomllib.loads(text), str(path), path.parent.resolve())
     except ConfigError as exc:  # the answers were checked one by one; together they must fit
@@ -540,6 +601,8 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     err(summary(config))
     if not devices:
         note("init", "no devices yet; add [[devices]] tables (see README.md) or run init again")
+    for line in pending_lines(config, path):
+        err(line)
     err(f"next: streetgate config validate -c {path}")
     err(f"      streetgate doctor -c {path}")
 

@@ -14,10 +14,12 @@ import typer
 from gateway.cli.common import ConfigOption, fail, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.change import read_marker
+from gateway.config.tls_files import pending_tls_files
 from gateway.core.errors import (
     ConfigError,
     OutboxForeign,
     OutboxLocked,
+    OutboxNotOurs,
     StreetgateError,
     UnsafeKeyFile,
 )
@@ -50,7 +52,13 @@ def run(
 ) -> None:
     """Run the gateway: poll devices, buffer readings, forward them to the broker."""
     if read_marker(config) is None:
-        load_or_exit(config, "run")  # with a remote change pending, the supervisor settles it first
+        # With a remote change pending, the supervisor settles it first.
+        pending = pending_tls_files(load_or_exit(config, "run").mqtt.tls, config)
+        if len(pending) == 1:
+            fail("run", str(pending[0]), ExitCode.CONFIG)
+        if pending:
+            lines = "".join(f"\n  {p}" for p in pending)
+            fail("run", f"the TLS files the config names do not exist yet:{lines}", ExitCode.CONFIG)
     setup_logging(log_level)
     try:
         asyncio.run(_serve(config.absolute()))  # config-get reports where it is
@@ -59,7 +67,8 @@ def run(
         if error is None:
             raise
         # Not exit_code_for: a running gateway's broker or device trouble is FAILURE, as before.
-        code = ExitCode.PERMISSION if isinstance(error, UnsafeKeyFile) else ExitCode.FAILURE
+        permission = isinstance(error, UnsafeKeyFile | OutboxNotOurs)  # systemd: no restart
+        code = ExitCode.PERMISSION if permission else ExitCode.FAILURE
         if isinstance(error, ConfigError):
             code = ExitCode.CONFIG
         elif isinstance(error, OutboxLocked | OutboxForeign):

@@ -86,7 +86,7 @@ def format_modbus(found: list[UnitFound]) -> str:
                 lines.append(f"  also readable as: {also}")
         else:
             lines.append("  no shipped profile fits: write one (README, Device profiles)")
-        lines += [f"  not {f.profile}: {f.reason}" for f in unit.misfits]
+        lines += [f"  {f.profile}: rejected: {f.reason}" for f in unit.misfits]
     return "\n".join(lines)
 
 

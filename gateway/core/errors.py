@@ -20,6 +20,7 @@ Exception tree::
     │   ├── OutboxFull             the disk is full and no room could be made
     │   ├── OutboxLocked           another process holds the outbox's lock (.path, .pid)
     │   ├── OutboxForeign          the file is not the gateway's outbox (.path, .reason)
+    │   ├── OutboxNotOurs          its files belong to another user and cannot be written (.path)
     │   ├── OutboxMissing          there is no outbox at the path (.path)
     │   └── OutboxDamaged          the file is not a readable SQLite database (.path, .reason)
     ├── ForwardError           the MQTT uplink failed
@@ -226,6 +227,15 @@ class OutboxForeign(StoreError):
         self.path = path
         self.reason = reason
         super().__init__(f"outbox {path}: {reason}; refusing to use, rename or overwrite it")
+
+
+class OutboxNotOurs(StoreError):
+    """The outbox's files belong to another user (a ``streetgate run`` as root left them) and
+    this one may not write them: a restart cannot fix it, a ``chown`` can."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class OutboxMissing(StoreError):

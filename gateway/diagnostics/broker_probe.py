@@ -24,10 +24,25 @@ import aiomqtt
 from gateway.config.model import GatewayConfig
 from gateway.core.errors import BrokerUnavailable, ConfigError, StreetgateError
 from gateway.diagnostics.doctor import CheckResult
+from gateway.diagnostics.port_probe import (
+    CONNACK_BAD_CLIENT_ID,
+    CONNACK_BAD_VERSION,
+    CONNACK_NOT_AUTHORISED,
+    Answer,
+    AnswerKind,
+    probe,
+    second_look,
+)
 from gateway.uplink.boundary import mqtt_errors
 from gateway.uplink.forwarder import read_password, tls_context
 
-__all__ = ["EXPIRY_WARNING_DAYS", "BrokerSetup", "broker_checks", "broker_setup"]
+__all__ = [
+    "EXPIRY_WARNING_DAYS",
+    "BrokerSetup",
+    "broker_checks",
+    "broker_setup",
+    "connect_hint",
+]
 
 #: Certificates expiring within this many days are reported (still a pass).
 EXPIRY_WARNING_DAYS = 14
@@ -243,11 +258,14 @@ async def _tls(setup: BrokerSetup) -> CheckResult:
             duration_ms=_ms(start),
         )
     except (OSError, TimeoutError) as exc:
+        # What the port says in plaintext, without the credentials: they go only over TLS.
+        plain = await probe(setup.host, setup.port, setup.timeout, client_id=setup.identifier)
+        seen = f"; in plaintext, {plain.describe()}" if plain is not None else ""
         return CheckResult(
             "broker:tls",
             False,
-            f"TLS handshake failed: {_connect_error(exc, setup)}",
-            "does the broker speak TLS on this port (usually 8883)?",
+            f"TLS handshake failed: {_connect_error(exc, setup)}{seen}",
+            _tls_failed_hint(plain, setup),
             duration_ms=_ms(start),
         )
     ssl_object = writer.get_extra_info("ssl_object")
@@ -277,6 +295,81 @@ async def _tls(setup: BrokerSetup) -> CheckResult:
     return CheckResult("broker:tls", True, ", ".join(parts), hint, duration_ms=_ms(start))
 
 
+_NO_WORD = (AnswerKind.CLOSED, AnswerKind.SILENT)
+_PORTS = "MQTT: 1883, MQTT over TLS: 8883"
+
+
+_CERT_HINT = (
+    "if the broker requires a client certificate, set mqtt.tls.cert_file and key_file to one"
+    " signed by the CA it trusts (streetgate creds)"
+)
+#: Hints for a refusal that is not about credentials, by CONNACK code.
+_REFUSAL_HINTS = {
+    CONNACK_BAD_VERSION: "the broker refuses MQTT 3.1.1: if it speaks only MQTT 5, set"
+    ' mqtt.protocol = "5"',
+    CONNACK_BAD_CLIENT_ID: "the broker rejects the client id: check its client id rules",
+}
+#: Hints for a port that is no MQTT broker, by what it said; {where} and {ports} filled in.
+_NOT_MQTT_HINTS = {
+    AnswerKind.HTTP: "{where} is an HTTP server, not an MQTT broker: check mqtt.host and"
+    " mqtt.port ({ports}; websocket listeners are not supported)",
+    AnswerKind.SSH: "{where} is an SSH server, not an MQTT broker: check mqtt.host and"
+    " mqtt.port ({ports})",
+    AnswerKind.TLS: "{where} speaks TLS: add [mqtt.tls] with the broker's CA (ca_file), or use"
+    " the broker's plain port (usually 1883)",
+    AnswerKind.SILENT: "nothing on {where} answers MQTT: check mqtt.port ({ports})",
+    AnswerKind.CLOSED: "{where} closed the connection at once: not an MQTT broker, or one that"
+    " drops this client (a connection limit, a ban): check mqtt.port ({ports}) and the"
+    " broker's log",
+    AnswerKind.OTHER: "something that is not an MQTT broker answers on {where}: check mqtt.host"
+    " and mqtt.port ({ports})",
+}
+
+
+def _connack_hint(answer: Answer, setup: BrokerSetup) -> str:
+    if answer.refused_credentials:
+        if setup.username is None:
+            wants = "the broker wants credentials: set mqtt.username and mqtt.password_file"
+            return f"{wants}; or, {_CERT_HINT}" if setup.tls is not None else wants
+        accounts = "check mqtt.username and mqtt.password_file against the broker's accounts"
+        if answer.code == CONNACK_NOT_AUTHORISED:
+            accounts += " (and that the broker lets this user connect)"
+        return accounts
+    if answer.refused:
+        return _REFUSAL_HINTS.get(
+            answer.code or 0, "the broker is up but takes no connections now: check its log"
+        )
+    return "the broker accepts a CONNECT, but the session failed: check the broker's log"
+
+
+def connect_hint(answer: Answer | None, setup: BrokerSetup) -> str:
+    """The hint for a failed CONNECT, from what the port answered (pure).
+
+    The credentials hint only when the broker refused for credentials: with credentials
+    configured, check them; without, the broker wants some.
+    """
+    if answer is None:
+        return "the broker stopped answering between the steps: run doctor again"
+    if answer.kind is AnswerKind.CONNACK:
+        return _connack_hint(answer, setup)
+    kind = answer.kind
+    if kind in _NO_WORD and setup.tls is not None:
+        return f"the broker dropped the connection after the TLS handshake: {_CERT_HINT}"
+    return _NOT_MQTT_HINTS[kind].format(where=f"{setup.host}:{setup.port}", ports=_PORTS)
+
+
+def _tls_failed_hint(plain: Answer | None, setup: BrokerSetup) -> str:
+    """The hint for a failed handshake, from what the port says in plaintext."""
+    if plain is not None and plain.kind is AnswerKind.CONNACK:
+        return (
+            "this port speaks plain MQTT, not TLS: use the broker's TLS port (usually 8883), or"
+            " remove [mqtt.tls] for a broker on this machine"
+        )
+    if plain is not None and plain.kind in (AnswerKind.HTTP, AnswerKind.SSH, AnswerKind.OTHER):
+        return connect_hint(plain, setup)
+    return "does the broker speak TLS on this port (usually 8883)?"
+
+
 class _Session:
     """The doctor's MQTT connection, from the CONNECT step to the read-back step."""
 
@@ -300,17 +393,25 @@ async def _mqtt_connect(setup: BrokerSetup, session: _Session) -> CheckResult:
             with mqtt_errors(setup.host, setup.port):
                 await client.__aenter__()
     except (BrokerUnavailable, OSError, TimeoutError) as exc:
-        hint = "check mqtt.username and mqtt.password_file against the broker's accounts"
-        if setup.tls is not None:
-            hint = (
-                "if the broker requires a client certificate, set mqtt.tls.cert_file and"
-                " key_file to one signed by the CA it trusts (streetgate creds); " + hint
-            )
+        answer = await probe(
+            setup.host,
+            setup.port,
+            setup.timeout,
+            tls=setup.tls,
+            client_id=f"{setup.identifier}-probe",
+            username=setup.username,
+            password=setup.password,
+        )
+        seen = f"; {answer.describe()}" if answer is not None else ""
+        if setup.tls is None and answer is not None and answer.kind in _NO_WORD:
+            answer = await second_look(setup.host, setup.port, setup.timeout) or answer
+            if answer.kind not in _NO_WORD:
+                seen += f"; asked again, {answer.describe()}"
         return CheckResult(
             "broker:mqtt-connect",
             False,
-            f"CONNECT failed: {_connect_error(exc, setup)}",
-            hint,
+            f"CONNECT failed: {_connect_error(exc, setup)}{seen}",
+            connect_hint(answer, setup),
             duration_ms=_ms(start),
         )
     session.client = client

@@ -2,8 +2,10 @@
 
 Local checks (serial ports, BLE adapter, clock, disk, outbox, the gateway's state file) are plain
 blocking functions: doctor is a command-line tool and runs them outside any event loop. The
-broker's steps are in :mod:`gateway.doctor_broker`. Doctor never changes the outbox (it opens
-it read-only), and never opens a serial port (opening one can reset the device behind it).
+broker's steps are in :mod:`gateway.diagnostics.broker_probe`, the one read of each device in
+:mod:`gateway.diagnostics.device_checks`. Doctor never changes the outbox (it opens it
+read-only); these local checks never open a serial port (the device reads do, but not while the
+gateway of this config runs and holds it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from gateway.config.devices import (
     SerialLine,
 )
 from gateway.config.model import GatewayConfig
+from gateway.config.tls_files import pending_tls_files
 from gateway.config.transport_security import transport_warnings
 from gateway.core.clock import SystemClock
 from gateway.core.errors import OutboxDamaged, OutboxMissing, PortUnavailable, StoreError
@@ -41,6 +44,7 @@ __all__ = [
     "outbox_check",
     "serial_port_check",
     "serial_port_checks",
+    "tls_files_checks",
     "transport_check",
 ]
 
@@ -321,6 +325,24 @@ def transport_check(config: GatewayConfig) -> CheckResult:
         "; ".join(w.hint for w in warnings),
         warning=any(w.serious for w in warnings),
     )
+
+
+def tls_files_checks(config: GatewayConfig, config_file: Path) -> list[CheckResult]:
+    """The TLS files the config names: one failed check per file not there yet (a first
+    install), with the command that makes or installs it; one pass when all are there."""
+    tls = config.mqtt.tls
+    if tls is None:
+        return []
+    pending = pending_tls_files(tls, config_file)
+    if not pending:
+        names = [str(p) for p in (tls.key_file, tls.cert_file, tls.ca_file) if p is not None]
+        return [CheckResult("tls:files", True, f"present: {', '.join(names)}")]
+    return [
+        CheckResult(
+            f"tls:{p.key.rsplit('.', 1)[-1]}", False, f"{p.key} {p.path} does not exist yet", p.fix
+        )
+        for p in pending
+    ]
 
 
 def local_checks(

@@ -46,6 +46,7 @@ __all__ = [
     "TcpProber",
     "UnitFound",
     "by_id_links",
+    "out_of_range",
     "parse_units",
     "plausible",
     "profile_fit",
@@ -382,7 +383,32 @@ def profile_fit(profile: Profile, outcome: list[Sample] | ProtocolError) -> Prof
         return ProfileFit(
             profile.name, False, len(values), f"implausible values: {', '.join(odd)}", values
         )
+    outside = out_of_range(profile, outcome)
+    if outside:
+        return ProfileFit(profile.name, False, len(values), "; ".join(outside), values)
     return ProfileFit(profile.name, True, len(values), "", values)
+
+
+#: How units are shown in a rejection (the profile's unit codes are UCUM-like).
+_UNIT_SHOWN = {"Cel": "°C", "ug/m3": "µg/m³"}
+
+
+def out_of_range(profile: Profile, samples: Sequence[Sample]) -> list[str]:
+    """``temperature -275.9 °C outside -40..80`` for each sample outside its metric's
+    plausible range (:attr:`drivers.profile.MetricSpec.plausible_range`)."""
+    specs = {m.name: m for m in profile.metrics}
+    reasons = []
+    for sample in samples:
+        spec = specs.get(sample.metric)
+        bounds = spec.plausible_range if spec is not None else None
+        if bounds is None or bounds[0] <= sample.value <= bounds[1]:
+            continue
+        unit = _UNIT_SHOWN.get(sample.unit, sample.unit)
+        low, high = bounds
+        span = f">= {low:g}" if math.isinf(high) else f"{low:g}..{high:g}"
+        shown = f"{sample.value:g}" + (f" {unit}" if unit else "")
+        reasons.append(f"{sample.metric} {shown} outside {span}")
+    return reasons
 
 
 def _rank(fits: list[ProfileFit]) -> list[ProfileFit]:

@@ -34,7 +34,13 @@ from typing import Self, TypeVar
 from gateway.config.model import OutboxConfig
 from gateway.core.errors import OutboxForeign, OutboxFull, StoreError
 from gateway.core.model import Backlog, Quality, Reading, StoredReading, StoredRow
-from gateway.store.outbox_files import PRIVATE_MODE, OutboxLock, open_companion, refuse_symlink
+from gateway.store.outbox_files import (
+    COMPANIONS,
+    PRIVATE_MODE,
+    OutboxLock,
+    open_companion,
+    refuse_symlink,
+)
 from gateway.store.reserve import DiskReserve
 
 log = logging.getLogger(__name__)
@@ -50,8 +56,6 @@ APPLICATION_ID = 0x53475457
 #: The first 16 bytes of every SQLite database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-#: Files next to the outbox that belong to it, by suffix (the lock is checked when taken).
-COMPANIONS = (".reserve", ".state.json", ".heartbeat.json", "-wal", "-shm")
 
 #: Named schema migrations, applied in order; ``PRAGMA user_version`` counts those applied.
 MIGRATIONS: tuple[tuple[str, str], ...] = (

@@ -9,6 +9,9 @@ SQLite's ``-wal`` and ``-shm``) live in the gateway's state directory, the outbo
   The kernel drops the lock when its holder dies: a stale lock file never blocks a restart.
 - :func:`refuse_symlink`: a symlink where the outbox or a companion belongs is refused.
 - :func:`open_companion`: create or open a companion with ``O_NOFOLLOW`` and mode 0600.
+- :func:`check_owner`: files of the outbox that belong to another user (a ``streetgate run``
+  as root in the service's state directory leaves root's files the service cannot write) are
+  refused (:class:`OutboxNotOurs`) when they cannot be written, else warned about.
 
 Blocking: call from a thread (the outbox's database thread) or a command line.
 """
@@ -17,27 +20,86 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
+import pwd
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from gateway.core.errors import OutboxForeign, OutboxLocked
+from gateway.core.errors import OutboxForeign, OutboxLocked, OutboxNotOurs
 from gateway.core.key_files import PRIVATE_MODE
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "COMPANIONS",
     "PRIVATE_MODE",
     "OutboxLock",
+    "check_owner",
     "lock_path",
     "open_companion",
     "refuse_symlink",
 ]
 
 
+#: Files next to the outbox that belong to it, by suffix (the lock is checked when taken).
+COMPANIONS = (".reserve", ".state.json", ".heartbeat.json", "-wal", "-shm")
+
+
 def lock_path(outbox_path: Path) -> Path:
     """Where the lock of the outbox at ``outbox_path`` lives."""
     return outbox_path.with_name(outbox_path.name + ".lock")
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_owner(outbox_path: Path, files: Iterable[Path]) -> None:
+    """Refuse (OutboxNotOurs) or warn about ``files`` of the outbox that another user owns.
+
+    Refused when one cannot be written by this user: opening would fail later with a bare
+    "permission denied". Warned about when it can (root running on the service user's files:
+    what root creates now, the service cannot write later).
+    """
+    me = os.geteuid()
+    foreign: list[tuple[Path, int]] = []
+    for path in files:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if info.st_uid != me:
+            foreign.append((path, info.st_uid))
+    if not foreign:
+        return
+    folder = outbox_path.parent
+    owners = ", ".join(f"{p.name} ({_user(uid)})" for p, uid in foreign)
+    message = (
+        f"outbox files in {folder} belong to another user than the {_user(me)} running the"
+        f" gateway: {owners}"
+    )
+    if any(not os.access(p, os.W_OK, follow_symlinks=False) for p, _ in foreign):
+        owner = _user(os.stat(folder).st_uid)
+        raise OutboxNotOurs(
+            outbox_path,
+            f"{message}; it cannot write them. A `streetgate run` as another user (root?) left"
+            f" them: give them back with `sudo chown -R {owner}: {folder}` (deploy/install.sh"
+            " does it), and run the gateway only as its service",
+        )
+    log.warning(
+        "%s; files created now will be %s's and the service user cannot write them: run the"
+        " gateway as the user that owns %s (sudo -u USER streetgate run ...)",
+        message,
+        _user(me),
+        folder,
+    )
 
 
 def refuse_symlink(path: Path, what: str) -> None:
@@ -100,6 +162,8 @@ class OutboxLock:
         if self._fd is not None:
             return
         self.outbox_path.parent.mkdir(parents=True, exist_ok=True)
+        companions = [self.outbox_path.with_name(self.outbox_path.name + s) for s in COMPANIONS]
+        check_owner(self.outbox_path, [self.outbox_path, self.path, *companions])
         fd = open_companion(self.path, os.O_RDWR, "lock file")
         try:
             try:

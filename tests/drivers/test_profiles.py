@@ -274,6 +274,36 @@ def issues_of(path: Path) -> tuple[ConfigIssue, ...]:
             id="metric-larger-than-request-limit",
         ),
         pytest.param(
+            f"[[metrics]]\n{GOOD_METRIC}range = [80, -40]\n",
+            "metrics[0]",
+            "range: min must be below max, got [80, -40]",
+            id="range-backwards",
+        ),
+        pytest.param(
+            f"[[metrics]]\n{GOOD_METRIC}range = [0, inf]\n",
+            "metrics[0].range[1]",
+            "finite number",
+            id="range-infinite",
+        ),
+        pytest.param(
+            f"[[metrics]]\n{GOOD_METRIC}range = [0, 1, 2]\n",
+            "metrics[0].range",
+            "at most 2 items",
+            id="range-three-items",
+        ),
+        pytest.param(
+            f'[[metrics]]\n{GOOD_METRIC}unit = "Cel"\nrange = [-300, 80]\n',
+            "metrics[0]",
+            "[-300, 80] Cel is outside what is physically possible (>= -273.15 Cel)",
+            id="range-below-absolute-zero",
+        ),
+        pytest.param(
+            f'[[metrics]]\n{GOOD_METRIC}unit = "%RH"\nrange = [0, 120]\n',
+            "metrics[0]",
+            "(0..100 %RH)",
+            id="humidity-above-100",
+        ),
+        pytest.param(
             f'[[metrics]]\n{GOOD_METRIC}\n[[metrics]]\nname = "has space"\naddress = 1\n',
             "metrics[1].name",
             "expected a name of letters, digits",
@@ -423,3 +453,29 @@ def test_missing_custom_profile_is_reported_at_the_device(tmp_path: Path) -> Non
     assert issue.location == "devices[0].profile"
     assert "profile: cannot read file" in issue.message
     assert str(tmp_path / "profiles" / "none.toml") in issue.message
+
+
+# --- plausibility ranges --------------------------------------------------------------------
+
+#: Bit fields: any value of their type is a valid reading, so a range says nothing.
+BIT_FIELDS = {("streetgate-node", "status"), ("streetgate-node", "error")}
+
+
+@pytest.mark.parametrize("name", builtin_profiles())
+def test_every_shipped_metric_has_a_range(name: str) -> None:
+    for metric in load_profile(name).metrics:
+        if (name, metric.name) in BIT_FIELDS:
+            continue
+        assert metric.range is not None, f"{name}: {metric.name} has no range"
+        assert metric.plausible_range == metric.range
+
+
+def test_a_temperature_without_a_range_is_still_above_absolute_zero(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, f'[[metrics]]\n{GOOD_METRIC}unit = "Cel"\n')
+    (metric,) = load_profile(str(path)).metrics
+    assert metric.range is None
+    assert metric.plausible_range == (-273.15, float("inf"))
+    (other,) = load_profile(
+        str(write_profile(tmp_path, f"[[metrics]]\n{GOOD_METRIC}", "b.toml"))
+    ).metrics
+    assert other.plausible_range is None

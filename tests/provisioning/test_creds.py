@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -382,3 +383,121 @@ def test_show_an_expired_certificate(tmp_path: Path, ca: CertificateAuthority) -
     assert result.exit_code == ExitCode.FAILURE
     assert "days left    -" in result.stdout
     assert "the certificate expired on" in result.stderr
+
+
+# -- a first install: only a gateway id, the rest of the config still empty ---------------------
+
+
+def skeleton(tmp_path: Path) -> Path:
+    """install.sh's config skeleton: no gateway_id, no broker, the TLS paths under tls/."""
+    config = tmp_path / "config.toml"
+    config.write_text((Path(__file__).parents[2] / "deploy" / "config.toml").read_text())
+    return config
+
+
+def test_init_on_the_skeleton_takes_the_gateway_id_from_the_command_line(tmp_path: Path) -> None:
+    config = skeleton(tmp_path)
+    missing = creds("init", "-c", str(config))
+    assert missing.exit_code == ExitCode.CONFIG
+    assert "gateway_id: the config sets none yet; give --gateway-id NAME" in missing.stderr
+    bad = creds("init", "-c", str(config), "--gateway-id", "no spaces")
+    assert bad.exit_code == ExitCode.USAGE
+    assert "--gateway-id 'no spaces': expected a name" in bad.stderr
+    assert not (tmp_path / "tls").exists()
+
+    made = creds("init", "-c", str(config), "--gateway-id", GATEWAY)
+    assert made.exit_code == 0, made.stderr
+    csr = load_csr(tmp_path / "tls" / "gateway.csr")
+    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == GATEWAY
+    assert (tmp_path / "tls" / "gateway.key").stat().st_mode & 0o777 == 0o600
+    assert (
+        f'has no gateway_id yet: `streetgate init` writes it, or set gateway_id = "{GATEWAY}"'
+        in (made.stderr)
+    )
+
+
+def test_a_gateway_id_that_contradicts_the_config_is_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = creds("init", "-c", str(config), "--gateway-id", "pole-99")
+    assert result.exit_code == ExitCode.USAGE
+    assert f"--gateway-id pole-99 is not the gateway_id of {config} ({GATEWAY})" in result.stderr
+    assert not (tmp_path / "tls" / "gateway.key").exists()
+
+
+def test_install_on_the_skeleton_checks_the_cn_against_the_given_id(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    config = skeleton(tmp_path)
+    assert creds("init", "-c", str(config), "--gateway-id", GATEWAY).exit_code == 0
+    cert, ca_file = signed(tmp_path, ca), ca.write_ca(tmp_path / "city-ca.crt")
+    wrong = creds(
+        "install", "-c", str(config), "--gateway-id", "pole-99", "--cert", str(cert),
+        "--ca", str(ca_file),
+    )  # fmt: skip
+    assert wrong.exit_code == ExitCode.FAILURE
+    assert "is for CN=pole-17, not for this gateway (pole-99)" in wrong.stderr
+    done = creds(
+        "install", "-c", str(config), "--gateway-id", GATEWAY, "--cert", str(cert),
+        "--ca", str(ca_file),
+    )  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    assert (tmp_path / "tls" / "ca.crt").read_bytes() == pem(ca.cert)
+
+
+def test_install_the_ca_alone(tmp_path: Path, ca: CertificateAuthority) -> None:
+    config = write_config(tmp_path)
+    assert creds("install", "-c", str(config)).exit_code == ExitCode.USAGE
+    ca_file = ca.write_ca(tmp_path / "city-ca.crt")
+    result = creds("install", "-c", str(config), "--ca", str(ca_file))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"installed {tmp_path / 'tls' / 'ca.crt'}\n"
+    assert (tmp_path / "tls" / "ca.crt").stat().st_mode & 0o777 == 0o644
+    # with a certificate installed, a CA that did not issue it is refused
+    init(config)
+    signed(tmp_path, ca, name="tls/gateway.crt")
+    other = CertificateAuthority("someone else's CA").write_ca(tmp_path / "other.crt")
+    refused = creds("install", "-c", str(config), "--ca", str(other))
+    assert refused.exit_code == ExitCode.FAILURE
+    assert "was not issued by the CA in" in refused.stderr
+    assert (tmp_path / "tls" / "ca.crt").read_bytes() == pem(ca.cert)
+
+
+def test_install_refuses_what_is_not_a_bounded_regular_file(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    config = write_config(tmp_path)
+    init(config)
+    fifo = tmp_path / "cert.fifo"
+    os.mkfifo(fifo)
+    result = creds("install", "-c", str(config), "--cert", str(fifo))
+    assert result.exit_code == ExitCode.FAILURE
+    assert f"the certificate {fifo}: not a regular file" in result.stderr
+    huge = tmp_path / "huge.crt"
+    huge.write_bytes(b"x" * (1024 * 1024 + 1))
+    result = creds("install", "-c", str(config), "--ca", str(huge))
+    assert result.exit_code == ExitCode.FAILURE
+    assert "larger than the 1,048,576 allowed" in result.stderr
+
+
+def test_root_gives_the_new_key_to_the_owner_of_its_folder(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give files away")
+    config = write_config(tmp_path)
+    (tmp_path / "tls").mkdir(mode=0o700)
+    os.chown(tmp_path / "tls", 4321, 4322)  # the service user's folder, as install.sh makes it
+    init(config)
+    for name in ("gateway.key", "gateway.csr"):
+        st = (tmp_path / "tls" / name).stat()
+        assert (st.st_uid, st.st_gid) == (4321, 4322)
+
+
+def test_the_gateway_id_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """balena: the fleet's config has no gateway_id; each device's variable gives it."""
+    config = skeleton(tmp_path)
+    monkeypatch.setenv("STREETGATE_GATEWAY_ID", "pole-31")
+    made = creds("init", "-c", str(config))
+    assert made.exit_code == 0, made.stderr
+    csr = load_csr(tmp_path / "tls" / "gateway.csr")
+    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "pole-31"

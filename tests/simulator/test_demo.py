@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from simulator.demo import quality_notes, watch_hint
+
 
 def test_demo_prints_readings_of_every_device_and_exits_cleanly(tmp_path: Path) -> None:
     result = subprocess.run(
@@ -52,3 +56,23 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "Error" not in err
+
+
+def test_clock_unsynced_is_explained_once_where_it_first_shows() -> None:
+    said: set[str] = set()
+    good = [{"quality": "good"}]
+    unsynced = [{"quality": "good"}, {"quality": "clock_unsynced"}]
+    assert quality_notes(good, said) == []
+    [note] = quality_notes(unsynced, said)
+    assert note.startswith("demo: clock_unsynced: the gateway could not confirm")
+    assert "synchronised by NTP" in note
+    assert "stored and sent all the same" in note
+    assert quality_notes(unsynced, said) == []  # once
+
+
+def test_the_watch_hint_names_the_package_when_mosquitto_sub_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert "sudo apt-get install mosquitto-clients" in watch_hint(1883)
+    assert watch_hint(1883).startswith("demo: watch it yourself: mosquitto_sub -p 1883 -t '#' -v")

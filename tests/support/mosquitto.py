@@ -15,8 +15,15 @@ __all__ = ["Mosquitto", "free_port"]
 class Mosquitto(LocalMosquitto):
     """LocalMosquitto whose start fails the test (not errors it) when mosquitto is missing."""
 
-    def __init__(self, workdir: Path, port: int | None = None, listener_options: str = "") -> None:
-        super().__init__(workdir, port, listener_options)
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        listener_options: str = "",
+        *,
+        allow_anonymous: bool = True,
+    ) -> None:
+        super().__init__(workdir, port, listener_options, allow_anonymous=allow_anonymous)
 
     def start(self, timeout: float = 10.0) -> None:
         try:

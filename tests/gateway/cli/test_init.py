@@ -357,8 +357,8 @@ def test_the_wizard_in_a_real_terminal(tmp_path: Path, tls_files: tuple[Path, Pa
         ("MQTT broker host: ", "mqtt.city.example"),
         ("Connect to the broker with TLS? [Y/n]: ", ""),
         ("MQTT broker port [8883]: ", ""),
-        ("CA certificate file (PEM): ", str(ca)),
-        ("Client certificate file (PEM; empty for none): ", str(cert)),
+        ("CA certificate file (PEM; 'later': install it afterwards): ", str(ca)),
+        ("make the key here afterwards; empty for none): ", str(cert)),
         ("Private key file (PEM): ", str(key)),
         ("MQTT user name (empty for none): ", ""),
         (f"Outbox database [{init_cli.DEFAULT_OUTBOX}]: ", "outbox.db"),
@@ -419,3 +419,46 @@ def test_the_readme_examples_run(
         "meter-2",
         "door-1",
     ]
+
+
+# -- a first install: TLS files that come later -----------------------------------------------
+
+
+def test_later_defers_the_tls_files_marked_pending(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    answers = lines("pole-42", "broker.example", "y", "", "later", "later", "", "", "done")
+    result = run_init(str(path), answers=answers)
+    assert result.exit_code == 0, result.stderr
+    tls = load_config(path).mqtt.tls
+    assert tls is not None
+    folder = tmp_path / "tls"
+    assert (tls.ca_file, tls.cert_file, tls.key_file) == (
+        folder / "ca.crt", folder / "gateway.crt", folder / "gateway.key",
+    )  # fmt: skip
+    text = path.read_text()
+    assert "# PENDING when this was written: the gateway does not start until these TLS" in text
+    make_key = f"`streetgate creds init -c {path}`"
+    assert f"#   mqtt.tls.key_file {tmp_path / 'tls' / 'gateway.key'} does not exist yet" in text
+    assert make_key in text
+    assert f"pending: mqtt.tls.key_file {tmp_path / 'tls' / 'gateway.key'}" in result.stderr
+
+
+def test_tls_pending_flag_keeps_files_that_exist_and_defers_the_rest(
+    tmp_path: Path, tls_files: tuple[Path, Path, Path]
+) -> None:
+    ca, _, _ = tls_files
+    path = tmp_path / "etc" / "gw.toml"
+    path.parent.mkdir()
+    base = ("--gateway-id", "pole-42", "--broker-host", "broker.example", "--non-interactive")
+    refused = run_init(str(path), *base, "--tls", terminal=False)
+    assert refused.exit_code == ExitCode.USAGE
+    assert "--ca-file (or --tls-pending to install the TLS files afterwards)" in refused.stderr
+    result = run_init(str(path), *base, "--tls-pending", "--ca-file", str(ca), terminal=False)
+    assert result.exit_code == 0, result.stderr
+    tls = load_config(path).mqtt.tls
+    assert tls is not None
+    assert tls.ca_file == ca  # there already: not pending
+    assert tls.key_file == tmp_path / "etc" / "tls" / "gateway.key"
+    assert "mqtt.tls.ca_file" not in path.read_text().split("gateway_id")[0]
+    no_tls = run_init(str(path), *base, "--force", "--tls-pending", "--no-tls", terminal=False)
+    assert no_tls.exit_code == ExitCode.USAGE

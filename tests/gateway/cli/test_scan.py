@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -332,3 +333,33 @@ def test_implausible_values_make_a_misfit_and_stay_valid_json() -> None:
     assert not fit.fits
     assert fit.reason == "implausible values: temperature=nan"
     assert json.loads(json.dumps(fit.as_dict(), allow_nan=False))["values"] == {"temperature": None}
+
+
+def test_a_value_outside_the_metric_range_rejects_the_profile() -> None:
+    fit = profile_fit(
+        XY_MD02, [Sample("temperature", -275.9, "Cel"), Sample("humidity", 40, "%RH")]
+    )
+    assert not fit.fits
+    assert fit.reason == "temperature -275.9 °C outside -40..80"
+    assert profile_fit(XY_MD02, [Sample("temperature", 21.5, "Cel")]).fits
+
+
+def test_an_sdm120_is_not_called_an_xy_md02() -> None:
+    # A fixed clock: the simulated meter serves the same values on every run, so the low word of
+    # its voltage (what xy-md02 reads as a temperature) is the same too, and far outside -40..80.
+    meter = [DeviceSpec("meter", SDM120, unit_id=1)]
+    with in_thread(lambda: ModbusSimulator(meter, clock=lambda: 0.0)) as sim:
+        args = ["scan", "modbus", "--host", sim.host, "--port", str(sim["meter"].port)]
+        as_json = runner.invoke(app, [*args, "--units", "1", "--json"])
+        text = runner.invoke(app, [*args, "--units", "1"])
+    assert as_json.exit_code == ExitCode.OK, as_json.output
+    (unit,) = json.loads(as_json.stdout)
+    assert unit["best_profile"] == "sdm120"
+    assert "xy-md02" not in [f["profile"] for f in unit["fits"]]
+    (xy,) = [f for f in unit["misfits"] if f["profile"] == "xy-md02"]
+    assert re.fullmatch(r"temperature -?[0-9.e+]+ °C outside -40\.\.80", xy["reason"]), xy
+    assert text.exit_code == ExitCode.OK
+    assert "also readable as" not in text.stdout
+    rejected = next(line for line in text.stdout.splitlines() if "xy-md02" in line)
+    assert rejected.startswith("  xy-md02: rejected: temperature ")
+    assert rejected.endswith("°C outside -40..80")
