@@ -183,9 +183,10 @@ def validate(
     for line in pending:
         err(line)
     if pending:
-        warn(what, "the gateway does not start until these files are there")
+        why = "the gateway does not start until these files are there"
         if ready:
-            raise typer.Exit(ExitCode.CONFIG)
+            fail(what, why, ExitCode.CONFIG)
+        warn(what, why)
 
 
 def schema() -> None:
