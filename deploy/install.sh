@@ -104,7 +104,7 @@ if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 
 # -- 32-bit Raspberry Pi OS (armv7) ---------------------------------------------------------
-# PyPI has no armv7 wheels of cffi and dbus-fast (bleak's D-Bus library): pip takes them from
+# PyPI has no armv7 wheels of cffi, dbus-fast (bleak's D-Bus library) and zstandard: pip takes them from
 # piwheels, the Raspberry Pi wheel index, or else builds them, which needs a compiler and the
 # headers of Python and libffi. On arm64 and x86_64 PyPI has wheels of every dependency.
 pip_index=()

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from drivers.deadband import Deadband, rule_of
+from gateway.core.config_types import Seconds
 from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.core.safe_files import MAX_PROFILE_BYTES, read_config_file
 from gateway.core.validation import issues_from_validation_error
@@ -133,6 +135,24 @@ class MetricSpec(BaseModel):
         description="The raw value the device gives when it has no valid reading (e.g. 65535); "
         "such a value is left out.",
     )
+    # Report-on-change (drivers/deadband.py): store a value only when it moved this much from
+    # the last stored one, or max_silence passed. Absent: every reading is stored.
+    deadband: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Report on change: store a value only when it moved at least this much "
+        "(in its unit) from the last stored one; absent: every reading is stored.",
+    )
+    deadband_percent: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Report on change, relative: store a value only when it moved at least "
+        "this many percent from the last stored one.",
+    )
+    max_silence: Seconds | None = Field(
+        default=None,
+        description="With a deadband: store a value at least this often even when it did not move.",
+    )
     # [min, max] a working device of this model can report (after scale and offset), e.g. the
     # sensor's measuring range. `streetgate scan modbus` rejects a profile whose values fall
     # outside; the gateway does not use it yet (a reading outside could become "suspect").
@@ -153,6 +173,16 @@ class MetricSpec(BaseModel):
         if value == 0:
             raise ValueError("scale must not be 0 (every reading would equal the offset)")
         return value
+
+    @property
+    def report(self) -> Deadband:
+        """This metric's deadband settings."""
+        return rule_of(self)
+
+    @model_validator(mode="after")
+    def _deadband_settings(self) -> MetricSpec:
+        rule_of(self)  # its checks: not negative, max_silence only with a deadband
+        return self
 
     @property
     def plausible_range(self) -> tuple[float, float] | None:
@@ -243,6 +273,11 @@ class Profile(BaseModel):
                     f" registers, more than max_registers_per_request = {limit}"
                 )
         return metrics
+
+    @property
+    def deadbands(self) -> dict[str, Deadband]:
+        """The deadband settings of every metric that has one, by metric name."""
+        return {m.name: m.report for m in self.metrics if m.report.active}
 
 
 def builtin_profiles() -> list[str]:

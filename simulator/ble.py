@@ -1,14 +1,16 @@
 """A simulated BLE neighbourhood: sensors that advertise, peripherals that answer, an adapter.
 
-:class:`BleSimulator` holds BTHome and Ruuvi advertisers and GATT peripherals and hands out two
+:class:`BleSimulator` holds BTHome and Ruuvi advertisers (RuuviTag formats 3 and 5; a Ruuvi Air's
+6 and E1, the latter in a BLE 5 extended advert) and GATT peripherals and hands out two
 bleak backends for bleak's ``backend=`` argument: :attr:`BleSimulator.scanner_backend` (a
 ``BaseBleakScanner``) and :attr:`BleSimulator.client_backend` (a ``BaseBleakClient``). The
 gateway's real drivers run on them unchanged (:class:`drivers.ble_common.BleBackends`).
 
 Adverts are real bytes: each sensor's values are encoded with the gateway's own encoders into
-legacy advertising PDU data (AD structures, at most 31 bytes), which the fake scanner parses
-back into bleak's ``AdvertisementData`` as BlueZ would, honouring a passive scan's
-or-patterns. Each measurement is sent ``repeats`` times, as real sensors do.
+advertising PDU data (AD structures, at most 31 bytes in a legacy advert, 254 in an extended
+one), which the fake scanner parses back into bleak's ``AdvertisementData`` as BlueZ would,
+honouring a passive scan's or-patterns. Each measurement is sent ``repeats`` times, as real
+sensors do.
 
 Faults: :meth:`SimBthome.corrupt_next` / :meth:`SimRuuvi.corrupt_next` (damaged payloads),
 a BTHome key that differs from the gateway's, :meth:`BleSimulator.remove_adapter` (missing at
@@ -21,6 +23,7 @@ start, or vanishing mid-scan: the scan goes silent, restarts fail) and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import time
@@ -47,7 +50,8 @@ from pydantic import SecretStr
 
 from drivers.ble.bthome import OBJECTS, SERVICE_UUID16, encode_bthome
 from drivers.ble.gatt_codec import CharacteristicCodec
-from drivers.ble.ruuvi import MANUFACTURER_ID, RuuviFields, encode_ruuvi
+from drivers.ble.ruuvi import DATA_FORMAT, MANUFACTURER_ID, RuuviFields, encode_ruuvi
+from drivers.ble.ruuvi_air import RuuviAirFields, encode_ruuvi_air
 from gateway.config.devices import BthomeDevice, GattCharacteristic, GattDevice, RuuviDevice
 from gateway.core.model import Sample
 
@@ -58,11 +62,13 @@ __all__ = [
     "SimBthome",
     "SimGattPeripheral",
     "SimRuuvi",
+    "SimRuuviAir",
     "ad_structures",
     "parse_ad_structures",
 ]
 
 MAX_LEGACY_AD = 31  # bytes of advertising data in a legacy (BLE 4.x) advertisement
+MAX_EXTENDED_AD = 254  # in one BLE 5 extended advertising PDU (AUX_ADV_IND), no chaining
 _AD_FLAGS, _AD_NAME, _AD_SERVICE_DATA16, _AD_MANUFACTURER = 0x01, 0x09, 0x16, 0xFF
 _G = 9.80665
 
@@ -74,8 +80,10 @@ def ad_structures(
     service_data16: dict[int, bytes] | None = None,
     manufacturer_data: dict[int, bytes] | None = None,
     flags: int | None = 0x06,
+    extended: bool = False,
 ) -> bytes:
-    """Advertising data as it goes on air: ``<len><type><data>`` structures."""
+    """Advertising data as it goes on air: ``<len><type><data>`` structures; ``extended``: in a
+    BLE 5 extended advertisement (up to 254 bytes) rather than a legacy one (31)."""
     out = bytearray()
     if flags is not None:
         out += bytes((2, _AD_FLAGS, flags))
@@ -83,7 +91,9 @@ def ad_structures(
         out += bytes((3 + len(data), _AD_SERVICE_DATA16)) + uuid.to_bytes(2, "little") + data
     for company, data in (manufacturer_data or {}).items():
         out += bytes((3 + len(data), _AD_MANUFACTURER)) + company.to_bytes(2, "little") + data
-    if len(out) > MAX_LEGACY_AD:
+    if extended and len(out) > MAX_EXTENDED_AD:
+        raise ValueError(f"{len(out)} bytes of advertising data; an extended advert holds 254")
+    if not extended and len(out) > MAX_LEGACY_AD:
         raise ValueError(f"{len(out)} bytes of advertising data; a legacy advert holds 31")
     return bytes(out)
 
@@ -162,6 +172,9 @@ class SentPacket:
     payload: bytes
     corrupted: bool = False
     adverts: int = 0  # times it went on air
+    # A sensor that sends one measurement in several data formats (a Ruuvi Air: 6 and E1):
+    # the payload of each, by format; ``payload`` is the one whose values are ``values``.
+    payloads: dict[int, bytes] = dataclasses.field(default_factory=dict)
 
 
 class _Advertiser:
@@ -195,6 +208,10 @@ class _Advertiser:
     def advertising_data(self, packet: SentPacket) -> bytes:
         """The on-air advertising data of a packet."""
         raise NotImplementedError
+
+    def adverts(self, packet: SentPacket) -> list[bytes]:
+        """Every advert one repeat of a packet puts on air (one, unless several formats)."""
+        return [self.advertising_data(packet)]
 
 
 #: The objects a simulated BTHome sensor sends by default: battery, temperature, humidity.
@@ -269,26 +286,53 @@ class SimBthome(_Advertiser):
 
 
 class SimRuuvi(_Advertiser):
-    """A RuuviTag broadcasting data format 5."""
+    """A RuuviTag broadcasting data format 5 (RAWv2) or, as older firmware does, 3 (RAWv1).
+
+    ``next_fields``: what the next measurement sends instead of simulated values (e.g. one of
+    Ruuvi's test vectors); cleared once sent.
+    """
 
     def __init__(
-        self, name: str, mac: str, *, seed: int | str = 0, repeats: int = 3, first_sequence: int = 0
+        self,
+        name: str,
+        mac: str,
+        *,
+        seed: int | str = 0,
+        repeats: int = 3,
+        first_sequence: int = 0,
+        data_format: int = DATA_FORMAT,
     ) -> None:
         super().__init__(name, mac, seed or name, repeats)
+        if data_format not in (3, DATA_FORMAT):
+            raise ValueError(
+                f"a RuuviTag sends data format 3 or 5, not {data_format} (SimRuuviAir: 6, E1)"
+            )
+        self.data_format = data_format
         self.sequence = first_sequence
         self.movements = 0
+        self.next_fields: RuuviFields | None = None
 
     def gateway_config(self, **overrides: Any) -> RuuviDevice:
         """The gateway's config entry for this tag."""
         settings = {"kind": "ruuvi", "name": self.name, "mac": self.mac}
         return RuuviDevice.model_validate({**settings, **overrides})
 
-    def measure(self, t: float) -> SentPacket:
+    def _simulated(self, t: float) -> RuuviFields:
         c = self._climate.at(t)
+        g = 0.00980665
+        if self.data_format == 3:  # resolution: 0.01 degC, 0.5 %RH, 1 Pa, 1 mG, 1 mV
+            return RuuviFields(
+                temperature=round(c["temperature"], 2),
+                humidity=round(c["humidity"] * 2) / 2,
+                pressure=float(round(c["pressure"] * 100)),
+                acceleration_x=0.0,
+                acceleration_y=round(round(0.05 / g) * g, 8),
+                acceleration_z=round(round(c["acceleration"] / g) * g, 8),
+                voltage=round(c["voltage"], 3),
+            )
         if self.sequence % 10 == 9:
             self.movements = (self.movements + 1) % 255
-        g = 0.00980665
-        fields = RuuviFields(
+        return RuuviFields(
             temperature=round(round(c["temperature"] / 0.005) * 0.005, 3),
             humidity=round(round(c["humidity"] / 0.0025) * 0.0025, 4),
             pressure=float(round(c["pressure"] * 100)),
@@ -301,8 +345,11 @@ class SimRuuvi(_Advertiser):
             sequence=self.sequence,
             mac=self.mac,
         )
+
+    def measure(self, t: float) -> SentPacket:
+        fields, self.next_fields = self.next_fields or self._simulated(t), None
         values = {
-            name: float(getattr(fields, name))
+            name: float(value)
             for name in (
                 "temperature",
                 "humidity",
@@ -314,18 +361,146 @@ class SimRuuvi(_Advertiser):
                 "tx_power",
                 "movement_count",
             )
+            if (value := getattr(fields, name)) is not None
         }
-        payload = encode_ruuvi(fields)
+        payload = encode_ruuvi(fields, self.data_format)
         corrupted = self._take_corruption()
         if corrupted:
             payload = payload[:-1]
-        packet = SentPacket(self.name, self.sequence, values, payload, corrupted)
-        self.sequence = (self.sequence + 1) % 65535  # 65535 means "not available"
+        key = fields.sequence if self.data_format == DATA_FORMAT else None
+        packet = SentPacket(self.name, key, values, payload, corrupted)
+        if self.data_format == DATA_FORMAT:
+            self.sequence = (self.sequence + 1) % 65535  # 65535 means "not available"
         self.sent.append(packet)
         return packet
 
     def advertising_data(self, packet: SentPacket) -> bytes:
         return ad_structures(manufacturer_data={MANUFACTURER_ID: packet.payload})
+
+
+#: Ruuvi Air's luminosity code step in data format 6: ln(lx + 1) per code (drivers.ble.ruuvi_air).
+_LUX_STEP = math.log(65536) / 254
+
+
+class SimRuuviAir(_Advertiser):
+    """A Ruuvi Air: each measurement goes on air in data format 6 (a legacy advert, for
+    Bluetooth 4 receivers) and E1 (a BLE 5 extended advert, with PM1/4/10, finer luminosity, a
+    24-bit sequence and the full MAC), as the real one does.
+
+    ``formats``: which it sends and in which order within each repeat (default E1, then 6).
+    ``values`` of a packet are what E1 carries (6's when E1 is not sent); ``payloads`` holds
+    both. ``next_fields``: what the next measurement sends instead of simulated values.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        mac: str,
+        *,
+        seed: int | str = 0,
+        repeats: int = 3,
+        first_sequence: int = 0,
+        formats: Sequence[int] = (0xE1, 6),
+    ) -> None:
+        super().__init__(name, mac, seed or name, repeats)
+        if not formats or set(formats) - {6, 0xE1} or len(set(formats)) != len(formats):
+            raise ValueError(f"a Ruuvi Air sends formats 6 and/or 0xE1, not {list(formats)}")
+        self.formats = tuple(formats)
+        self.sequence = first_sequence
+        self.calibrating = False
+        self.next_fields: RuuviAirFields | None = None
+        rng = random.Random(f"ruuvi-air/{seed or name}")
+        self._pm = rng.uniform(3.0, 25.0)
+        self._co2 = rng.uniform(420.0, 900.0)
+        self._lux = rng.uniform(50.0, 20_000.0)
+
+    def gateway_config(self, **overrides: Any) -> RuuviDevice:
+        """The gateway's config entry for this Ruuvi Air."""
+        settings = {"kind": "ruuvi", "name": self.name, "mac": self.mac}
+        return RuuviDevice.model_validate({**settings, **overrides})
+
+    def _simulated(self, t: float) -> RuuviAirFields:
+        c = self._climate.at(t)
+        wave = 1 + 0.2 * math.sin(t / 300.0)
+        return RuuviAirFields(
+            temperature=round(c["temperature"] * 200) / 200,
+            humidity=round(c["humidity"] * 400) / 400,
+            pressure=float(round(c["pressure"] * 100)),
+            pm1=round(self._pm * 0.6 * wave * 10) / 10,
+            pm25=round(self._pm * wave * 10) / 10,
+            pm4=round(self._pm * 1.3 * wave * 10) / 10,
+            pm10=round(self._pm * 1.6 * wave * 10) / 10,
+            co2=float(round(self._co2 * wave)),
+            voc_index=round(100 * wave),
+            nox_index=round(wave),
+            illuminance=round(self._lux * wave * 100) / 100,
+            calibrating=self.calibrating,
+            sequence=self.sequence,
+            mac=self.mac,
+        )
+
+    def measure(self, t: float) -> SentPacket:
+        fields, self.next_fields = self.next_fields or self._simulated(t), None
+        legacy = dataclasses.replace(
+            fields,
+            pm1=None,
+            pm4=None,
+            pm10=None,
+            sequence=None if fields.sequence is None else fields.sequence & 0xFF,
+            # format 6's luminosity code ends at 65535 lx: it saturates there
+            illuminance=None if fields.illuminance is None else min(fields.illuminance, 65535),
+        )
+        encoded = {0xE1: fields, 6: legacy}
+        payloads = {f: encode_ruuvi_air(encoded[f], f) for f in self.formats}
+        corrupted = self._take_corruption()
+        if corrupted:
+            payloads = {f: p[:-1] for f, p in payloads.items()}
+        main = 0xE1 if 0xE1 in self.formats else 6
+        values = _air_values(fields if main == 0xE1 else legacy, main)
+        packet = SentPacket(
+            self.name,
+            fields.sequence,
+            values,
+            payloads[main],
+            corrupted,
+            payloads=payloads,
+        )
+        if fields.sequence is not None:
+            self.sequence = (fields.sequence + 1) % 0xFFFFFF  # 0xFFFFFF means "not available"
+        self.sent.append(packet)
+        return packet
+
+    def advertising_data(self, packet: SentPacket) -> bytes:
+        return self.adverts(packet)[0]
+
+    def adverts(self, packet: SentPacket) -> list[bytes]:
+        return [
+            ad_structures(
+                manufacturer_data={MANUFACTURER_ID: packet.payloads[f]}, extended=f == 0xE1
+            )
+            for f in self.formats
+        ]
+
+
+def _air_values(fields: RuuviAirFields, data_format: int) -> dict[str, float]:
+    """What a receiver decodes from ``fields`` sent in ``data_format`` (its resolution)."""
+    values: dict[str, float] = {}
+    for name in ("temperature", "humidity", "pressure", "pm1", "pm25", "pm4", "pm10", "co2"):
+        value = getattr(fields, name)
+        if value is not None:
+            values[name] = float(value)
+    for name in ("voc_index", "nox_index"):
+        index = getattr(fields, name)
+        if index is not None:
+            values[name] = float(index)
+    if fields.illuminance is not None:
+        if data_format == 6:  # a logarithmic code of one byte, read back to 0.01 lx
+            code = round(math.log1p(fields.illuminance) / _LUX_STEP)
+            values["illuminance"] = round(math.expm1(code * _LUX_STEP), 2)
+        else:
+            values["illuminance"] = round(fields.illuminance * 100) / 100
+    values["calibration_state"] = float(fields.calibrating)
+    return values
 
 
 class SimGattPeripheral:
@@ -398,7 +573,7 @@ class BleSimulator:
 
     def __init__(self, adapter: str = "hci0", clock: Callable[[], float] = time.monotonic) -> None:
         self.adapter = adapter
-        self.advertisers: dict[str, SimBthome | SimRuuvi] = {}
+        self.advertisers: dict[str, SimBthome | SimRuuvi | SimRuuviAir] = {}
         self.peripherals: dict[str, SimGattPeripheral] = {}
         self.adapter_present = True
         self.adapter_fault: AdapterFault = "not_found"
@@ -415,7 +590,7 @@ class BleSimulator:
 
     # -- the neighbourhood -----------------------------------------------------------------
 
-    def add(self, device: SimBthome | SimRuuvi | SimGattPeripheral) -> None:
+    def add(self, device: SimBthome | SimRuuvi | SimRuuviAir | SimGattPeripheral) -> None:
         """Put a sensor or peripheral in range."""
         if isinstance(device, SimGattPeripheral):
             self.peripherals[device.mac] = device
@@ -455,10 +630,11 @@ class BleSimulator:
                 if advertiser.silent:
                     continue
                 packet = advertiser.measure(t)
-                raw = advertiser.advertising_data(packet)
+                raws = advertiser.adverts(packet)
                 for _ in range(advertiser.repeats):
-                    self.transmit(advertiser.mac, advertiser.name, raw)
-                    packet.adverts += 1
+                    for raw in raws:
+                        self.transmit(advertiser.mac, advertiser.name, raw)
+                        packet.adverts += 1
                 sent.append(packet)
         return sent
 

@@ -276,6 +276,7 @@ class DeviceValues:
         self._import = _Integral(base.uniform(100.0, 5000.0), lambda t: self.total_power(t) / 3.6e6)
         self._export = _Integral(base.uniform(0.0, 20.0), lambda t: self.total_power(t) / 3.6e8)
         self._sources: dict[str, Callable[[float], float]] = {}
+        self._held: dict[str, float] = {}  # metrics pinned by hold()
         for metric in profile.metrics:
             self._sources[metric.name] = self._source(
                 metric, random.Random(f"{seed}/{metric.name}")
@@ -292,11 +293,22 @@ class DeviceValues:
 
     def value(self, name: str, t: float) -> float:
         """The engineering value of metric ``name`` at ``t`` (before register encoding)."""
-        return self._sources[name](t)
+        held = self._held.get(name)
+        return self._sources[name](t) if held is None else held
+
+    def hold(self, name: str, value: float | None) -> None:
+        """Pin metric ``name`` at ``value`` (a steady reading, or a step when changed); None
+        lets it move again. KeyError for a metric the profile lacks."""
+        if name not in self._sources:
+            raise KeyError(f"{self.profile.name} has no metric {name!r}")
+        if value is None:
+            self._held.pop(name, None)
+        else:
+            self._held[name] = value
 
     def encode(self, metric: MetricSpec, t: float) -> tuple[list[int], float]:
         """Registers for the metric at ``t`` and the value a gateway decodes from them."""
-        return encode_metric(metric, self._sources[metric.name](t))
+        return encode_metric(metric, self.value(metric.name, t))
 
     def _source(self, metric: MetricSpec, rng: random.Random) -> Callable[[float], float]:
         kind, factor = _kind_and_factor(metric)

@@ -5,19 +5,28 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from drivers.deadband import Reporting, check_deadbands
 from drivers.profile import DataType, Order
 from gateway.core.config_types import NAME_PATTERN, Frozen, Name, Seconds
 
-__all__ = ["MAC_PATTERN", "BthomeDevice", "GattCharacteristic", "GattDevice", "Mac", "RuuviDevice"]
+__all__ = [
+    "MAC_PATTERN",
+    "RUUVI_METRICS",
+    "BthomeDevice",
+    "GattCharacteristic",
+    "GattDevice",
+    "Mac",
+    "RuuviDevice",
+]
 
 #: A BLE MAC address, upper or lower case, colon separated.
 MAC_PATTERN = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
 Mac = Annotated[str, Field(pattern=MAC_PATTERN)]
 
 
-class BthomeDevice(Frozen):
+class BthomeDevice(Reporting):
     """A BTHome v2 BLE sensor, heard passively; ``key`` (32 hex digits) if it encrypts."""
 
     kind: Literal["bthome"]
@@ -39,8 +48,36 @@ class BthomeDevice(Frozen):
             raise ValueError("expected the bindkey as 32 hexadecimal digits (128 bits)")
         return key
 
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> BthomeDevice:
+        check_deadbands(self.deadbands, metrics=None)  # heard, not polled: no interval
+        return self
 
-class RuuviDevice(Frozen):
+
+#: Every metric a Ruuvi sensor may send, in any data format (drivers/ble/ruuvi*.py).
+RUUVI_METRICS = (
+    "temperature",
+    "humidity",
+    "pressure",
+    "acceleration_x",
+    "acceleration_y",
+    "acceleration_z",
+    "voltage",
+    "tx_power",
+    "movement_count",
+    "pm1",
+    "pm25",
+    "pm4",
+    "pm10",
+    "co2",
+    "voc_index",
+    "nox_index",
+    "illuminance",
+    "calibration_state",
+)
+
+
+class RuuviDevice(Reporting):
     """A Ruuvi sensor (RuuviTag data format 3 or 5, Ruuvi Air 6 or E1), heard passively."""
 
     kind: Literal["ruuvi"]
@@ -49,6 +86,11 @@ class RuuviDevice(Frozen):
     stale_after: Seconds = Field(
         default=300.0, description="No advertisement for this long: the device is down."
     )
+
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> RuuviDevice:
+        check_deadbands(self.deadbands, metrics=RUUVI_METRICS)
+        return self
 
 
 class GattCharacteristic(Frozen):
@@ -70,7 +112,7 @@ class GattCharacteristic(Frozen):
     unit: str = Field(default="", description='The unit readings carry, e.g. "°C".')
 
 
-class GattDevice(Frozen):
+class GattDevice(Reporting):
     """A BLE device read actively: connect, read characteristics, disconnect."""
 
     kind: Literal["ble_gatt"]
@@ -96,3 +138,9 @@ class GattDevice(Frozen):
         if duplicates:
             raise ValueError(f"each characteristic needs its own metric; repeated: {duplicates}")
         return characteristics
+
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> GattDevice:
+        metrics = [c.metric for c in self.characteristics]
+        check_deadbands(self.deadbands, metrics=metrics, interval=self.interval)
+        return self

@@ -30,6 +30,15 @@ heard at once; and a key that stays the same for longer than the window (a senso
 counter is stuck) is stored again once per window instead of being ignored forever. A device
 that goes stale forgets its last key.
 
+**Ruuvi Air sends every measurement twice**, as data format 6 (legacy advertising, for
+Bluetooth 4 receivers) and as E1 (extended advertising, with more in it); Ruuvi: a receiver
+that hears E1 should discard 6. So a format 6 advert from a device whose E1 was heard less than
+``repeat_window`` ago is dropped as superseded (a sign of life, counted in ``superseded``),
+and both formats use the low byte of the measurement sequence as their repeat key (format 6
+carries only that byte): an E1 right after the 6 of the same measurement (heard before any
+E1) is a repeat. Each measurement is stored once, from E1 whenever E1 is heard; a receiver
+without extended advertising keeps storing format 6.
+
 **Replays.** An encrypted BTHome advert whose counter is at or below the last one accepted
 from that device (MAC and key) is dropped before it counts as heard, and counted in the
 device's ``dropped["replay"]``: its MIC is genuine, but it was recorded earlier. The last
@@ -64,6 +73,7 @@ from drivers.ble.common import BleakErrors
 from drivers.ble.config import BthomeDevice, RuuviDevice
 from drivers.ble.counters import CounterFile, counter_id
 from drivers.ble.ruuvi import MANUFACTURER_ID, decode_ruuvi
+from drivers.ble.ruuvi_air import LENGTH_E1
 from gateway.core.backoff import next_delay
 from gateway.core.clock import SystemClock
 from gateway.core.errors import AdapterUnavailable, BadFrame, DeviceError, DeviceTimeout, FrameError
@@ -110,6 +120,7 @@ class BleScanStats:
     repeats: int  # adverts recognised as repeats and not stored
     foreign_adverts: int  # adverts from devices not in the config
     replays: int = 0  # encrypted adverts dropped: counter at or below the last accepted
+    superseded: int = 0  # Ruuvi Air format 6 adverts dropped: the device's E1 is heard
     counter_writes: int = 0  # times the counter file was written
 
 
@@ -121,6 +132,7 @@ class _Device:
         "counter",
         "counter_id",
         "decode",
+        "e1_at",
         "last_heard",
         "name",
         "payload",
@@ -128,6 +140,7 @@ class _Device:
         "seen",
         "stale_after",
         "status",
+        "superseded",
     )
 
     def __init__(self, name: str, stale_after: float, bthome: bool, decode: _Decode) -> None:
@@ -142,6 +155,8 @@ class _Device:
         self.repeats = 0
         self.counter_id: str | None = None  # set for encrypted BTHome devices
         self.counter = -1  # the last accepted encryption counter (-1: none yet)
+        self.e1_at = -float("inf")  # monotonic time of the last good Ruuvi E1 advert
+        self.superseded = 0  # Ruuvi Air format 6 adverts dropped because E1 is heard
 
 
 def _bthome(device: BthomeDevice) -> _Decode:
@@ -158,10 +173,18 @@ def _bthome(device: BthomeDevice) -> _Decode:
     return decode
 
 
+#: Ruuvi Air's data formats: one measurement is sent in both (module doc).
+_RUUVI_AIR_LEGACY, _RUUVI_AIR_EXTENDED = 6, 0xE1
+
+
 def _ruuvi(data: bytes) -> tuple[list[Sample], int | bytes, int | None]:
     advert = decode_ruuvi(data)
     sequence = advert.sequence
-    return advert.samples, bytes(data) if sequence is None else sequence, None
+    if sequence is None:
+        return advert.samples, bytes(data), None
+    if advert.data_format in (_RUUVI_AIR_LEGACY, _RUUVI_AIR_EXTENDED):
+        sequence &= 0xFF  # format 6 carries the low byte: one key for both formats
+    return advert.samples, sequence, None
 
 
 def _or_patterns(devices: Sequence[BthomeDevice | RuuviDevice]) -> list[OrPattern]:
@@ -307,6 +330,7 @@ class BleScanSource:
             repeats=sum(d.repeats for d in self._devices),
             foreign_adverts=self._foreign,
             replays=sum(d.status.dropped[REPLAY] for d in self._devices),
+            superseded=sum(d.superseded for d in self._devices),
             counter_writes=self._counter_writes,
         )
 
@@ -393,7 +417,7 @@ class BleScanSource:
 
     # -- the advertisement callback ---------------------------------------------------------
 
-    def _on_advert(self, ble_device: BLEDevice, adv: AdvertisementData) -> None:  # noqa: PLR0911 - one exit per kind of advert
+    def _on_advert(self, ble_device: BLEDevice, adv: AdvertisementData) -> None:  # noqa: PLR0911, PLR0912 - one exit per kind of advert
         now = time.monotonic()
         self._last_any = now
         device = self._by_mac.get(ble_device.address)
@@ -408,6 +432,8 @@ class BleScanSource:
             data = adv.manufacturer_data.get(MANUFACTURER_ID)
         if data is None:
             return  # e.g. a scan response: nothing for us in it
+        if not device.bthome and self._superseded(device, data, now):
+            return
         window = self._repeat_window
         seen = device.seen
         if seen is not None and data == device.payload and now - seen.at < window:
@@ -447,6 +473,18 @@ class BleScanSource:
             self._dropped += len(dropped)
         queue.append(stamp(device.name, samples, clock.now_ms(), quality))
         self._queued.set()
+
+    def _superseded(self, device: _Device, data: bytes, now: float) -> bool:
+        """Ruuvi Air: note a heard E1 advert; whether ``data`` is a format 6 copy of a
+        measurement whose E1 this scanner hears (then dropped as a sign of life; module doc)."""
+        data_format = data[:1]
+        if data_format == b"\xe1" and len(data) == LENGTH_E1:
+            device.e1_at = now
+        elif data_format == b"\x06" and now - device.e1_at < self._repeat_window:
+            self._heard(device, now)
+            device.superseded += 1
+            return True
+        return False
 
     def _replayed(self, device: _Device, counter: int) -> bool:
         """Whether an authentic encrypted advert is old (then counted); else its counter is

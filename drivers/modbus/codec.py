@@ -13,6 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from drivers.profile import DataType, Function, MetricSpec, Order
+from gateway.core.floats import shortest_float32
 from gateway.core.model import Sample
 
 _STRUCT = {
@@ -103,20 +104,6 @@ def scaled(metric: MetricSpec, raw: int | float) -> float:
     if metric.type in (DataType.FLOAT32, DataType.FLOAT64):
         return float(f"{value:.15g}")
     return round(value, _decimals(metric.scale, metric.offset))
-
-
-def shortest_float32(value: float) -> float:
-    """The shortest decimal that rounds to the same float32 as ``value``."""
-    if not math.isfinite(value):
-        return value
-    packed = struct.pack(">f", value)
-    for digits in (7, 8, 9):  # %g drops trailing zeros: 7 digits also finds '230.1'
-        candidate = float(f"{value:.{digits}g}")
-        if struct.pack(">f", candidate) == packed:
-            # Large magnitudes print all their digits (1e15 as 1000000000000000.0): keep
-            # whichever is written shorter.
-            return candidate if len(repr(candidate)) <= len(repr(value)) else value
-    return value
 
 
 @lru_cache(maxsize=1024)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from drivers.deadband import Reporting, check_deadbands
 from drivers.profile import Profile, builtin_profiles, load_profile_field
 from drivers.serial.config import SerialLine
-from gateway.core.config_types import Frozen, Name, Seconds
+from gateway.core.config_types import Name, Seconds
 
 __all__ = ["ModbusRtuBus", "ModbusTcpDevice", "RtuUnit"]
 
@@ -18,7 +19,7 @@ _PROFILE = (
 )
 
 
-class ModbusTcpDevice(Frozen):
+class ModbusTcpDevice(Reporting):
     """A Modbus TCP device (or a Modbus TCP gateway in front of an RS-485 bus)."""
 
     kind: Literal["modbus_tcp"]
@@ -36,8 +37,13 @@ class ModbusTcpDevice(Frozen):
         load_profile_field
     )
 
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> ModbusTcpDevice:
+        _check_profiled(self)
+        return self
 
-class RtuUnit(Frozen):
+
+class RtuUnit(Reporting):
     """One device on an RS-485 bus."""
 
     name: Name = Field(description="The device's name in readings.")
@@ -48,6 +54,21 @@ class RtuUnit(Frozen):
 
     _profile = field_validator("profile", mode="before", json_schema_input_type=str | Profile)(
         load_profile_field
+    )
+
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> RtuUnit:
+        _check_profiled(self)
+        return self
+
+
+def _check_profiled(device: ModbusTcpDevice | RtuUnit) -> None:
+    profile = device.profile
+    check_deadbands(
+        device.deadbands,
+        metrics=[m.name for m in profile.metrics],
+        profile_rules=profile.deadbands,
+        interval=device.interval,
     )
 
 

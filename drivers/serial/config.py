@@ -12,10 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from drivers.deadband import Reporting, check_deadbands
 from gateway.core.config_types import NAME_PATTERN, Frozen, Name, Seconds
 
 __all__ = [
     "BAUD_RATES",
+    "PMS5003_METRICS",
+    "SDS011_METRICS",
     "SERIAL_PORT_PATTERN",
     "LineField",
     "LineSensor",
@@ -58,7 +61,12 @@ class SerialLine(Frozen):
         return value
 
 
-class Sds011Device(SerialLine):
+#: The metrics each particulate sensor sends (drivers/serial/sensors.py).
+SDS011_METRICS = ("pm2_5", "pm10")
+PMS5003_METRICS = ("pm1_0", "pm2_5", "pm10", "n0_3", "n0_5", "n1_0", "n2_5", "n5_0", "n10")
+
+
+class Sds011Device(SerialLine, Reporting):
     """Nova Fitness SDS011 particulate sensor on a UART (9600 8N1)."""
 
     kind: Literal["sds011"]
@@ -74,8 +82,13 @@ class Sds011Device(SerialLine):
         default=3.0, description="No valid frame within this: the device is failing."
     )
 
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> Sds011Device:
+        check_deadbands(self.deadbands, metrics=SDS011_METRICS, interval=self.interval)
+        return self
 
-class Pms5003Device(SerialLine):
+
+class Pms5003Device(SerialLine, Reporting):
     """Plantower PMS5003 (and PMS7003, PMS1003) particulate sensor on a UART (9600 8N1)."""
 
     kind: Literal["pms5003"]
@@ -84,6 +97,11 @@ class Pms5003Device(SerialLine):
     timeout: Seconds = Field(
         default=5.0, description="No valid frame within this: the device is failing."
     )
+
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> Pms5003Device:
+        check_deadbands(self.deadbands, metrics=PMS5003_METRICS, interval=self.interval)
+        return self
 
 
 class LineField(Frozen):
@@ -96,7 +114,7 @@ class LineField(Frozen):
     offset: float = Field(default=0.0, allow_inf_nan=False, description="Added after scale.")
 
 
-class LineSensor(SerialLine):
+class LineSensor(SerialLine, Reporting):
     """A simple ASCII device: one reading per line, fields picked out by a regular expression.
 
     Each named group of ``pattern`` is a metric; ``fields`` gives its unit, scale and offset.
@@ -142,4 +160,9 @@ class LineSensor(SerialLine):
                 f"the pattern's named groups {sorted(groups)} must be exactly the fields "
                 f"{sorted(self.fields)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _deadbands_fit(self) -> LineSensor:
+        check_deadbands(self.deadbands, metrics=self.fields, interval=self.interval)
         return self

@@ -95,10 +95,17 @@ def _transport(config: GatewayConfig) -> str:
     return "TLS, certificate NOT verified" if tls.insecure_skip_verify else "TLS"
 
 
+def _brokers(config: GatewayConfig) -> str:
+    endpoints = config.mqtt.endpoints
+    if len(endpoints) == 1:
+        return f"broker {endpoints[0]}"
+    return f"brokers {', '.join(str(b) for b in endpoints)} (in this order)"
+
+
 def summary(config: GatewayConfig) -> str:
     """One paragraph a technician can check against the cabinet."""
     lines = [
-        f"gateway {config.gateway_id}: broker {config.mqtt.host}:{config.mqtt.port}"
+        f"gateway {config.gateway_id}: {_brokers(config)}"
         f" ({_transport(config)}), outbox {config.outbox.path}",
         f"{sum(len(device_names(d)) for d in config.devices)} device(s):",
     ]
@@ -133,7 +140,8 @@ def validate_json(file: Path, what: str) -> tuple[dict[str, object], GatewayConf
         "file": str(file),
         "valid": True,
         "gateway_id": config.gateway_id,
-        "broker": f"{config.mqtt.host}:{config.mqtt.port}",
+        "broker": str(config.mqtt.endpoints[0]),
+        "brokers": [str(b) for b in config.mqtt.endpoints],
         "tls": config.mqtt.tls is not None,
         "insecure": insecure_flags(config.mqtt),
         "warnings": transport_warning_lines(config, what),

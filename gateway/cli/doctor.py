@@ -149,18 +149,20 @@ def doctor(
             broker_setup,
         )
 
-        broker_at = broker_setup(cfg, timeout)
+        # Every broker of mqtt.brokers: a bad spare is found now, not at the first failover.
+        brokers_at = [broker_setup(cfg, timeout, b) for b in cfg.mqtt.endpoints]
 
-        async def broker() -> None:
-            steps = broker_checks(broker_at)
-            while True:
-                with spinner(f"the broker {broker_at.host}:{broker_at.port}"):
-                    check = await anext(steps, None)
-                if check is None:
-                    return
-                emit(check)
+        async def brokers() -> None:
+            for broker_at in brokers_at:
+                steps = broker_checks(broker_at)
+                while True:
+                    with spinner(f"the broker {broker_at.host}:{broker_at.port}"):
+                        check = await anext(steps, None)
+                    if check is None:
+                        break
+                    emit(check)
 
-        asyncio.run(broker())
+        asyncio.run(brokers())
     failed = [c for c in results if not c.ok and not c.skipped]
     if as_json:
         typer.echo(

@@ -26,8 +26,10 @@ from gateway.core.errors import (
     OutboxLocked,
     OutboxMissing,
     OutboxNotOurs,
+    PayloadError,
     ReleaseKeyError,
     SignatureInvalid,
+    UnknownMetadata,
     UnsafeKeyFile,
     UnsafeReleaseKey,
 )
@@ -72,6 +74,8 @@ _EXIT_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (BoardNotFound, ExitCode.UNREACHABLE),
     (BoardDidNotReturn, ExitCode.UNREACHABLE),
     (CopyMismatch, ExitCode.DAMAGED),
+    (UnknownMetadata, ExitCode.NOT_FOUND),
+    (PayloadError, ExitCode.DAMAGED),
 )
 
 

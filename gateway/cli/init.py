@@ -4,7 +4,9 @@ Every question is also a flag, so scripted installs never prompt; with ``--non-i
 (or when stdin is not a terminal) a missing answer is a usage error naming the flags to give.
 Answers are checked as they are given, by the config models themselves, and a bad answer is
 asked again with the reason. The file is written atomically with mode 0600 (it may hold a
-BTHome bindkey and names the TLS key), and never over an existing file without ``--force``.
+BTHome bindkey and names the TLS key), and never over an existing file without ``--force``;
+with it, the existing file is edited in place (the answers replace what init asks; the other
+keys, the comments and the layout stay: install.sh's commented skeleton stays commented).
 
 ``--device`` takes ``KIND:key=value,key=value,...`` with the keys of that kind's
 ``[[devices]]`` table (README.md "Setting up a gateway"), e.g.::
@@ -34,6 +36,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from tomlkit.exceptions import TOMLKitError
 
 from drivers.profile import builtin_profiles
 from gateway.cli.common import err, fail, note, warn
@@ -58,9 +61,10 @@ from gateway.config.model import (
     parse_config,
 )
 from gateway.config.tls_files import default_tls_paths, pending_tls_files
-from gateway.config.toml_write import dumps
+from gateway.config.toml_write import dumps, edit
 from gateway.core.errors import BadAnswer, ConfigError
 from gateway.core.key_files import unsafe_mode, write_atomically
+from gateway.core.safe_files import MAX_CONFIG_BYTES, read_config_file
 from gateway.core.validation import issues_from_validation_error
 
 __all__ = [
@@ -572,18 +576,18 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         "outbox": {"path": outbox_path},
         "devices": devices,
     }
-    header = "# Written by streetgate init; check with: streetgate config validate -c FILE\n"
+    pending_note = ""
     if tls:
         planned = TlsConfig.model_validate(mqtt["tls"])
         pending = pending_tls_files(planned, path)
         if pending:
-            header += (
-                "#\n# PENDING when this was written: the gateway does not start until these TLS"
+            pending_note = (
+                f"{_PENDING_MARK} the gateway does not start until these TLS"
                 " files exist\n# (`streetgate validate` says which are still missing):\n"
                 + "".join(f"#   {p}\n" for p in pending)
                 + "#\n"
             )
-    text = header + dumps(document)
+    text = _config_text(path, document, pending_note)
     try:
         config = parse_config(tomllib.loads(text), str(path), path.parent.resolve())
     except ConfigError as exc:  # the answers were checked one by one; together they must fit
@@ -605,6 +609,62 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         err(line)
     err(f"next: streetgate config validate -c {path}")
     err(f"      streetgate doctor -c {path}")
+
+
+#: The [mqtt] keys init answers; the others of an existing file (keepalive, ...) stay.
+_MQTT_ANSWERS = ("host", "port", "username", "password_file", "tls")
+
+
+#: Opens the comment block that lists TLS files still to come (a later init replaces it).
+_PENDING_MARK = "# PENDING when this was written:"
+
+
+def _without_pending_note(text: str) -> str:
+    """``text`` without the pending block an earlier init wrote at its top."""
+    lines = text.splitlines(keepends=True)
+    opening = [i for i, line in enumerate(lines) if not line.startswith("#")][:1] or [len(lines)]
+    start = next((i for i in range(opening[0]) if lines[i].startswith(_PENDING_MARK)), None)
+    if start is None:
+        return text
+    end = next((i for i in range(start + 1, opening[0]) if lines[i] == "#\n"), start)
+    return "".join(lines[:start] + lines[end + 1 :])
+
+
+def _config_text(path: Path, document: dict[str, Any], pending_note: str) -> str:
+    """The file to write: ``document`` as a new file, or, over an existing one (``--force``),
+    that file edited in place: the answers replace what init asks (gateway id, broker, TLS,
+    credentials, outbox path, devices); every other key, comment and blank line stays.
+    ``pending_note`` (the TLS files still to come, or empty) goes at the top either way."""
+    fresh = (
+        "# Written by streetgate init; check with: streetgate config validate -c FILE\n#\n"
+        + pending_note
+        + dumps(document)
+        if pending_note
+        else "# Written by streetgate init; check with: streetgate config validate -c FILE\n"
+        + dumps(document)
+    )
+    if not path.exists():
+        return fresh
+    try:
+        current = read_config_file(path, "", MAX_CONFIG_BYTES).decode("utf-8")
+        existing = tomllib.loads(current)
+    except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        warn("init", f"{path} could not be read as TOML ({exc}); writing it anew")
+        return fresh
+    merged = dict(existing)
+    merged["gateway_id"] = document["gateway_id"]
+    mqtt, box = existing.get("mqtt"), existing.get("outbox")
+    mqtt = mqtt if isinstance(mqtt, dict) else {}
+    merged["mqtt"] = {k: v for k, v in mqtt.items() if k not in _MQTT_ANSWERS} | document["mqtt"]
+    merged["outbox"] = (box if isinstance(box, dict) else {}) | document["outbox"]
+    merged.pop("devices", None)
+    if document["devices"]:
+        merged["devices"] = document["devices"]
+    try:
+        return pending_note + edit(_without_pending_note(current), merged)
+    except (ValueError, TOMLKitError) as exc:
+        warn("init", f"the comments of {path} could not be kept ({exc}); writing it anew")
+        return fresh
 
 
 def _names(device: dict[str, Any]) -> list[str]:

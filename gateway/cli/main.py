@@ -17,6 +17,7 @@ from firmware import node_cli
 from gateway.cli import (
     buffer,
     config,
+    decode,
     doctor,
     healthcheck,
     init,
@@ -100,6 +101,7 @@ app.add_typer(node_cli.app, name="node")
 app.command("doctor")(doctor.doctor)
 app.command("read")(read.read)
 app.command("tail")(tail.tail)
+app.command("decode")(decode.decode)
 app.command("healthcheck")(healthcheck.healthcheck)
 app.command("status")(status.status)
 app.add_typer(page.app, name="page")

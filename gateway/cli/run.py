@@ -41,6 +41,8 @@ async def _serve(config_path: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, supervisor.shutdown)
+    # systemctl reload (ExecReload= sends SIGHUP): re-read the config file in-process.
+    loop.add_signal_handler(signal.SIGHUP, supervisor.request_reload)
     await supervisor.run()
 
 
@@ -50,7 +52,13 @@ def run(
         str, typer.Option(envvar="STREETGATE_LOG_LEVEL", help="debug, info, warning or error.")
     ] = "info",
 ) -> None:
-    """Run the gateway: poll devices, buffer readings, forward them to the broker."""
+    """Run the gateway: poll devices, buffer readings, forward them to the broker.
+
+    SIGHUP (``systemctl reload``) re-reads the config file; SIGTERM and SIGINT stop it.
+    """
+    # Until the event loop's handler is in place, a SIGHUP (a reload asked for too early) must
+    # not end the process, which is SIGHUP's default.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if read_marker(config) is None:
         # With a remote change pending, the supervisor settles it first.
         pending = pending_tls_files(load_or_exit(config, "run").mqtt.tls, config)

@@ -50,7 +50,9 @@ def format_status(view: GatewayView, state: dict[str, Any] | None) -> str:
         (
             "forwarder",
             f"{fwd.get('state', '?')} since {fwd.get('connected_since') or '-'}, "
-            f"{fwd.get('connects', 0)} connects, {fwd.get('connection_failures', 0)} failures"
+            + (f"broker {fwd['broker']}, " if fwd.get("broker") else "")
+            + (f"{fwd['failovers']} failovers, " if "failovers" in fwd else "")
+            + f"{fwd.get('connects', 0)} connects, {fwd.get('connection_failures', 0)} failures"
             + (f", last error: {fwd['last_error']}" if fwd.get("last_error") else ""),
         ),
         (
@@ -63,6 +65,16 @@ def format_status(view: GatewayView, state: dict[str, Any] | None) -> str:
     if "insecure" in state:  # gateway/config/transport_security.py; absent from older state files
         flags = ", ".join(state["insecure"])
         rows.insert(5, ("transport", f"NOT secure: {flags}" if flags else "TLS, verified"))
+    last = (state.get("reload") or {}).get("last")
+    if last:  # gateway/runtime/reload.py; absent until a reload (SIGHUP) was made
+        issues = "; ".join(f"{i['key'] or '(the file)'}: {i['message']}" for i in last["issues"])
+        rows.append(
+            (
+                "reload",
+                f"{last['result']} at {last['at']}: {last['message']}"
+                + (f" ({issues})" if issues else ""),
+            )
+        )
     devices = state.get("devices", {})
     rows.append(("devices", str(len(devices)) if devices else "none configured"))
     for name, dev in devices.items():

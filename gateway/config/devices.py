@@ -6,6 +6,7 @@ drivers/ble/config.py); this module joins them and describes them for the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import Field
@@ -19,6 +20,7 @@ from drivers.ble.config import (
     Mac,
     RuuviDevice,
 )
+from drivers.deadband import device_deadbands
 from drivers.modbus.config import ModbusRtuBus, ModbusTcpDevice, RtuUnit
 from drivers.serial.config import (
     BAUD_RATES,
@@ -31,6 +33,7 @@ from drivers.serial.config import (
     SerialPortName,
 )
 from gateway.core.config_types import Name
+from gateway.core.deadband import DeviceDeadbands
 
 __all__ = [
     "BAUD_RATES",
@@ -55,6 +58,7 @@ __all__ = [
     "Sds011Device",
     "SerialLine",
     "SerialPortName",
+    "deadband_rules",
     "describe",
     "device_names",
 ]
@@ -83,12 +87,63 @@ def device_names(device: DeviceConfig) -> list[str]:
     return [device.name]
 
 
+#: A device entry or bus unit: what has its own ``deadbands``.
+_Entry = (
+    ModbusTcpDevice
+    | RtuUnit
+    | Sds011Device
+    | Pms5003Device
+    | LineSensor
+    | BthomeDevice
+    | RuuviDevice
+    | GattDevice
+)
+
+
+def deadband_rules(devices: Sequence[DeviceConfig]) -> dict[str, DeviceDeadbands]:
+    """The report-on-change rules of every device (and bus unit) that has any, by name."""
+    entries: list[_Entry] = []
+    for device in devices:
+        if isinstance(device, ModbusRtuBus):
+            entries += device.units
+        else:
+            entries.append(device)
+    rules = {}
+    for entry in entries:
+        profile = getattr(entry, "profile", None)
+        found = device_deadbands(entry.deadbands, profile.deadbands if profile else None)
+        if found:
+            rules[entry.name] = found
+    return rules
+
+
 #: Kinds polled one device at a time by the scheduler (each gets a DevicePoller).
 POLLED_TYPES = (ModbusTcpDevice, Sds011Device, Pms5003Device, LineSensor, GattDevice)
 
 
 def describe(device: DeviceConfig) -> list[str]:
     """Lines a technician can check against the cabinet (``validate``'s summary)."""
+    lines = _describe(device)
+    if isinstance(device, ModbusRtuBus):
+        return lines[:1] + [
+            line + _deadbands_note(unit) for line, unit in zip(lines[1:], device.units, strict=True)
+        ]
+    return [lines[0] + _deadbands_note(device), *lines[1:]]
+
+
+def _deadbands_note(entry: _Entry) -> str:
+    """``", deadbands on temperature, every other measurement"``, or "" without any."""
+    profile = getattr(entry, "profile", None)
+    rules = device_deadbands(entry.deadbands, profile.deadbands if profile else None)
+    if not rules:
+        return ""
+    named = sorted(metric for metric, rule in rules.metrics.items() if rule is not None)
+    if rules.default is not None:
+        named.append("every other measurement" if named else "every measurement")
+    return f", deadbands on {', '.join(named)}"
+
+
+def _describe(device: DeviceConfig) -> list[str]:
     if isinstance(device, ModbusTcpDevice):
         return [
             f"{device.name}: modbus_tcp {device.host}:{device.port} unit {device.unit_id}, "

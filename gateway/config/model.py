@@ -8,9 +8,10 @@ import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    BeforeValidator,
     Field,
     ValidationError,
     field_validator,
@@ -21,13 +22,22 @@ from gateway.config.devices import DeviceConfig, ModbusTcpDevice, device_names
 from gateway.config.environment import overlay
 from gateway.config.management import ManagementConfig
 from gateway.config.metrics import MetricsConfig
-from gateway.core.config_types import NAME_PATTERN, Bytes, BytesOrZero, Frozen, Seconds
+from gateway.core.config_types import (
+    DURATION_OR_ZERO_JSON_SCHEMA,
+    NAME_PATTERN,
+    Bytes,
+    BytesOrZero,
+    Frozen,
+    Seconds,
+)
 from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.core.safe_files import MAX_CONFIG_BYTES, read_config_file
+from gateway.core.units import parse_duration
 from gateway.core.validation import issues_from_validation_error
 
 __all__ = [
     "NAME_PATTERN",
+    "BrokerAddress",
     "DeviceConfig",
     "GatewayConfig",
     "ManagementConfig",
@@ -35,9 +45,11 @@ __all__ = [
     "MqttConfig",
     "MqttProtocol",
     "OutboxConfig",
+    "PayloadCompression",
     "PayloadFormat",
     "Synchronous",
     "TlsConfig",
+    "config_from_bytes",
     "load_config",
     "parse_config",
 ]
@@ -76,6 +88,23 @@ class PayloadFormat(StrEnum):
 
     STREETGATE = "streetgate"  # streetgate's own JSON envelope
     SENML = "senml"  # a SenML pack, RFC 8428 (gateway/uplink/senml.py)
+    COMPACT = "compact"  # CBOR groups + a retained metadata message (gateway/uplink/compact.py)
+
+
+class PayloadCompression(StrEnum):
+    """How compact readings messages are compressed (docs/mqtt.md, "Compact payload")."""
+
+    NONE = "none"
+    DEFLATE = "deflate"  # raw deflate primed with the metadata's dictionary
+    ZSTD = "zstd"  # a zstd frame primed with the metadata's dictionary
+
+
+def _zero_or_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return 0.0 if value.strip() == "0" else parse_duration(value)
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '5m', or 0, got a boolean")  # noqa: TRY004 - pydantic reports ValueError
+    return value
 
 
 class MqttProtocol(StrEnum):
@@ -85,15 +114,84 @@ class MqttProtocol(StrEnum):
     V5 = "5"  # the broker is told the largest packet the gateway takes (docs/mqtt.md)
 
 
-class MqttConfig(Frozen):
-    """Where readings go."""
+#: The MQTT port when none is given.
+DEFAULT_PORT = 1883
+
+
+class BrokerAddress(Frozen):
+    """One broker of ``mqtt.brokers``: a table ``{host, port}`` or a ``"host:port"`` string."""
 
     host: str = Field(min_length=1, description="The broker's host name or IP address.")
-    port: int = Field(
-        default=1883,
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535, description="The broker's TCP port.")
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return parse_broker(value) if isinstance(value, str) else value
+
+
+def parse_broker(text: str) -> dict[str, Any]:
+    """``"host"``, ``"host:port"`` or ``"[v6]:port"`` as a broker table (ValueError if not)."""
+    text = text.strip()
+    host, sep, port = text.rpartition(":") if not text.endswith("]") else ("", "", "")
+    if not sep or (host.count(":") and not host.startswith("[")):
+        host, port = text, ""  # no port given (or a bare IPv6 address)
+    host = host.removeprefix("[").removesuffix("]")
+    if not host:
+        raise ValueError(f"expected 'host' or 'host:port', got {text!r}")
+    if not port:
+        return {"host": host}
+    if not port.isdigit():
+        raise ValueError(f"expected 'host:port' with a port number, got {text!r}")
+    return {"host": host, "port": int(port)}
+
+
+def _broker_list(value: Any) -> Any:
+    # An environment variable (STREETGATE_MQTT_BROKERS) holds the list as "a:1883,b:1883".
+    if isinstance(value, str):
+        return [part for part in value.split(",") if part.strip()]
+    return value
+
+
+#: Most brokers in ``mqtt.brokers``.
+MAX_BROKERS = 16
+
+#: Longest ``mqtt.session_expiry`` (MQTT 5): a week of queued commands is plenty.
+MAX_SESSION_EXPIRY = 7 * 86_400.0
+
+#: ``mqtt.session_expiry`` when ``protocol = "5"`` and none is given.
+DEFAULT_SESSION_EXPIRY = 300.0
+
+
+class MqttConfig(Frozen):
+    """Where readings go: one broker (``host``/``port``) or a list tried in order (``brokers``)."""
+
+    host: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The broker's host name or IP address (one broker; or give brokers).",
+    )
+    # DEFAULT_PORT with a host
+    port: int | None = Field(
+        default=None,
         ge=1,
         le=65535,
-        description="The broker's TCP port: usually 8883 with TLS, 1883 without.",
+        description="The broker's TCP port (1883 when not given): usually 8883 with TLS.",
+    )
+    brokers: (
+        Annotated[
+            tuple[BrokerAddress, ...],
+            BeforeValidator(_broker_list),
+            Field(max_length=MAX_BROKERS),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description='Instead of host/port: brokers tried in order, "host:port" strings or '
+        'tables (sticky failover, docs/mqtt.md); STREETGATE_MQTT_BROKERS takes "a:1883,b:1883".',
     )
     keepalive: Seconds = Field(
         default=30.0, description="MQTT keep-alive: how soon a silent connection is noticed."
@@ -127,7 +225,7 @@ class MqttConfig(Frozen):
     publish_timeout: Seconds = Field(
         default=10.0,
         description="How long a message may wait for its PUBACK before the connection is "
-        "dropped and made again.",
+        "dropped and made again; also bounds connecting.",
     )
     reconnect_min: Seconds = Field(
         default=0.5, description="First wait before connecting again after a lost connection."
@@ -144,14 +242,79 @@ class MqttConfig(Frozen):
     )
     payload_format: PayloadFormat = Field(
         default=PayloadFormat.STREETGATE,
-        description="How readings are encoded: streetgate's JSON envelope or a SenML pack "
-        "(RFC 8428); docs/mqtt.md.",
+        description="How readings are encoded: streetgate's JSON envelope, a SenML pack "
+        "(RFC 8428) or the compact binary form; docs/mqtt.md.",
+    )
+    # compact payloads only
+    compression: PayloadCompression = Field(
+        default=PayloadCompression.NONE,
+        description="Compression of compact payloads (none, deflate, zstd); compact only.",
     )
     protocol: MqttProtocol = Field(
         default=MqttProtocol.V311,
         description="MQTT version spoken to the broker: 3.1.1, or 5 (the broker is told the "
-        "largest packet the gateway takes).",
+        "largest packet the gateway takes, keeps the command session across outages).",
     )
+    # MQTT 5 only: how long the broker keeps the gateway's session (its command subscription
+    # and the commands queued for it) after the connection is lost; 0: a clean start each time.
+    session_expiry: (
+        Annotated[
+            float,
+            BeforeValidator(_zero_or_duration),
+            Field(ge=0, le=MAX_SESSION_EXPIRY),
+            DURATION_OR_ZERO_JSON_SCHEMA,
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="MQTT 5 only: how long the broker keeps the session (the command "
+        "subscription and commands queued) after a lost connection; a duration, 0: a clean "
+        "start each time; default 5m with protocol 5. At most 7 days.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_way_to_name_brokers(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "brokers" in data:
+            given = [f"mqtt.{key}" for key in ("host", "port") if key in data]
+            if given:
+                raise ValueError(
+                    f"{' and '.join(given)} and mqtt.brokers are both given: use mqtt.brokers"
+                    ' for a list of brokers (e.g. brokers = ["a:1883", "b:1883"]), or'
+                    " mqtt.host/mqtt.port for one broker, not both"
+                )
+        elif isinstance(data, dict) and "host" in data and "port" not in data:
+            data = {**data, "port": DEFAULT_PORT}  # shown as set in `config show`, as before
+        return data
+
+    @model_validator(mode="after")
+    def _some_broker(self) -> MqttConfig:
+        if self.brokers is not None and not self.brokers:
+            raise ValueError("mqtt.brokers is empty: name at least one broker")
+        if self.host is None and not self.brokers:
+            alone = f" (mqtt.port = {self.port} is given without a host)" if self.port else ""
+            raise ValueError(
+                "no broker: give mqtt.host (and mqtt.port) for one broker, or mqtt.brokers"
+                f" for a list{alone}"
+            )
+        if self.session_expiry is not None and self.protocol is not MqttProtocol.V5:
+            raise ValueError('mqtt.session_expiry needs mqtt.protocol = "5" (MQTT 3.1.1 has none)')
+        return self
+
+    @property
+    def endpoints(self) -> tuple[BrokerAddress, ...]:
+        """The brokers to try, in order: ``brokers``, or the one ``host``/``port``."""
+        if self.brokers:
+            return self.brokers
+        assert self.host is not None  # _some_broker
+        return (BrokerAddress(host=self.host, port=self.port or DEFAULT_PORT),)
+
+    @property
+    def session_expiry_s(self) -> float:
+        """The MQTT 5 session expiry in effect: 0 (clean session) with MQTT 3.1.1."""
+        if self.protocol is not MqttProtocol.V5:
+            return 0.0
+        return DEFAULT_SESSION_EXPIRY if self.session_expiry is None else self.session_expiry
 
     @field_validator("topic_prefix")
     @classmethod
@@ -160,6 +323,18 @@ class MqttConfig(Frozen):
         if problem is not None:
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _compression_needs_compact(self) -> MqttConfig:
+        if (
+            self.compression is not PayloadCompression.NONE
+            and self.payload_format is not PayloadFormat.COMPACT
+        ):
+            raise ValueError(
+                f"compression = {self.compression.value!r} needs payload_format = 'compact' "
+                f"(got {self.payload_format.value!r}): JSON payloads are sent as they are"
+            )
+        return self
 
 
 #: Longest ``mqtt.topic_prefix``, in UTF-8 bytes (MQTT allows 65,535 for a whole topic).
@@ -303,8 +478,15 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Gateway
 
     Raises :class:`ConfigError` naming every problem (a variable's by the variable's name).
     """
+    return config_from_bytes(read_config_file(path, "", MAX_CONFIG_BYTES), path, environ)
+
+
+def config_from_bytes(
+    raw: bytes, path: Path, environ: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Validate the bytes read from the config file ``path``, as :func:`load_config` does (a
+    reload keeps the bytes it checked, to know later what the gateway runs on)."""
     source = str(path)
-    raw = read_config_file(path, "", MAX_CONFIG_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -11,6 +11,7 @@ knowledge: the caller passes it in (``remote``), this layer never imports it.
 from __future__ import annotations
 
 import enum
+import json
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from pydantic.fields import FieldInfo
 
 from gateway.config.model import GatewayConfig
 from gateway.core.config_types import value_kind
-from gateway.core.units import format_duration
+from gateway.core.units import DURATION_PATTERN, format_duration
 
 __all__ = ["RemoteRule", "Table", "key_tables", "tables"]
 
@@ -59,7 +60,8 @@ def _unwrap(annotation: Any) -> Any:
 def _inner(annotation: Any) -> tuple[str, list[type[BaseModel]]]:
     """The models a field holds and how: ``("table", [M])``, ``("array", [M, ...])`` (a list
     of tables, one model per kind) or ``("map", [M])`` (a table of named tables)."""
-    for option in _without_none(_unwrap(annotation)):
+    for each in _without_none(_unwrap(annotation)):
+        option = _unwrap(each)
         origin = get_origin(option)
         if origin is tuple:
             item = _unwrap(get_args(option)[0])
@@ -175,7 +177,8 @@ def _type_text(  # noqa: PLR0911 - one return per kind of value
     info: FieldInfo, schema: dict[str, Any], anchors: dict[type[BaseModel], str]
 ) -> str:
     kind = value_kind(info.metadata)
-    if kind == "duration":
+    # A duration that may be absent or 0 has its own validator; its schema says it is one.
+    if kind == "duration" or json.dumps(DURATION_PATTERN)[1:-1] in json.dumps(schema):
         return "duration (s)"
     if kind == "size":
         return "size (bytes)"
@@ -190,7 +193,7 @@ def _type_text(  # noqa: PLR0911 - one return per kind of value
         if {"type": "string"} in schema.get("anyOf", []):
             return f"string or [table](#{anchors[models[0]]})"
         return f"[table](#{anchors[models[0]]})"
-    return " or ".join(_scalar(a) for a in _without_none(_unwrap(info.annotation)))
+    return " or ".join(_scalar(_unwrap(a)) for a in _without_none(_unwrap(info.annotation)))
 
 
 def _scalar(annotation: Any) -> str:
@@ -204,6 +207,9 @@ def _scalar(annotation: Any) -> str:
     }
     if annotation in names:
         return names[annotation]
+    if get_origin(annotation) is tuple:
+        items = [_scalar(_unwrap(a)) for a in get_args(annotation) if a is not Ellipsis]
+        return f"array of {len(items)} {items[0]}s" if len(set(items)) == 1 else "array"
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return "string"
     if get_origin(annotation) is Literal:

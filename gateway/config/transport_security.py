@@ -55,21 +55,29 @@ def is_loopback(host: str) -> bool:
 
 
 def transport_warnings(mqtt: MqttConfig) -> list[TransportWarning]:
-    """What is insecure about connecting to ``mqtt``'s broker (empty: verified TLS)."""
-    where = f"broker {mqtt.host}:{mqtt.port}"
+    """What is insecure about connecting to ``mqtt``'s brokers (empty: verified TLS).
+
+    TLS settings apply to every broker of ``mqtt.brokers``; without TLS the link is only
+    loopback-plaintext when every broker is on this machine.
+    """
+    endpoints = mqtt.endpoints
+    names = ", ".join(str(b) for b in endpoints)
+    where = f"broker {names}" if len(endpoints) == 1 else f"brokers {names}"
     if mqtt.tls is not None:
         if not mqtt.tls.insecure_skip_verify:
             return []
+        whose = f"{where}'s certificate is" if len(endpoints) == 1 else f"{where}: certificates are"
         return [
             TransportWarning(
                 Insecure.TLS_UNVERIFIED,
-                f"mqtt.tls.insecure_skip_verify = true: the {where}'s certificate is NOT"
+                f"mqtt.tls.insecure_skip_verify = true: the {whose} NOT"
                 " verified; anyone on the network path can pose as the broker",
                 "set mqtt.tls.insecure_skip_verify = false and mqtt.tls.ca_file to the CA"
                 " that signed the broker's certificate",
             )
         ]
-    if is_loopback(mqtt.host):
+    remote = [b for b in endpoints if not is_loopback(b.host)]
+    if not remote:
         return [
             TransportWarning(
                 Insecure.PLAINTEXT_LOOPBACK,
@@ -79,6 +87,8 @@ def transport_warnings(mqtt: MqttConfig) -> list[TransportWarning]:
             )
         ]
     secret = " and the MQTT password" if mqtt.password_file is not None else ""
+    remote_names = ", ".join(str(b) for b in remote)
+    where = f"broker {remote_names}" if len(remote) == 1 else f"brokers {remote_names}"
     return [
         TransportWarning(
             Insecure.PLAINTEXT,

@@ -64,6 +64,12 @@ Bytes = Annotated[
 ]
 
 
+#: The JSON Schema of a duration that may also be 0 (off): a number of seconds or a text.
+DURATION_OR_ZERO_JSON_SCHEMA = _number_or_text(
+    {"type": "number", "minimum": 0}, DURATION_PATTERN, "5m"
+)
+
+
 def value_kind(metadata: Iterable[object]) -> Literal["duration", "size"] | None:
     """Whether a config field (its ``FieldInfo.metadata``) is a :data:`Seconds` duration or a
     :data:`Bytes` size, for docs/config.md; None for anything else."""
@@ -83,6 +89,7 @@ class Frozen(BaseModel):
 
 
 __all__ = [
+    "DURATION_OR_ZERO_JSON_SCHEMA",
     "NAME_PATTERN",
     "Bytes",
     "BytesOrZero",

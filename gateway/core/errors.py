@@ -26,6 +26,8 @@ Exception tree::
     ├── ForwardError           the MQTT uplink failed
     │   ├── UnsafeKeyFile          the TLS private key is readable by others (carries .path)
     │   └── BrokerUnavailable      the broker could not be reached or the session broke
+    ├── PayloadError           (also a ValueError) a readings message that breaks its format
+    │   └── UnknownMetadata        compact readings name metadata the consumer does not hold
     ├── CommandRejected        a management command that cannot be run (.code: ErrorCode)
     ├── BadAnswer              (also a ValueError) ``streetgate init``: an answer the config rejects
     ├── ProvisioningError      ``streetgate creds``/``fleet``: a step of setting up a gateway failed
@@ -158,6 +160,27 @@ class PortUnavailable(DeviceUnreachable):
 
 class AdapterUnavailable(DeviceUnreachable):
     """The BLE adapter is missing or went away (``device`` is the adapter's name)."""
+
+
+class PayloadError(StreetgateError, ValueError):
+    """A readings or metadata message that is not what its format allows (docs/mqtt.md).
+
+    Raised by the pure platform-side decoders (gateway/uplink/decode.py); the message says
+    what was expected, and where.
+    """
+
+
+class UnknownMetadata(PayloadError):
+    """Compact readings that name a metadata message (``.meta_id``) the consumer does not hold:
+    read the retained ``<prefix>/<gateway>/meta`` message first."""
+
+    def __init__(self, meta_id: str, known: tuple[str, ...] = ()) -> None:
+        self.meta_id = meta_id
+        held = ", ".join(known) if known else "none"
+        super().__init__(
+            f"the readings use metadata {meta_id}, which was not given (held: {held}); "
+            "read the retained <prefix>/<gateway>/meta message"
+        )
 
 
 class FrameError(StreetgateError, ValueError):

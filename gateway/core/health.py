@@ -44,3 +44,5 @@ class DeviceStatus:
     # Input refused without counting as a failed poll, by reason ("replay": an encrypted BLE
     # advert whose counter is not newer than the last accepted one).
     dropped: Counter[str] = field(default_factory=Counter)
+    # Readings held back by the device's deadbands (gateway/core/deadband.py): not stored.
+    suppressed: int = 0

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from gateway.config.model import GatewayConfig
+from gateway.config.model import BrokerAddress, GatewayConfig
 from gateway.core.errors import BrokerUnavailable, ConfigError, StreetgateError
 from gateway.diagnostics.doctor import CheckResult
 from gateway.diagnostics.port_probe import (
@@ -68,9 +68,13 @@ class BrokerSetup:
     timeout: float
 
 
-def broker_setup(config: GatewayConfig, timeout: float = 5.0) -> BrokerSetup:
-    """Read the TLS files and the password file for the broker steps (blocking)."""
+def broker_setup(
+    config: GatewayConfig, timeout: float = 5.0, broker: BrokerAddress | None = None
+) -> BrokerSetup:
+    """Read the TLS files and the password file for the broker steps (blocking); for
+    ``broker`` (default: the first of ``mqtt.brokers``)."""
     mqtt = config.mqtt
+    broker = broker or mqtt.endpoints[0]
     tls: ssl.SSLContext | None = None
     problem: str | None = None
     expiry: float | None = None
@@ -89,8 +93,8 @@ def broker_setup(config: GatewayConfig, timeout: float = 5.0) -> BrokerSetup:
             problem = problem or "; ".join(str(issue) for issue in exc.issues)
     token = secrets.token_hex(4)
     return BrokerSetup(
-        host=mqtt.host,
-        port=mqtt.port,
+        host=broker.host,
+        port=broker.port,
         topic=f"{mqtt.topic_prefix}/{config.gateway_id}/doctor/{token}",
         identifier=f"{config.gateway_id}-doctor-{token}",
         username=mqtt.username,

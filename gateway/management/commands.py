@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import __version__
-from gateway.config.change import merge_patch, read_marker, stage_change
+from gateway.config.change import PendingChange, merge_patch, read_marker, stage_change
 from gateway.config.effective import effective_config
 from gateway.config.environment import overlay
 from gateway.config.model import GatewayConfig, parse_config
@@ -69,6 +69,12 @@ class Control(Protocol):
 
     def request_restart(self, reason: str) -> None:
         """Stop the gateway and start it again with the config file as it is now."""
+        ...
+
+    @property
+    def config_lock(self) -> asyncio.Lock:
+        """Held while the config file is checked and changed: a remote config-set and a local
+        reload (SIGHUP) never run at once."""
         ...
 
 
@@ -364,21 +370,8 @@ class CommandServer:
         if not isinstance(given, dict):
             key = "config" if has_config else "patch"
             raise CommandRejected(ErrorCode.BAD_ARGS, f"args.{key}: expected an object")
-        if await asyncio.to_thread(read_marker, path) is not None:
-            raise CommandRejected(
-                ErrorCode.BUSY, "an earlier config change is not settled yet; try again later"
-            )
-        current = await _read_toml(path)
-        document = given if has_config else merge_patch(current, given)
-        # Before validation, which reads the profile files a device names.
-        await asyncio.to_thread(_check_scope, current, document, path)
-        await asyncio.to_thread(_validate, document, path, self._gateway_id, given)
-        try:
-            change = await asyncio.to_thread(stage_change, path, document, command.id, confirm)
-        except OSError as exc:
-            raise CommandRejected(
-                ErrorCode.WRITE_FAILED, f"cannot write {path}: {exc.strerror or exc}"
-            ) from exc
+        async with control.config_lock:  # never at once with a local reload
+            change = await self._stage(path, command, given, has_config=has_config, confirm=confirm)
         log.warning(
             "config-set %s: %s rewritten; restarting, rollback unless connected within %gs",
             command.id,
@@ -390,6 +383,32 @@ class CommandServer:
             {"confirm_timeout": change.confirm_timeout, "restarting": True},
             then=lambda: control.request_restart(f"config-set {command.id}"),
         )
+
+    async def _stage(
+        self,
+        path: Path,
+        command: Command,
+        given: dict[str, Any],
+        *,
+        has_config: bool,
+        confirm: float,
+    ) -> PendingChange:
+        """Check the change against the file as it is now and write it, marked pending."""
+        if await asyncio.to_thread(read_marker, path) is not None:
+            raise CommandRejected(
+                ErrorCode.BUSY, "an earlier config change is not settled yet; try again later"
+            )
+        current = await _read_toml(path)
+        document = given if has_config else merge_patch(current, given)
+        # Before validation, which reads the profile files a device names.
+        await asyncio.to_thread(_check_scope, current, document, path)
+        await asyncio.to_thread(_validate, document, path, self._gateway_id, given)
+        try:
+            return await asyncio.to_thread(stage_change, path, document, command.id, confirm)
+        except OSError as exc:
+            raise CommandRejected(
+                ErrorCode.WRITE_FAILED, f"cannot write {path}: {exc.strerror or exc}"
+            ) from exc
 
     async def _restart(self, command: Command) -> Outcome:
         _no_args(command)

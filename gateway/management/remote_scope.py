@@ -1,7 +1,8 @@
 """What a remote ``config-set`` may change: an allowlist; every other key is local-only.
 
 The platform (anyone holding the command right) may manage what fleet operations need: the
-devices and their schedules, the payload format and batching, the health interval and the
+devices and their schedules, their deadbands (with ``max_silence`` at most a day, so a deadband
+cannot silence a device for good), the payload format and batching, the health interval and the
 outbox's commit settings within safe bounds. Where data goes (broker, TLS, credentials, client
 identity, topic prefix), every file path, the metrics listener and any key added later stay
 *local*: changed on site with the CLI, the file or the environment, never over MQTT.
@@ -121,6 +122,8 @@ def _one_of(*allowed: str) -> Check:
 REMOTE_TABLES: dict[str, dict[str, Check]] = {
     "mqtt": {
         "payload_format": _any,
+        # how readings are encoded, like payload_format: never where they go or who reads them
+        "compression": _any,
         "readings_per_message": _any,  # the model bounds it (1-10000)
         "max_inflight": _int_within(1, 100),
         "publish_timeout": _duration_within(1.0, 120.0),
@@ -160,9 +163,14 @@ REMOTE_DEVICE_KEYS = frozenset(
         "mac",
         "characteristics",
         "units",
+        "deadbands",  # bounded: _silence_refusals
     }
 )
-REMOTE_UNIT_KEYS = frozenset({"name", "unit_id", "profile", "interval"})
+REMOTE_UNIT_KEYS = frozenset({"name", "unit_id", "profile", "interval", "deadbands"})
+
+#: The longest ``max_silence`` a remote change may set (drivers/deadband.py): a deadband set
+#: remotely can make a device quiet, but never for longer than this.
+REMOTE_MAX_SILENCE = 86_400.0
 
 #: Serial ports a remote change may name: a tty device or a stable by-id/by-path link under
 #: /dev, or a USB identity. Network ports (socket://, rfc2217://) and other paths are
@@ -301,6 +309,7 @@ def _devices_refusals(old: Any, new: Any, config_path: Path) -> list[Refusal]:
             refusals.append(Refusal(f"{where}.port", _port_message(port)))
         if "profile" in device:
             refusals += _profile_refusals(f"{where}.profile", device["profile"], config_path)
+        refusals += _silence_refusals(where, was, device)
         units = device.get("units")
         if isinstance(units, list):
             old_units: Any = was.get("units")
@@ -317,7 +326,43 @@ def _devices_refusals(old: Any, new: Any, config_path: Path) -> list[Refusal]:
                     refusals += _profile_refusals(
                         f"{u_where}.profile", unit["profile"], config_path
                     )
+                refusals += _silence_refusals(u_where, u_was, unit)
     return refusals
+
+
+def _silences(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Every ``max_silence`` of a device entry, by its key path inside the entry: in its
+    ``deadbands`` table and in an inline profile table (its ``[defaults]`` and metrics)."""
+    found: dict[str, Any] = {}
+    deadbands = entry.get("deadbands")
+    if isinstance(deadbands, Mapping):
+        for metric, setting in deadbands.items():
+            if isinstance(setting, Mapping) and "max_silence" in setting:
+                found[f"deadbands.{metric}.max_silence"] = setting["max_silence"]
+    profile = entry.get("profile")
+    if isinstance(profile, Mapping):
+        defaults = profile.get("defaults")
+        if isinstance(defaults, Mapping) and "max_silence" in defaults:
+            found["profile.defaults.max_silence"] = defaults["max_silence"]
+        metrics = profile.get("metrics")
+        for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
+            if isinstance(metric, Mapping) and "max_silence" in metric:
+                found[f"profile.metrics[{index}].max_silence"] = metric["max_silence"]
+    return found
+
+
+def _silence_refusals(
+    where: str, was: Mapping[str, Any], entry: Mapping[str, Any]
+) -> list[Refusal]:
+    """A remote ``max_silence`` above :data:`REMOTE_MAX_SILENCE` would let a deadband silence a
+    device for good; one the same-named device already has on disk is not a change."""
+    before = _silences(was)
+    check = _duration_within(0.0, REMOTE_MAX_SILENCE)
+    return [
+        Refusal(f"{where}.{key}", reason)
+        for key, value in _silences(entry).items()
+        if not _same(before.get(key, _MISSING), value) and (reason := check(value)) is not None
+    ]
 
 
 def _name(entry: Mapping[str, Any]) -> str | None:

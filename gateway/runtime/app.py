@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING
 from drivers import build_driver, build_sources
 from drivers.base import Source
 from drivers.ble.counters import counters_path
-from gateway.config.devices import POLLED_TYPES
+from gateway.config.devices import POLLED_TYPES, deadband_rules
 from gateway.config.model import GatewayConfig
 from gateway.config.transport_security import insecure_flags, transport_warnings
 from gateway.core.clock import SystemClock
+from gateway.core.deadband import DeadbandFilter
 from gateway.runtime.health_report import HealthReporter
 from gateway.runtime.history import History
 from gateway.runtime.metrics import MetricsServer
 from gateway.runtime.notify import Notifier
 from gateway.runtime.progress_probes import gateway_probes
+from gateway.runtime.reload import ReloadRecord
 from gateway.runtime.scheduler import DevicePoller
 from gateway.runtime.state_file import StateFileWriter, state_path
 from gateway.runtime.status_page import StatusPage, page_token_path
@@ -48,6 +50,7 @@ class Gateway:
     health: HealthReporter | None = None
     metrics: MetricsServer | None = None
     history: History = field(default_factory=History)  # the status page's charts
+    deadbands: DeadbandFilter = field(default_factory=lambda: DeadbandFilter({}))
 
 
 @asynccontextmanager
@@ -88,6 +91,7 @@ async def run_gateway(
     commands: CommandServer | None = None,
     will_restart: Callable[[], bool] = lambda: False,
     outbox_lock: OutboxLock | None = None,
+    reloads: ReloadRecord | None = None,
 ) -> None:
     """Run until ``stop`` is set; then stop polling, commit what is pending, and close.
 
@@ -96,6 +100,7 @@ async def run_gateway(
     ``commands``: take remote commands (gateway/management/commands.py); None: no command topic.
     ``will_restart``: whether a stop is a restart (systemd hears RELOADING, not STOPPING).
     ``outbox_lock``: the outbox's lock if the caller holds it (gateway/store/outbox_files.py).
+    ``reloads``: what local reloads did (the supervisor's, kept across restarts), for the report.
     """
     notifier = notifier or Notifier.from_environ()
     clock = SystemClock()
@@ -104,8 +109,12 @@ async def run_gateway(
         log.log(level, "insecure: %s; %s", warning.message, warning.hint)
     async with pipeline(config, commands, outbox_lock) as (outbox, forwarder):
         gateway = Gateway(config, outbox, forwarder)
-        # With the status page (served by the metrics listener), readings also feed its charts.
-        sink = outbox.put_many if config.metrics is None else gateway.history.tap(outbox.put_many)
+        # Readings within their deadband are held back before the outbox: never given a seq.
+        gateway.deadbands = DeadbandFilter(deadband_rules(config.devices))
+        store = gateway.deadbands.sink(outbox.put_many) if gateway.deadbands else outbox.put_many
+        # With the status page (served by the metrics listener), readings also feed its charts
+        # (every reading polled, also those the deadbands hold back).
+        sink = store if config.metrics is None else gateway.history.tap(store)
         polled = [d for d in config.devices if isinstance(d, POLLED_TYPES)]
         for device in polled:
             gateway.pollers[device.name] = DevicePoller(
@@ -126,6 +135,10 @@ async def run_gateway(
             ble=ble,
             ble_counters=counters_path(config.outbox.path),
         )
+        gateway.deadbands.bind(
+            {n: p.status for n, p in gateway.pollers.items()}
+            | {n: st for source in gateway.sources for n, st in source.statuses.items()}
+        )
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(poller.run(), name=f"poll:{device.kind}:{device.name}")
@@ -142,6 +155,7 @@ async def run_gateway(
                 interval=config.mqtt.health_interval,
                 clock=clock,
                 insecure=insecure_flags(config.mqtt),
+                reload=(reloads or ReloadRecord()).report,
             )
             tasks.append(tg.create_task(gateway.health.run(), name="status:health"))
             # For `streetgate buffer status`, which runs in another process.
@@ -173,18 +187,17 @@ async def run_gateway(
                 page = StatusPage(
                     gateway.health.snapshot,
                     forwarder.stats,
-                    f"{config.mqtt.host}:{config.mqtt.port}",
+                    ", ".join(str(b) for b in config.mqtt.endpoints),
                     gateway.history,
                     page_token_path(config.outbox.path),
                 )
                 gateway.metrics = MetricsServer(config.metrics, gateway.health.snapshot, page)
                 tasks.append(tg.create_task(gateway.metrics.run(), name="status:metrics"))
             log.info(
-                "gateway %s running: %d device(s), broker %s:%d",
+                "gateway %s running: %d device(s), broker %s",
                 config.gateway_id,
                 len(config.devices),
-                config.mqtt.host,
-                config.mqtt.port,
+                ", ".join(str(b) for b in config.mqtt.endpoints),
             )
             notifier.ready(_status_line(gateway))
             if started is not None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway import __version__
@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 #: How often changes in health are looked for (cheap: compares a few enums).
 CHANGE_CHECK_INTERVAL = 1.0
 
+#: With MQTT 5 a health report expires at the broker after this many health intervals.
+HEALTH_EXPIRY_INTERVALS = 3
+
 
 def device_report(status: DeviceStatus) -> dict[str, Any]:
     """One device's part of the report."""
@@ -37,6 +40,7 @@ def device_report(status: DeviceStatus) -> dict[str, Any]:
         "overruns": status.overruns,
         "errors": dict(status.errors_by_kind),
         "dropped": dict(status.dropped),
+        "suppressed": status.suppressed,
         "last_error": status.last_error,
     }
 
@@ -61,6 +65,7 @@ class HealthReporter:
         interval: float,
         clock: SystemClock,
         insecure: Sequence[str] = (),
+        reload: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._gateway_id = gateway_id
         self._outbox = outbox
@@ -70,6 +75,7 @@ class HealthReporter:
         self._interval = interval
         self._clock = clock
         self._insecure = list(insecure)  # gateway/config/transport_security.py; empty: verified TLS
+        self._reload = reload  # gateway/runtime/reload.py ReloadRecord.report
         self._started = time.monotonic()
         self.published = 0
 
@@ -91,6 +97,9 @@ class HealthReporter:
             "insecure": self._insecure,
             "forwarder": {
                 "state": fwd.state.value,
+                "broker": fwd.broker,
+                "connected_since": _iso(fwd.connected_since),
+                "failovers": fwd.failovers,
                 "connects": fwd.connects,
                 "connection_failures": fwd.connection_failures,
                 "messages_published": fwd.messages_published,
@@ -116,17 +125,22 @@ class HealthReporter:
                 "last_seq": stats.last_seq,
             },
             "devices": {name: device_report(s) for name, s in sorted(self.devices().items())},
+            "reload": None if self._reload is None else self._reload(),
         }
 
     def _signature(self) -> tuple[object, ...]:
         devices = tuple(sorted((n, s.health) for n, s in self.devices().items()))
         fwd = self._forwarder.stats
-        return (devices, fwd.state, fwd.connects)
+        return (devices, fwd.state, fwd.connects, fwd.broker)
 
     async def publish(self) -> bool:
         """Publish one snapshot now (False when the uplink is down)."""
         payload = json.dumps(await self.snapshot(), separators=(",", ":")).encode()
-        done = await self._forwarder.publish_retained(self._topic, payload)
+        # MQTT 5: the broker forgets a report that was not renewed in three intervals, so a
+        # retained health never looks current for a gateway gone quiet (its status says why).
+        done = await self._forwarder.publish_retained(
+            self._topic, payload, expires_after=HEALTH_EXPIRY_INTERVALS * self._interval
+        )
         if done:
             self.published += 1
         return done

@@ -112,14 +112,21 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
     for name in FORWARDER_STATES:
         state.sample(fwd["state"] == name, streetgate_forwarder_state=name)
     yield state
+    if fwd.get("broker"):
+        broker = _Family(
+            "streetgate_forwarder_broker", "info", "The broker in use (or being tried)."
+        )
+        broker.sample(1, broker=str(fwd["broker"]))
+        yield broker
     for key, help_text in (
+        ("failovers", "Connections made to another broker than the one before."),
         ("connects", "Connections made to the broker."),
         ("connection_failures", "Connections lost or refused."),
         ("messages_published", "Readings messages acknowledged by the broker."),
         ("readings_published", "Readings acknowledged by the broker."),
     ):
         counter = _Family(f"streetgate_forwarder_{key}", "counter", help_text)
-        counter.sample(fwd[key])
+        counter.sample(fwd.get(key, 0))  # failovers: absent from older snapshots
         yield counter
 
     box = snapshot["outbox"]
@@ -168,6 +175,11 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
     dropped = _Family(
         "streetgate_device_dropped", "counter", "Input refused by reason (replay: old BLE counter)."
     )
+    suppressed = _Family(
+        "streetgate_device_suppressed",
+        "counter",
+        "Readings not stored: within the deadband of the last stored value.",
+    )
     for name, dev in devices.items():
         for state_name in HEALTH_STATES:
             health.sample(
@@ -184,7 +196,19 @@ def _families(snapshot: dict[str, Any]) -> Iterator[_Family]:  # noqa: PLR0915 -
         overruns.sample(dev["overruns"], device=name)
         for reason, count in sorted(dev.get("dropped", {}).items()):
             dropped.sample(count, device=name, reason=reason)
-    yield from (health, last_ok, polls, errors, failing, overruns, dropped)
+        suppressed.sample(dev.get("suppressed", 0), device=name)
+    yield from (health, last_ok, polls, errors, failing, overruns, dropped, suppressed)
+
+    reload = snapshot.get("reload")
+    if reload is not None:  # gateway/runtime/reload.py
+        reloads = _Family(
+            "streetgate_config_reloads",
+            "counter",
+            "Config reloads (SIGHUP) by result: applied, invalid, refused, rolled_back.",
+        )
+        for result, count in sorted(reload["counts"].items()):
+            reloads.sample(count, result=result)
+        yield reloads
 
 
 def render(snapshot: dict[str, Any]) -> str:

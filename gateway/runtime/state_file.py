@@ -103,7 +103,7 @@ class StateFileWriter:
 
     def _signature(self) -> tuple[object, ...]:
         fwd = self._forwarder
-        return (fwd.state, fwd.connects, fwd.connection_failures, fwd.last_error)
+        return (fwd.state, fwd.connects, fwd.connection_failures, fwd.last_error, fwd.broker)
 
     async def state(self, *, running: bool) -> dict[str, Any]:
         """The file's content now."""

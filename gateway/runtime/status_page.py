@@ -207,7 +207,8 @@ def status_document(
         "insecure": snapshot["insecure"],
         "uplink": {
             "state": fwd["state"],
-            "broker": broker,
+            "broker": uplink.broker or broker,  # the one in use; else the configured list
+            "failovers": uplink.failovers,
             "connected_since": _iso(uplink.connected_since),
             "connected_for_s": _age(now, uplink.connected_since),
             "last_ack": _iso(uplink.last_ack_unix),

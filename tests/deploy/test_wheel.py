@@ -27,7 +27,7 @@ GLIBC_MINORS = range(17, 37)
 #: Dependencies without an armv7 wheel on PyPI. On 32-bit Pi OS they come from piwheels
 #: (install.sh adds its index there) or are built with the compilers install.sh installs;
 #: docs/deploy.md, "32-bit Raspberry Pi OS". A new one fails this test: document it too.
-ARMV7_FROM_PIWHEELS_OR_SOURCE = {"cffi", "dbus-fast"}
+ARMV7_FROM_PIWHEELS_OR_SOURCE = {"cffi", "dbus-fast", "zstandard"}
 
 
 def platform_flags(arch: str) -> list[str]:

@@ -222,6 +222,24 @@ ATTACKS: dict[str, tuple[Any, set[str]]] = {
             "mqtt.tls",
         },
     ),
+    # Failover (issue 16): a list naming the attacker's broker, in place of the site's or
+    # beside it (a spare the gateway would move to when the site's broker is away).
+    "broker-list-instead": (
+        lambda site, device: {
+            "patch": {"mqtt": {"host": None, "port": None, "brokers": [f"{ATTACKER}:1883"]}}
+        },
+        {"mqtt.host", "mqtt.port", "mqtt.brokers"},
+    ),
+    "broker-list-spare": (
+        lambda site, device: {
+            "patch": {"mqtt": {"brokers": [{"host": ATTACKER, "port": 8883}]}},
+        },
+        {"mqtt.brokers"},
+    ),
+    "session-expiry": (
+        lambda site, device: {"patch": {"mqtt": {"protocol": "5", "session_expiry": "7d"}}},
+        {"mqtt.protocol", "mqtt.session_expiry"},
+    ),
     "topic-prefix": (
         lambda site, device: {"patch": {"mqtt": {"topic_prefix": "elsewhere"}}},
         {"mqtt.topic_prefix"},
@@ -251,6 +269,32 @@ ATTACKS: dict[str, tuple[Any, set[str]]] = {
     "profile-outside-config-dir": (
         lambda site, device: {"patch": {"devices": [device | {"profile": str(site.elsewhere)}]}},
         {"devices[0].profile"},
+    ),
+    # A deadband as wide as any value with a max_silence of a month: the device would go
+    # quiet while it seems healthy. A remote max_silence is bounded to a day.
+    "deadband-silences-a-device": (
+        lambda site, device: {
+            "patch": {
+                "devices": [device | {"deadbands": {"*": {"deadband": 1e12, "max_silence": "30d"}}}]
+            }
+        },
+        {"devices[0].deadbands.*.max_silence"},
+    ),
+    "deadband-in-an-inline-profile": (
+        lambda site, device: {
+            "patch": {
+                "devices": [
+                    device
+                    | {
+                        "profile": load_profile("xy-md02").model_dump(
+                            mode="json", exclude_none=True
+                        )
+                        | {"defaults": {"deadband": 1e12, "max_silence": 10**9}}
+                    }
+                ]
+            }
+        },
+        {"devices[0].profile.defaults.max_silence"},
     ),
     "profile-dot-dot": (
         lambda site, device: {
@@ -303,7 +347,8 @@ def test_a_local_only_change_is_refused_and_touches_nothing(
 
 
 def test_allowed_changes_still_apply(tmp_path: Path, tls_broker: Mosquitto, pki: Path) -> None:
-    """Fleet operations stay remote: a device's interval and the payload format, in one patch
+    """Fleet operations stay remote: a device's interval, deadbands within bounds and the payload
+    format, in one patch
     that also restates a local-only key with the value on disk (not a change)."""
 
     async def scenario() -> None:
@@ -315,7 +360,13 @@ def test_allowed_changes_still_apply(tmp_path: Path, tls_broker: Mosquitto, pki:
                 device = _devices(site.config.read_text("utf-8"))[0]
                 patch = {
                     "mqtt": {"payload_format": "senml", "host": tls_broker.host},
-                    "devices": [device | {"interval": "2s"}],
+                    "devices": [
+                        device
+                        | {
+                            "interval": "2s",
+                            "deadbands": {"*": {"deadband": 0.5, "max_silence": "24h"}},
+                        }
+                    ],
                 }
                 reply = await plat.call("config-set", {"patch": patch, "confirm_timeout": 20})
                 assert reply["status"] == "accepted", reply
@@ -325,6 +376,7 @@ def test_allowed_changes_still_apply(tmp_path: Path, tls_broker: Mosquitto, pki:
             text = site.config.read_text("utf-8")
             assert 'payload_format = "senml"' in text
             assert 'interval = "2s"' in text
+            assert 'max_silence = "24h"' in text
 
     asyncio.run(_bounded(scenario()))
 

@@ -51,4 +51,14 @@ def snapshot() -> dict[str, Any]:
             "last_seq": 412,
         },
         "devices": {s.name: device_report(s) for s in (climate, door, meter)},
+        "reload": {
+            "counts": {"applied": 1, "invalid": 1, "refused": 0, "rolled_back": 0},
+            "last": {
+                "result": "invalid",
+                "at": "2025-12-06T11:58:00Z",
+                "message": "/etc/streetgate/config.toml not reloaded: 1 issue(s) in the file; "
+                "still running on the previous config",
+                "issues": [{"key": "mqtt.port", "message": "expected an integer"}],
+            },
+        },
     }

@@ -116,8 +116,18 @@ class Delivery:
 class Subscriber:
     """Subscribes with a persistent session (QoS 1) and reconnects after broker restarts."""
 
-    def __init__(self, host: str, port: int, topic: str, client_id: str = "test-platform"):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic: str,
+        client_id: str = "test-platform",
+        *,
+        username: str | None = None,
+        password: str | None = None,
+    ):
         self._host, self._port, self._topic, self._id = host, port, topic, client_id
+        self._username, self._password = username, password
         self.delivery = Delivery()
         self.subscribed = asyncio.Event()
         self._changed = asyncio.Event()
@@ -126,7 +136,12 @@ class Subscriber:
         while True:
             with contextlib.suppress(aiomqtt.MqttError):
                 async with aiomqtt.Client(
-                    self._host, self._port, identifier=self._id, clean_session=False
+                    self._host,
+                    self._port,
+                    identifier=self._id,
+                    clean_session=False,
+                    username=self._username,
+                    password=self._password,
                 ) as client:
                     await client.subscribe(self._topic, qos=1)
                     self.subscribed.set()

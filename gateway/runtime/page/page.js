@@ -78,7 +78,7 @@ function show(s) {
   state.textContent = up.state;
   state.dataset.state = up.state;
   facts(document.getElementById("uplink-facts"), [
-    ["broker", up.broker],
+    ["broker", up.broker + (up.failovers ? ` (${up.failovers} failover${up.failovers === 1 ? "" : "s"})` : "")],
     ["connected", up.connected_since ? `since ${up.connected_since} (${age(up.connected_for_s).replace(" ago", "")})` : "no"],
     ["last acknowledged", age(up.last_ack_age_s)],
     ["backlog", `${box.backlog} readings` + (box.oldest_age_s === null ? "" : `, oldest ${age(box.oldest_age_s)}`)],

@@ -19,9 +19,9 @@ from drivers.modbus.codec import (
     plan_reads,
     raw_for,
     scaled,
-    shortest_float32,
 )
 from drivers.profile import DataType, Function, MetricSpec, Order, builtin_profiles, load_profile
+from gateway.core.floats import shortest_float32
 from gateway.core.model import Sample
 
 BIG, LITTLE = Order.BIG, Order.LITTLE

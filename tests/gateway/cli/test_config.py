@@ -101,6 +101,7 @@ def test_show_prints_the_effective_config_with_secrets_masked(config: Path) -> N
         "profile": "sdm120",
         "interval": 0.5,
         "timeout": 1.0,
+        "deadbands": {},  # none: every reading is stored
     }
     assert shown["devices"][1]["profile"]["metrics"] == [  # a profile file, in full
         {

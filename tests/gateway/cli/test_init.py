@@ -282,6 +282,81 @@ def test_an_existing_file_is_not_overwritten_without_force(tmp_path: Path) -> No
     assert [p.name for p in tmp_path.iterdir()] == ["gw.toml"]  # no temporary file left
 
 
+def comment_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.lstrip().startswith("#")]
+
+
+def test_force_over_the_install_skeleton_fills_it_in_keeping_its_comments(
+    tmp_path: Path, tls_files: tuple[Path, Path, Path]
+) -> None:
+    ca, cert, key = tls_files
+    skeleton = (Path(__file__).resolve().parents[3] / "deploy" / "config.toml").read_text()
+    path = tmp_path / "config.toml"
+    path.write_text(skeleton.replace("port = 8883", 'port = 8883\nkeepalive = "20s"'))
+    result = run_init(
+        str(path),
+        "--gateway-id=cabinet-0012",
+        "--broker-host=mqtt.city.example",
+        f"--ca-file={ca}",
+        f"--cert-file={cert}",
+        f"--key-file={key}",
+        "--device=modbus_tcp:name=meter-1,host=192.0.2.10,unit_id=1,profile=sdm120",
+        "--non-interactive",
+        "--force",
+    )
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    # every comment line of the skeleton, in order, and the inline ones after the new values
+    assert comment_lines(text) == comment_lines(skeleton)
+    assert 'gateway_id = "cabinet-0012"                      # e.g. "cabinet-0012"' in text
+    assert 'keepalive = "20s"' in text  # a key init does not ask about stays
+    config = load_config(path)
+    assert (config.gateway_id, config.mqtt.host) == ("cabinet-0012", "mqtt.city.example")
+    assert config.mqtt.keepalive == 20
+    assert config.mqtt.tls is not None
+    assert config.mqtt.tls.key_file == key
+    assert [d.name for d in config.devices] == ["meter-1"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # the new device comes after the commented example, at the end
+    assert text.index("# profile = ") < text.index("\n[[devices]]\nkind")
+    # run again with other answers: only those lines change
+    before = text.splitlines()
+    result = run_init(
+        str(path),
+        "--gateway-id=cabinet-0013",
+        "--broker-host=mqtt.city.example",
+        f"--ca-file={ca}",
+        f"--cert-file={cert}",
+        f"--key-file={key}",
+        "--device=modbus_tcp:name=meter-1,host=192.0.2.10,unit_id=1,profile=sdm120",
+        "--non-interactive",
+        "--force",
+    )
+    assert result.exit_code == 0, result.output
+    after = path.read_text().splitlines()
+    assert len(after) == len(before)
+    changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    assert changed == [
+        (
+            'gateway_id = "cabinet-0012"                      # e.g. "cabinet-0012": letters, '
+            "digits, '_', '.', '-'",
+            'gateway_id = "cabinet-0013"                      # e.g. "cabinet-0012": letters, '
+            "digits, '_', '.', '-'",
+        )
+    ]
+
+
+def test_force_over_a_file_that_is_not_toml_writes_it_anew(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text("this is [not toml\n")
+    flags = ("--gateway-id=gw", "--broker-host=h", "--no-tls", "--non-interactive", "--force")
+    result = run_init(str(path), *flags)
+    assert result.exit_code == 0, result.output
+    assert "could not be read as TOML" in result.stderr
+    assert load_config(path).gateway_id == "gw"
+    assert path.read_text().startswith("# Written by streetgate init")
+
+
 def test_a_key_others_can_read_is_warned_about(
     tmp_path: Path, tls_files: tuple[Path, Path, Path]
 ) -> None:
@@ -462,3 +537,18 @@ def test_tls_pending_flag_keeps_files_that_exist_and_defers_the_rest(
     assert "mqtt.tls.ca_file" not in path.read_text().split("gateway_id")[0]
     no_tls = run_init(str(path), *base, "--force", "--tls-pending", "--no-tls", terminal=False)
     assert no_tls.exit_code == ExitCode.USAGE
+
+
+def test_init_again_over_a_pending_file_keeps_one_pending_note(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    base = ("--gateway-id", "pole-42", "--broker-host", "broker.example", "--non-interactive")
+    first = run_init(str(path), *base, "--tls-pending", terminal=False)
+    assert first.exit_code == 0, first.stderr
+    (tmp_path / "tls").mkdir(exist_ok=True)
+    (tmp_path / "tls" / "gateway.key").write_bytes(b"")  # the key arrived meanwhile
+    again = run_init(str(path), *base, "--tls-pending", "--force", terminal=False)
+    assert again.exit_code == 0, again.stderr
+    text = path.read_text()
+    assert text.count("# PENDING when this was written:") == 1
+    assert "mqtt.tls.key_file" not in text.split("gateway_id")[0]  # no longer pending
+    assert "mqtt.tls.ca_file" in text.split("gateway_id")[0]

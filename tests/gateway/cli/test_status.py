@@ -13,10 +13,13 @@ from typer.testing import CliRunner, Result
 
 from gateway.cli.exit_codes import ExitCode
 from gateway.cli.main import app
+from gateway.cli.status import format_status
+from gateway.runtime.state_file import GatewayView
 from tests.gateway.cli.test_buffer_live import gateway_process
 from tests.support.mosquitto import Mosquitto
 from tests.support.platform_client import platform
 from tests.support.readme_examples import readme_commands
+from tests.support.snapshots import snapshot
 
 
 def status(config: Path, *args: str) -> Result:
@@ -105,3 +108,14 @@ def test_status_of_a_running_gateway_and_after_it_stops(
     assert "stopped cleanly" in data["view"]["reason"]
     assert data["state"]["gateway"] == "status-gw"  # the last known figures
     assert "last known" in status(config).stdout
+
+
+def test_the_last_reload_is_shown_with_its_issues() -> None:
+    view = GatewayView(running=True, reason="running (pid 42)")
+    text = format_status(view, snapshot())
+    line = next(line for line in text.splitlines() if line.startswith("reload"))
+    assert "invalid at 2025-12-06T11:58:00Z" in line
+    assert "still running on the previous config (mqtt.port: expected an integer)" in line
+    state = snapshot()
+    del state["reload"]  # a state file from before reloads, or none made: no line
+    assert not any(line.startswith("reload") for line in format_status(view, state).splitlines())

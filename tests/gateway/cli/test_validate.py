@@ -101,7 +101,7 @@ def test_cabinet_example(tmp_path: Path) -> None:
         "  lighting-meter: modbus_tcp 192.0.2.10:502 unit 1, profile sdm630 (21 metrics),"
         " every 10s",
         "  cabinet-climate: modbus_tcp 192.0.2.10:502 unit 3, profile xy-md02 (2 metrics),"
-        " every 30s",
+        " every 30s, deadbands on every measurement",
     ]
 
 

@@ -328,12 +328,24 @@ def remover(*path: str | int) -> Mutation:
             "valid dictionary",
             id="device-not-a-table",
         ),
+        pytest.param(
+            setter("mqtt", "compression", value="deflate"),
+            "mqtt",
+            "compression = 'deflate' needs payload_format = 'compact' (got 'streetgate')",
+            id="compression-without-compact",
+        ),
+        pytest.param(
+            setter("mqtt", "compression", value="gzip"),
+            "mqtt.compression",
+            "'none', 'deflate' or 'zstd'",
+            id="unknown-compression",
+        ),
         # missing keys
         pytest.param(remover("gateway_id"), "gateway_id", "required key is missing", id="no-id"),
         pytest.param(remover("mqtt"), "mqtt", "required key is missing", id="no-mqtt"),
         pytest.param(remover("outbox"), "outbox", "required key is missing", id="no-outbox"),
         pytest.param(
-            remover("mqtt", "host"), "mqtt.host", "required key is missing", id="no-mqtt-host"
+            remover("mqtt", "host"), "mqtt", "no broker: give mqtt.host", id="no-mqtt-host"
         ),
         pytest.param(
             remover("outbox", "path"), "outbox.path", "required key is missing", id="no-path"

@@ -101,6 +101,20 @@ def test_a_broker_that_is_down_fails_at_tcp_and_skips_the_rest(tmp_path: Path) -
     assert next(line for line in lines if "broker:dns" in line).startswith("PASS")
 
 
+def test_every_broker_of_the_list_is_checked(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    spare = free_port()  # a spare that is not there: found now, not at the first failover
+    config = write_config(
+        tmp_path, f'brokers = ["127.0.0.1:{mosquitto.port}", "127.0.0.1:{spare}"]'
+    )
+    result = doctor(config, "--json")
+    data = json.loads(result.stdout)["checks"]
+    tcp = [c for c in data if c["name"] == "broker:tcp"]
+    assert [c["ok"] for c in tcp] == [True, False]
+    assert str(mosquitto.port) in tcp[0]["detail"]
+    assert str(spare) in tcp[1]["detail"]
+    assert result.exit_code == ExitCode.FAILURE
+
+
 def test_an_unknown_host_fails_at_dns(tmp_path: Path) -> None:
     config = write_config(tmp_path, 'host = "no-such-broker.invalid"')
     found = checks(doctor(config, "--json"))

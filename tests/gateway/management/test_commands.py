@@ -394,6 +394,7 @@ def test_replies_are_json_with_the_documented_keys(tmp_path: Path, mosquitto: Mo
 #: topics and reads its own command topic; only the platform user may publish commands.
 ACL = """\
 pattern write streetgate/%u/readings
+pattern write streetgate/%u/meta
 pattern write streetgate/%u/status
 pattern write streetgate/%u/health
 pattern write streetgate/%u/reply

@@ -62,6 +62,7 @@ def devices(*entries: dict[str, Any]) -> dict[str, Any]:
     "patch",
     [
         {"mqtt": {"payload_format": "senml", "readings_per_message": 50, "max_inflight": 32}},
+        {"mqtt": {"payload_format": "compact", "compression": "zstd"}},
         {"mqtt": {"health_interval": "17s", "publish_timeout": 30}},
         {"outbox": {"commit_interval": "200ms", "commit_max_readings": 500, "queue_size": 5000}},
         {"outbox": {"synchronous": "full"}},
@@ -89,6 +90,12 @@ def test_fleet_changes_are_allowed(patch: dict[str, Any], config_path: Path) -> 
         ({"gateway_id": "gw-2"}, {"gateway_id"}),
         ({"mqtt": {"host": "evil", "port": 1883}}, {"mqtt.host", "mqtt.port"}),
         ({"mqtt": {"port": "8883"}}, {"mqtt.port"}),  # same value, another type: a change
+        ({"mqtt": {"brokers": ["evil:1883"]}}, {"mqtt.brokers"}),
+        (
+            {"mqtt": {"host": None, "port": None, "brokers": [{"host": "evil"}]}},
+            {"mqtt.host", "mqtt.port", "mqtt.brokers"},
+        ),
+        ({"mqtt": {"session_expiry": "7d"}}, {"mqtt.session_expiry"}),
         ({"mqtt": {"tls": None}}, {"mqtt.tls"}),
         ({"mqtt": {"tls": {"ca_file": "other.pem"}}}, {"mqtt.tls.ca_file"}),
         ({"mqtt": {"tls": {"insecure_skip_verify": True}}}, {"mqtt.tls.insecure_skip_verify"}),
@@ -203,3 +210,45 @@ def test_entries_of_any_shape_are_left_to_validation(config_path: Path) -> None:
     assert {r.key for r in refused_changes(CURRENT, odd, config_path)} == set()
     shapeless = merge_patch(CURRENT, {"devices": {"profile": "/dev/zero"}})
     assert [r.key for r in refused_changes(CURRENT, shapeless, config_path)] == ["devices"]
+
+
+def test_a_remote_deadband_is_allowed_with_max_silence_up_to_a_day(config_path: Path):
+    banded = DEVICE | {"deadbands": {"*": {"deadband": 5, "max_silence": "24h"}}}
+    unit: dict[str, Any] = {"name": "u1", "unit_id": 1, "profile": "xy-md02"}
+    unit |= {"deadbands": {"temperature": {"deadband": 1, "max_silence": 3600}}}
+    assert refused(devices(banded, BUS | {"units": [unit]}, BTHOME), config_path) == {}
+
+
+def test_a_remote_max_silence_above_a_day_is_refused_wherever_it_hides(config_path: Path):
+    banded = DEVICE | {"deadbands": {"*": {"deadband": 1e9, "max_silence": "25h"}}}
+    unit: dict[str, Any] = {"name": "u1", "unit_id": 1, "profile": "xy-md02"}
+    unit |= {"deadbands": {"temperature": {"deadband": 1, "max_silence": 1e9}}}
+    inline = {
+        "name": "meter",
+        "defaults": {"deadband": 1e9, "max_silence": "3650d"},
+        "metrics": [{"name": "v", "address": 0, "max_silence": "100000s"}],
+    }
+    sneaky = BTHOME | {"profile": inline}  # validation refuses it anyway; the scope first
+    found = refused(devices(banded, BUS | {"units": [unit]}, sneaky), config_path)
+    assert set(found) == {
+        "devices[0].deadbands.*.max_silence",
+        "devices[1].units[0].deadbands.temperature.max_silence",
+        "devices[2].profile.defaults.max_silence",
+        "devices[2].profile.metrics[0].max_silence",
+    }
+    assert (
+        "may be set remotely from 0s to 86400s (got '25h')"
+        in found["devices[0].deadbands.*.max_silence"]
+    )
+
+
+def test_a_long_max_silence_set_on_site_may_be_restated(config_path: Path):
+    on_site = DEVICE | {"deadbands": {"power": {"deadband": 10, "max_silence": "7d"}}}
+    current = CURRENT | {"devices": [on_site, BUS, BTHOME]}
+    proposed = current | {"devices": [on_site | {"interval": "20s"}, BUS, BTHOME]}
+    assert refused_changes(current, proposed, config_path) == []
+    longer = DEVICE | {"deadbands": {"power": {"deadband": 10, "max_silence": "8d"}}}
+    proposed = current | {"devices": [longer, BUS, BTHOME]}
+    assert [r.key for r in refused_changes(current, proposed, config_path)] == [
+        "devices[0].deadbands.power.max_silence"
+    ]

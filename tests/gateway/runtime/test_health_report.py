@@ -81,3 +81,46 @@ def test_health_follows_a_failing_device(tmp_path: Path, mosquitto: Mosquitto) -
                 listener.cancel()
 
     asyncio.run(scenario())
+
+
+def test_with_mqtt_5_the_report_names_its_broker_and_expires_after_three_intervals(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    config = parse_config(
+        {
+            "gateway_id": "health-v5",
+            "mqtt": {
+                "brokers": [f"127.0.0.1:{mosquitto.port}"],
+                "protocol": "5",
+                "health_interval": "2s",
+            },
+            "outbox": {"path": str(tmp_path / "outbox.db")},
+        },
+        "test",
+    )
+
+    async def scenario() -> tuple[dict[str, Any], Any]:
+        async with aiomqtt.Client(
+            mosquitto.host, mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
+            await client.subscribe("streetgate/health-v5/health", qos=1)
+            stop = asyncio.Event()
+            started: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(run_gateway(config, stop, started), name="test:gateway")
+                await started
+                async with asyncio.timeout(15):
+                    async for message in client.messages:
+                        assert isinstance(message.payload, bytes)
+                        report = json.loads(message.payload)
+                        if report["forwarder"]["state"] == "connected":
+                            break
+                stop.set()
+        return report, message.properties
+
+    report, properties = asyncio.run(scenario())
+    assert report["forwarder"]["broker"] == f"127.0.0.1:{mosquitto.port}"
+    assert report["forwarder"]["failovers"] == 0
+    assert report["forwarder"]["connected_since"]
+    assert properties is not None
+    assert 1 <= properties.MessageExpiryInterval <= 6  # 3 x 2 s, as the broker passes it on

@@ -99,6 +99,9 @@ def test_a_scrape_is_valid_openmetrics_with_the_health_figures(
                 assert value(state, **{state: "connected"}) == 1
                 assert value(state, **{state: "waiting"}) == 0
                 assert value("streetgate_forwarder_connects_total") == 1
+                assert value("streetgate_forwarder_failovers_total") == 0
+                broker = str(config.mqtt.endpoints[0])
+                assert value("streetgate_forwarder_broker_info", broker=broker) == 1
                 assert value("streetgate_outbox_max_bytes") == config.outbox.max_bytes
                 assert value("streetgate_outbox_dropped_readings_total") == 0
                 health = "streetgate_device_health"
@@ -107,6 +110,9 @@ def test_a_scrape_is_valid_openmetrics_with_the_health_figures(
                 assert value("streetgate_device_polls_total", device="climate-1", result="ok") >= 2
                 last_ok = value("streetgate_device_last_ok_timestamp_seconds", device="climate-1")
                 assert last_ok > 1.7e9
+                # config reloads (SIGHUP) by result: none yet, every result present
+                for result in ("applied", "invalid", "refused", "rolled_back"):
+                    assert value("streetgate_config_reloads_total", result=result) == 0
 
                 # The device goes away: its error counter by kind appears.
                 await sim["climate-1"].stop()

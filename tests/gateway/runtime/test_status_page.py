@@ -68,6 +68,7 @@ def test_the_status_document_has_what_the_technician_looks_for() -> None:
     assert doc["uplink"] == {
         "state": "connected",
         "broker": "broker:8883",
+        "failovers": 0,
         "connected_since": "1970-01-01T00:16:40Z",
         "connected_for_s": 100.0,
         "last_ack": "1970-01-01T00:18:10Z",
