@@ -53,9 +53,22 @@ def _not_negative(value: float | None, key: str, unit: str) -> float | None:
 class Deadband(Frozen):
     """One metric's report-on-change rule; all keys absent: store every reading."""
 
-    deadband: float | None = Field(default=None, allow_inf_nan=False)
-    deadband_percent: float | None = Field(default=None, allow_inf_nan=False)
-    max_silence: Seconds | None = None
+    deadband: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Store a value only when it moved at least this much (in the metric's "
+        "unit) from the last stored one; 0: every change.",
+    )
+    deadband_percent: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Store a value only when it moved at least this many percent of the last "
+        "stored one.",
+    )
+    max_silence: Seconds | None = Field(
+        default=None,
+        description="With a deadband: store a value at least this often, moved or not.",
+    )
 
     @field_validator("deadband")
     @classmethod
@@ -178,4 +191,8 @@ def device_deadbands(
 class Reporting(Frozen):
     """Base of device models that take ``deadbands`` (see the module doc)."""
 
-    deadbands: dict[DeadbandKey, Deadband] = Field(default_factory=dict)
+    deadbands: dict[DeadbandKey, Deadband] = Field(
+        default_factory=dict,
+        description='Report on change, per metric name or "*" for all: '
+        "[devices.deadbands.<metric>] tables; absent: every reading is stored.",
+    )

@@ -113,27 +113,54 @@ class MetricSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
-    address: int = Field(ge=0, le=0xFFFF)
-    function: Function = Function.HOLDING
-    type: DataType = DataType.UINT16
-    word_order: Order = Order.BIG
-    byte_order: Order = Order.BIG
-    scale: float = Field(default=1.0, allow_inf_nan=False)
-    offset: float = Field(default=0.0, allow_inf_nan=False)
-    unit: str = ""
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64, description="The metric's name."
+    )
+    address: int = Field(ge=0, le=0xFFFF, description="Its first register (0-based).")
+    function: Function = Field(
+        default=Function.HOLDING, description="Register table: holding (0x03) or input (0x04)."
+    )
+    type: DataType = Field(default=DataType.UINT16, description="How its registers encode it.")
+    word_order: Order = Field(default=Order.BIG, description="Register order of a 32/64-bit value.")
+    byte_order: Order = Field(default=Order.BIG, description="Byte order inside a register.")
+    scale: float = Field(
+        default=1.0, allow_inf_nan=False, description="value = raw × scale + offset; not 0."
+    )
+    offset: float = Field(default=0.0, allow_inf_nan=False, description="Added after scale.")
+    unit: str = Field(default="", description='The unit readings carry, e.g. "V".')
     # The raw value (before scale and offset) a device gives when it has no valid reading,
     # e.g. 65535 for a uint16; a metric holding it is left out of the poll's readings.
-    missing: int | None = None
+    missing: int | None = Field(
+        default=None,
+        description="The raw value the device gives when it has no valid reading (e.g. 65535); "
+        "such a value is left out.",
+    )
     # Report-on-change (drivers/deadband.py): store a value only when it moved this much from
     # the last stored one, or max_silence passed. Absent: every reading is stored.
-    deadband: float | None = Field(default=None, allow_inf_nan=False)
-    deadband_percent: float | None = Field(default=None, allow_inf_nan=False)
-    max_silence: Seconds | None = None
+    deadband: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Report on change: store a value only when it moved at least this much "
+        "(in its unit) from the last stored one; absent: every reading is stored.",
+    )
+    deadband_percent: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Report on change, relative: store a value only when it moved at least "
+        "this many percent from the last stored one.",
+    )
+    max_silence: Seconds | None = Field(
+        default=None,
+        description="With a deadband: store a value at least this often even when it did not move.",
+    )
     # [min, max] a working device of this model can report (after scale and offset), e.g. the
     # sensor's measuring range. `streetgate scan modbus` rejects a profile whose values fall
     # outside; the gateway does not use it yet (a reading outside could become "suspect").
-    range: tuple[FiniteFloat, FiniteFloat] | None = None
+    range: tuple[FiniteFloat, FiniteFloat] | None = Field(
+        default=None,
+        description="[min, max] a working device of this model can report (after scale and "
+        "offset); scan modbus rejects a profile whose values fall outside.",
+    )
 
     @property
     def count(self) -> int:
@@ -202,16 +229,23 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    description: str = ""
-    max_registers_per_request: int = Field(default=MAX_REGISTERS_PER_REQUEST, ge=1, le=125)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The profile's name.")
+    description: str = Field(default="", description="What device it is for.")
+    max_registers_per_request: int = Field(
+        default=MAX_REGISTERS_PER_REQUEST,
+        ge=1,
+        le=125,
+        description="Most registers one request reads (some devices take fewer than 125).",
+    )
     max_gap: int = Field(
         default=0,
         ge=0,
         le=124,
-        description="unused registers a request may span to join two metrics",
+        description="Unused registers a request may span to join two metrics.",
     )
-    metrics: tuple[MetricSpec, ...]
+    metrics: tuple[MetricSpec, ...] = Field(
+        description="The metrics: one [[metrics]] table each (at least one)."
+    )
 
     # A field validator, not a model validator: its errors carry the key path "metrics", and it
     # runs only when every metric is valid (a min_length constraint would add a spurious "at least

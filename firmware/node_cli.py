@@ -32,7 +32,7 @@ from firmware.release import (
     open_bundle,
     write_bundle,
 )
-from gateway.cli.common import err, fail
+from gateway.cli.common import err, fail, note
 from gateway.cli.exit_codes import ExitCode
 from gateway.core.errors import (
     BoardError,
@@ -85,7 +85,10 @@ def list_boards(as_json: JsonOption = False) -> None:
     elif boards:
         typer.echo(format_boards(boards))
     if not boards:
-        err("no MicroPython boards found (USB VID:PID of Espressif, RP2 or a USB-UART bridge)")
+        note(
+            "node",
+            "no MicroPython boards found (USB VID:PID of Espressif, RP2 or a USB-UART bridge)",
+        )
 
 
 # -- keys and releases -----------------------------------------------------------------------

@@ -82,7 +82,7 @@ def install(
     force: Annotated[bool, typer.Option("--force", help="Replace an installed key.")] = False,
 ) -> None:
     """Install the platform's command public key and print the [management] lines to add."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "creds")
     if not public_key.exists():
         fail("creds", f"{public_key} does not exist", ExitCode.NOT_FOUND)
     try:

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import ConfigOption, err, fail, reporting
+from gateway.cli.common import ConfigOption, err, fail, note, reporting, warn
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.tls_files import TlsSetup, check_gateway_id, read_tls_setup
 from gateway.core.errors import ConfigError, CredsError
@@ -58,8 +58,7 @@ def _setup(config: Path) -> TlsSetup:
     try:
         return read_tls_setup(config)
     except ConfigError as exc:
-        err(str(exc))
-        raise typer.Exit(ExitCode.CONFIG) from exc
+        fail("creds", exc, ExitCode.CONFIG)
 
 
 def _gateway_id(setup: TlsSetup, given: str | None, config: Path) -> str:
@@ -88,9 +87,10 @@ def _gateway_id(setup: TlsSetup, given: str | None, config: Path) -> str:
 
 def _id_note(setup: TlsSetup, gateway_id: str, config: Path) -> None:
     if setup.gateway_id is None:
-        err(
-            f"note: {config} has no gateway_id yet: `streetgate init` writes it, or set"
-            f' gateway_id = "{gateway_id}" by hand'
+        note(
+            "creds",
+            f"{config} has no gateway_id yet: `streetgate init` writes it, or set"
+            f' gateway_id = "{gateway_id}" by hand',
         )
 
 
@@ -136,7 +136,7 @@ def init(  # noqa: PLR0917 - one parameter per option
         f"  streetgate creds install -c {config}{again} --cert SIGNED.crt [--ca CA.crt]"
     )
     if not result.configured:
-        err(f"note: point mqtt.tls.key_file in {config} at {result.key_file}")
+        note("creds", f"point mqtt.tls.key_file in {config} at {result.key_file}")
     _id_note(setup, name, config)
 
 
@@ -257,15 +257,18 @@ def show(
     typer.echo(json.dumps(show_dict(info)) if as_json else _show_text(info))
     code = ExitCode.OK
     if info.expired:
-        err(f"the certificate expired on {info.not_after:%Y-%m-%d}: get a new one signed")
+        err(
+            f"error: creds: the certificate expired on {info.not_after:%Y-%m-%d}:"
+            " get a new one signed"
+        )
         code = ExitCode.FAILURE
     elif info.days_left < EXPIRY_WARNING_DAYS:
-        err(f"warning: the certificate expires in {info.days_left} day(s): renew it soon")
+        warn("creds", f"the certificate expires in {info.days_left} day(s): renew it soon")
     if info.key_matches is False:
-        err(f"the certificate is not for the private key {info.key_file}")
+        err(f"error: creds: the certificate is not for the private key {info.key_file}")
         code = ExitCode.FAILURE
     if info.key_mode is not None and not info.key_mode_ok:
-        err(f"the private key is readable by others: chmod 600 {info.key_file}")
+        err(f"error: creds: the private key is readable by others: chmod 600 {info.key_file}")
         code = ExitCode.PERMISSION
     if code is not ExitCode.OK:
         raise typer.Exit(code)

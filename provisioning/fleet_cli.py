@@ -107,7 +107,7 @@ def _call(  # noqa: PLR0917 - the common options of every fleet command
 def _pairs(pairs: list[str], gateway_id_name: str, config: Path | None) -> dict[str, str]:
     values: dict[str, str] = {}
     if config is not None:
-        values[gateway_id_name] = load_or_exit(config).gateway_id
+        values[gateway_id_name] = load_or_exit(config, "fleet").gateway_id
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:

@@ -30,10 +30,16 @@ class BthomeDevice(Reporting):
     """A BTHome v2 BLE sensor, heard passively; ``key`` (32 hex digits) if it encrypts."""
 
     kind: Literal["bthome"]
-    name: Name
-    mac: Mac
-    key: SecretStr | None = None
-    stale_after: Seconds = 300.0  # no advertisement for this long: the device is down
+    name: Name = Field(description="The device's name in readings.")
+    mac: Mac = Field(description="Its BLE MAC address, AA:BB:CC:DD:EE:FF.")
+    key: SecretStr | None = Field(
+        default=None,
+        description="Its BTHome bindkey (32 hex digits), if it encrypts; masked by config show.",
+    )
+    # no advertisement for this long: the device is down
+    stale_after: Seconds = Field(
+        default=300.0, description="No advertisement for this long: the device is down."
+    )
 
     @field_validator("key")
     @classmethod
@@ -75,9 +81,11 @@ class RuuviDevice(Reporting):
     """A Ruuvi sensor (RuuviTag data format 3 or 5, Ruuvi Air 6 or E1), heard passively."""
 
     kind: Literal["ruuvi"]
-    name: Name
-    mac: Mac
-    stale_after: Seconds = 300.0
+    name: Name = Field(description="The device's name in readings.")
+    mac: Mac = Field(description="Its BLE MAC address, AA:BB:CC:DD:EE:FF.")
+    stale_after: Seconds = Field(
+        default=300.0, description="No advertisement for this long: the device is down."
+    )
 
     @model_validator(mode="after")
     def _deadbands_fit(self) -> RuuviDevice:
@@ -89,26 +97,36 @@ class GattCharacteristic(Frozen):
     """One GATT characteristic read as a metric (little-endian, as GATT defines)."""
 
     uuid: str = Field(
-        pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+        pattern=r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$",
+        description="The characteristic's 128-bit UUID.",
     )
-    metric: Annotated[str, Field(pattern=NAME_PATTERN)]
-    type: DataType = DataType.INT16
-    byte_order: Order = Order.LITTLE
-    scale: float = Field(default=1.0, allow_inf_nan=False)
-    offset: float = Field(default=0.0, allow_inf_nan=False)
-    unit: str = ""
+    metric: Annotated[str, Field(pattern=NAME_PATTERN)] = Field(
+        description="The metric name its value is published under."
+    )
+    type: DataType = Field(default=DataType.INT16, description="How its bytes encode the value.")
+    byte_order: Order = Field(default=Order.LITTLE, description="Byte order of the value.")
+    scale: float = Field(
+        default=1.0, allow_inf_nan=False, description="value = raw × scale + offset."
+    )
+    offset: float = Field(default=0.0, allow_inf_nan=False, description="Added after scale.")
+    unit: str = Field(default="", description='The unit readings carry, e.g. "°C".')
 
 
 class GattDevice(Reporting):
     """A BLE device read actively: connect, read characteristics, disconnect."""
 
     kind: Literal["ble_gatt"]
-    name: Name
-    mac: Mac
-    interval: Seconds = 60.0
-    timeout: Seconds = 10.0  # per connection attempt
-    connect_attempts: int = Field(default=3, ge=1, le=10)
-    characteristics: tuple[GattCharacteristic, ...] = Field(min_length=1)
+    name: Name = Field(description="The device's name in readings.")
+    mac: Mac = Field(description="Its BLE MAC address, AA:BB:CC:DD:EE:FF.")
+    interval: Seconds = Field(default=60.0, description="How often it is read.")
+    # per connection attempt
+    timeout: Seconds = Field(default=10.0, description="Per connection attempt.")
+    connect_attempts: int = Field(
+        default=3, ge=1, le=10, description="Connection attempts per read before it fails."
+    )
+    characteristics: tuple[GattCharacteristic, ...] = Field(
+        min_length=1, description="The characteristics read, one metric each."
+    )
 
     @field_validator("characteristics")
     @classmethod

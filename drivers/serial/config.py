@@ -43,10 +43,15 @@ BAUD_RATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200)
 class SerialLine(Frozen):
     """Settings shared by everything on a serial line."""
 
-    port: SerialPortName
-    baudrate: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
+    port: SerialPortName = Field(
+        description="The serial port: a device path (best /dev/serial/by-id/...), "
+        "usb:VID:PID[:SERIAL], or socket://host:port / rfc2217://host:port."
+    )
+    baudrate: int = Field(
+        default=9600, description=f"Line speed, one of {', '.join(map(str, BAUD_RATES))}."
+    )
+    parity: Literal["N", "E", "O"] = Field(default="N", description="None, even or odd.")
+    stopbits: Literal[1, 2] = Field(default=1, description="Stop bits.")
 
     @field_validator("baudrate")
     @classmethod
@@ -65,10 +70,17 @@ class Sds011Device(SerialLine, Reporting):
     """Nova Fitness SDS011 particulate sensor on a UART (9600 8N1)."""
 
     kind: Literal["sds011"]
-    name: Name
-    mode: Literal["active", "query"] = "active"  # active: the sensor reports once a second
-    interval: Seconds = 10.0
-    timeout: Seconds = 3.0  # no valid frame within this: the device is failing
+    name: Name = Field(description="The device's name in readings.")
+    # active: the sensor reports once a second
+    mode: Literal["active", "query"] = Field(
+        default="active",
+        description="active: the sensor reports once a second; query: it answers when asked.",
+    )
+    interval: Seconds = Field(default=10.0, description="How often a reading is taken.")
+    # no valid frame within this: the device is failing
+    timeout: Seconds = Field(
+        default=3.0, description="No valid frame within this: the device is failing."
+    )
 
     @model_validator(mode="after")
     def _deadbands_fit(self) -> Sds011Device:
@@ -80,9 +92,11 @@ class Pms5003Device(SerialLine, Reporting):
     """Plantower PMS5003 (and PMS7003, PMS1003) particulate sensor on a UART (9600 8N1)."""
 
     kind: Literal["pms5003"]
-    name: Name
-    interval: Seconds = 10.0
-    timeout: Seconds = 5.0
+    name: Name = Field(description="The device's name in readings.")
+    interval: Seconds = Field(default=10.0, description="How often a reading is taken.")
+    timeout: Seconds = Field(
+        default=5.0, description="No valid frame within this: the device is failing."
+    )
 
     @model_validator(mode="after")
     def _deadbands_fit(self) -> Pms5003Device:
@@ -93,9 +107,11 @@ class Pms5003Device(SerialLine, Reporting):
 class LineField(Frozen):
     """How one named group of a line-protocol pattern becomes a metric."""
 
-    unit: str = ""
-    scale: float = Field(default=1.0, allow_inf_nan=False)
-    offset: float = Field(default=0.0, allow_inf_nan=False)
+    unit: str = Field(default="", description='The unit readings carry, e.g. "°C".')
+    scale: float = Field(
+        default=1.0, allow_inf_nan=False, description="value = number × scale + offset."
+    )
+    offset: float = Field(default=0.0, allow_inf_nan=False, description="Added after scale.")
 
 
 class LineSensor(SerialLine, Reporting):
@@ -105,12 +121,22 @@ class LineSensor(SerialLine, Reporting):
     """
 
     kind: Literal["line"]
-    name: Name
-    pattern: str = Field(min_length=1)
-    fields: dict[Annotated[str, Field(pattern=NAME_PATTERN)], LineField] = Field(min_length=1)
-    encoding: str = "ascii"
-    interval: Seconds = 10.0
-    timeout: Seconds = 5.0
+    name: Name = Field(description="The device's name in readings.")
+    pattern: str = Field(
+        min_length=1,
+        description="A Python regular expression; each named group (?P<metric>...) is a metric.",
+    )
+    fields: dict[Annotated[str, Field(pattern=NAME_PATTERN)], LineField] = Field(
+        min_length=1,
+        description="One table per named group of pattern: [devices.fields.<metric>].",
+    )
+    encoding: str = Field(
+        default="ascii", description="Text encoding of the lines, e.g. ascii, utf-8, latin-1."
+    )
+    interval: Seconds = Field(default=10.0, description="How often a reading is taken.")
+    timeout: Seconds = Field(
+        default=5.0, description="No valid line within this: the device is failing."
+    )
 
     @field_validator("encoding")
     @classmethod

@@ -23,7 +23,7 @@ from typing import IO, Annotated, Any, NamedTuple
 
 import typer
 
-from gateway.cli.common import ConfigOption, err, fail, load_or_exit
+from gateway.cli.common import ConfigOption, err, fail, load_or_exit, note
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
@@ -176,7 +176,7 @@ def status(
     ] = False,
 ) -> None:
     """Depth, sequence range, age, size, drops and purges of the outbox; the forwarder's state."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "buffer")
     path = cfg.outbox.path
     with _outbox_errors():
         current = buffer_status(path)
@@ -265,13 +265,13 @@ def export(  # noqa: PLR0917 - one parameter per CLI option
     ] = False,
 ) -> None:
     """Every stored reading in sequence order, as CSV or JSON lines; never changes the outbox."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "buffer")
     path = cfg.outbox.path
     if output is not None and output.exists() and not force:
         fail("buffer", f"{output} exists; add --force to overwrite it", ExitCode.DECLINED)
     known = {name for d in cfg.devices for name in device_names(d)}
     if device is not None and device not in known:
-        err(f"note: no device {device!r} in {config}; exporting its stored readings if any")
+        note("buffer", f"no device {device!r} in {config}; exporting its stored readings if any")
     with (
         _outbox_errors(),
         exporting(path, since_seq=since_seq, device=device) as rows,
@@ -317,7 +317,7 @@ def purge_command(
     ] = None,
 ) -> None:
     """Delete stored readings (all, or up to --upto-seq) after confirmation; counted as purged."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "buffer")
     path = cfg.outbox.path
     with _outbox_errors():
         plan = plan_purge(path, upto_seq)
@@ -346,8 +346,11 @@ def purge_command(
     with _outbox_errors():
         deleted, total = purge(path, plan.last_seq)
     gone = plan.count - deleted
-    note = f"; {gone:,} were delivered by the gateway meanwhile" if gone > 0 else ""
-    err(f"purged {deleted:,} readings up to seq {plan.last_seq}{note} ({total:,} purged in total)")
+    meanwhile = f"; {gone:,} were delivered by the gateway meanwhile" if gone > 0 else ""
+    err(
+        f"purged {deleted:,} readings up to seq {plan.last_seq}{meanwhile}"
+        f" ({total:,} purged in total)"
+    )
 
 
 app = typer.Typer(

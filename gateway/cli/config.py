@@ -1,4 +1,9 @@
-"""``streetgate validate`` and ``config validate|show``: check a config, print the effective one.
+"""``streetgate validate`` and ``config validate|show|schema|reference``: check a config, print
+the effective one, the JSON Schema of the file or the reference of its keys.
+
+Both find the config by the one rule of every command (gateway/cli/common.py): ``-c PATH``,
+else STREETGATE_CONFIG, else /etc/streetgate/config.toml; ``validate`` also takes the file as
+an argument, as it always did (not together with ``-c``).
 
 ``show`` prints the config after defaults (what the gateway will use), as TOML or with
 ``--json`` as one JSON object; secrets are masked unless ``--no-redact``: BTHome bindkeys and
@@ -14,8 +19,18 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import err, load_or_exit
+from gateway.cli.common import (
+    UncheckedConfigOption,
+    command_name,
+    config_given_by,
+    err,
+    fail,
+    load_or_exit,
+    missing_config,
+    warn,
+)
 from gateway.cli.exit_codes import ExitCode
+from gateway.cli.reference import reference_markdown, schema_json
 from gateway.config.devices import describe, device_names
 from gateway.config.effective import effective_config
 from gateway.config.model import GatewayConfig, load_config
@@ -27,6 +42,8 @@ from gateway.core.errors import ConfigError
 __all__ = [
     "app",
     "pending_lines",
+    "reference",
+    "schema",
     "show",
     "summary",
     "transport_warning_lines",
@@ -35,15 +52,39 @@ __all__ = [
 ]
 
 
+def _the_file(ctx: typer.Context, config: Path, file: Path | None) -> Path:
+    """The config file: the argument, else ``-c``/STREETGATE_CONFIG/the default; exits if
+    both ``-c`` and the argument are given, or the variable or default names no file."""
+    what = command_name(ctx)
+    given_by = config_given_by(ctx)
+    if file is not None:
+        if given_by == "option":
+            both = f"give the config file once: -c {config} or {file}, not both"
+            fail(what, both, ExitCode.USAGE)
+        config, given_by = file, "option"
+    problem = missing_config(config, given_by)
+    if problem is not None:
+        fail(what, problem, ExitCode.CONFIG)
+    return config
+
+
+FileArgument = Annotated[
+    Path | None,
+    typer.Argument(help="The config file: the same as -c FILE (not both).", show_default=False),
+]
+
+
 def show(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Gateway config file (TOML).")],
+    ctx: typer.Context,
+    config: UncheckedConfigOption,
+    file: FileArgument = None,
     redact: Annotated[
         bool, typer.Option("--redact/--no-redact", help="Mask secrets (BTHome keys, passwords).")
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """The effective config after defaults (TOML, or JSON with --json), secrets masked."""
-    data = effective_config(load_or_exit(config), redact=redact)
+    data = effective_config(load_or_exit(_the_file(ctx, config, file), "config"), redact=redact)
     typer.echo(json.dumps(data) if as_json else dumps(data), nl=as_json)
 
 
@@ -72,11 +113,11 @@ def summary(config: GatewayConfig) -> str:
     return "\n".join(lines)
 
 
-def transport_warning_lines(config: GatewayConfig) -> list[str]:
-    """``warning: ...`` lines for an insecure broker connection
-    (gateway/config/transport_security.py)."""
+def transport_warning_lines(config: GatewayConfig, what: str) -> list[str]:
+    """``warning: <what>: ...`` lines for an insecure broker connection
+    (gateway/config/transport_security.py), ``note: <what>: ...`` for a lesser point."""
     return [
-        f"{'warning' if w.serious else 'note'}: {w.message}; {w.hint}"
+        f"{'warning' if w.serious else 'note'}: {what}: {w.message}; {w.hint}"
         for w in transport_warnings(config.mqtt)
     ]
 
@@ -87,7 +128,7 @@ def pending_lines(config: GatewayConfig, file: Path) -> list[str]:
     return [f"pending: {p}" for p in pending_tls_files(config.mqtt.tls, file)]
 
 
-def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
+def validate_json(file: Path, what: str) -> tuple[dict[str, object], GatewayConfig | None]:
     """``validate --json``: the verdict, every issue and the devices, as one JSON document."""
     try:
         config = load_config(file)
@@ -103,7 +144,7 @@ def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
         "brokers": [str(b) for b in config.mqtt.endpoints],
         "tls": config.mqtt.tls is not None,
         "insecure": insecure_flags(config.mqtt),
-        "warnings": transport_warning_lines(config),
+        "warnings": transport_warning_lines(config, what),
         "pending": [str(p) for p in pending_tls_files(config.mqtt.tls, file)],
         "outbox": str(config.outbox.path),
         "devices": devices,
@@ -112,7 +153,9 @@ def validate_json(file: Path) -> tuple[dict[str, object], GatewayConfig | None]:
 
 
 def validate(
-    file: Annotated[Path, typer.Argument(help="Config file to check.")],
+    ctx: typer.Context,
+    config: UncheckedConfigOption,
+    file: FileArgument = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ready: Annotated[
         bool,
@@ -128,33 +171,49 @@ def validate(
     the command that installs each; that is an error only with ``--ready``. The same as
     ``streetgate config validate``.
     """
+    what = command_name(ctx)
+    config = _the_file(ctx, config, file)
     if as_json:
-        data, config = validate_json(file)
+        data, loaded = validate_json(config, what)
         typer.echo(json.dumps(data))
-        if config is None:
-            err(f"invalid configuration in {file}")
-            raise typer.Exit(ExitCode.CONFIG)
+        if loaded is None:
+            invalid = f"invalid configuration in {config} (the issues are in the JSON above)"
+            fail(what, invalid, ExitCode.CONFIG)
         if ready and data["pending"]:
             raise typer.Exit(ExitCode.CONFIG)
         return
-    config = load_or_exit(file)
-    typer.echo(f"ok: {file}")
-    typer.echo(summary(config))
-    for line in transport_warning_lines(config):
+    valid = load_or_exit(config, what)
+    typer.echo(f"ok: {config}")
+    typer.echo(summary(valid))
+    for line in transport_warning_lines(valid, what):
         err(line)
-    pending = pending_lines(config, file)
+    pending = pending_lines(valid, config)
     for line in pending:
         err(line)
     if pending:
-        err("the gateway does not start until these files are there")
+        why = "the gateway does not start until these files are there"
         if ready:
-            raise typer.Exit(ExitCode.CONFIG)
+            fail(what, why, ExitCode.CONFIG)
+        warn(what, why)
+
+
+def schema() -> None:
+    """Print the JSON Schema of the config file, for editors (docs/config.md says how)."""
+    typer.echo(schema_json(), nl=False)
+
+
+def reference() -> None:
+    """Print the reference of every config key (Markdown; docs/config.md)."""
+    typer.echo(reference_markdown(), nl=False)
 
 
 app = typer.Typer(
     name="config",
-    help="Check a config file, or print the effective config (secrets masked).",
+    help="Check a config file, print the effective config (secrets masked), its schema or its "
+    "reference.",
     no_args_is_help=True,
 )
 app.command("validate")(validate)
 app.command("show")(show)
+app.command("schema")(schema)
+app.command("reference")(reference)

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gateway.cli.common import ConfigOption
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.config.model import GatewayConfig, load_config
@@ -88,9 +89,7 @@ def _device_summary(results: list[CheckResult]) -> str:
 
 
 def doctor(
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=False)
-    ],
+    config: ConfigOption,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the checks as one JSON object.")
     ] = False,

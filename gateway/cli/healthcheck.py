@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import load_or_exit
+from gateway.cli.common import ConfigOption, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.runtime.watchdog import Verdict, heartbeat_path, heartbeat_verdict, read_heartbeat
 
@@ -33,16 +33,11 @@ def check(heartbeat: Path) -> Verdict:
 
 
 def healthcheck(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
-        ),
-    ],
+    config: ConfigOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Exit 0 if the running gateway makes progress, 1 if it is stuck, stalled or gone."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "healthcheck")
     path = heartbeat_path(cfg.outbox.path)
     verdict = check(path)
     if as_json:

@@ -39,7 +39,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from tomlkit.exceptions import TOMLKitError
 
 from drivers.profile import builtin_profiles
-from gateway.cli.common import err, fail
+from gateway.cli.common import err, fail, note, warn
 from gateway.cli.config import pending_lines, summary
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import (
@@ -137,8 +137,8 @@ def _secret_file(text: str, why: str) -> Path:
     path = _existing_file(text)
     mode = unsafe_mode(path)
     if mode is not None:
-        err(
-            f"warning: {path} can be read by other users (mode {mode:04o}); {why}: chmod 600 {path}"
+        warn(
+            "init", f"{path} can be read by other users (mode {mode:04o}); {why}: chmod 600 {path}"
         )
     return path
 
@@ -576,23 +576,22 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
         "outbox": {"path": outbox_path},
         "devices": devices,
     }
-    note = ""
+    pending_note = ""
     if tls:
         planned = TlsConfig.model_validate(mqtt["tls"])
         pending = pending_tls_files(planned, path)
         if pending:
-            note = (
+            pending_note = (
                 f"{_PENDING_MARK} the gateway does not start until these TLS"
                 " files exist\n# (`streetgate validate` says which are still missing):\n"
                 + "".join(f"#   {p}\n" for p in pending)
                 + "#\n"
             )
-    text = _config_text(path, document, note)
+    text = _config_text(path, document, pending_note)
     try:
         config = parse_config(tomllib.loads(text), str(path), path.parent.resolve())
     except ConfigError as exc:  # the answers were checked one by one; together they must fit
-        err(str(exc))
-        raise typer.Exit(ExitCode.FAILURE) from exc
+        fail("init", exc, ExitCode.FAILURE)
     try:
         write_atomically(path, text.encode(), 0o600)
     except OSError as exc:
@@ -605,10 +604,10 @@ def init(  # noqa: PLR0912, PLR0915, PLR0917 - one parameter per question
     err(f"wrote {path} (mode 0600)")
     err(summary(config))
     if not devices:
-        err("note: no devices yet; add [[devices]] tables (see README.md) or run init again")
+        note("init", "no devices yet; add [[devices]] tables (see README.md) or run init again")
     for line in pending_lines(config, path):
         err(line)
-    err(f"next: streetgate config validate {path}")
+    err(f"next: streetgate config validate -c {path}")
     err(f"      streetgate doctor -c {path}")
 
 
@@ -637,11 +636,11 @@ def _config_text(path: Path, document: dict[str, Any], pending_note: str) -> str
     credentials, outbox path, devices); every other key, comment and blank line stays.
     ``pending_note`` (the TLS files still to come, or empty) goes at the top either way."""
     fresh = (
-        "# Written by streetgate init; check with: streetgate config validate FILE\n#\n"
+        "# Written by streetgate init; check with: streetgate config validate -c FILE\n#\n"
         + pending_note
         + dumps(document)
         if pending_note
-        else "# Written by streetgate init; check with: streetgate config validate FILE\n"
+        else "# Written by streetgate init; check with: streetgate config validate -c FILE\n"
         + dumps(document)
     )
     if not path.exists():
@@ -650,7 +649,7 @@ def _config_text(path: Path, document: dict[str, Any], pending_note: str) -> str
         current = read_config_file(path, "", MAX_CONFIG_BYTES).decode("utf-8")
         existing = tomllib.loads(current)
     except (ConfigError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        err(f"warning: {path} could not be read as TOML ({exc}); writing it anew")
+        warn("init", f"{path} could not be read as TOML ({exc}); writing it anew")
         return fresh
     merged = dict(existing)
     merged["gateway_id"] = document["gateway_id"]
@@ -664,7 +663,7 @@ def _config_text(path: Path, document: dict[str, Any], pending_note: str) -> str
     try:
         return pending_note + edit(_without_pending_note(current), merged)
     except (ValueError, TOMLKitError) as exc:
-        err(f"warning: the comments of {path} could not be kept ({exc}); writing it anew")
+        warn("init", f"the comments of {path} could not be kept ({exc}); writing it anew")
         return fresh
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import ConfigOption, err, load_or_exit
+from gateway.cli.common import ConfigOption, err, fail, load_or_exit, note
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.metrics import split_listen
 from gateway.runtime.status_page import create_token, page_token_path, read_token
@@ -35,26 +35,28 @@ def token(
     ] = False,
 ) -> None:
     """Create (or with --show print) the access token for the status page beyond loopback."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "page")
     path = page_token_path(cfg.outbox.path)
     if show:
         current = read_token(path)
         if current is None:
-            err(f"no token in {path} (or not a private file): run streetgate page token")
-            raise typer.Exit(ExitCode.NOT_FOUND)
+            fail(
+                "page",
+                f"no token in {path} (or not a private file): run streetgate page token",
+                ExitCode.NOT_FOUND,
+            )
         secret = current
     else:
         try:
             secret = create_token(path)
         except OSError as exc:
-            err(f"cannot write {path}: {exc.strerror}")
-            raise typer.Exit(ExitCode.PERMISSION) from exc
+            fail("page", f"cannot write {path}: {exc.strerror}", ExitCode.PERMISSION)
         err(f"wrote {path} (mode 0600); the old token, if any, no longer works")
     typer.echo(secret)
     if cfg.metrics is None:
-        err("note: [metrics] is not configured: the page is not served")
+        note("page", "[metrics] is not configured: the page is not served")
     elif not cfg.metrics.allow_remote:
-        err("note: allow_remote is false: the page is served on loopback only, without a token")
+        note("page", "allow_remote is false: the page is served on loopback only, without a token")
     else:
         host, port = split_listen(cfg.metrics.listen)
         err(f"open http://<this gateway's address>:{port}/?token=<the token> (listening on {host})")

@@ -15,12 +15,11 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gateway.cli.common import fail, load_or_exit
+from gateway.cli.common import ConfigOption, fail, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.core.errors import DeviceError, DeviceTimeout, DeviceUnreachable
@@ -47,16 +46,14 @@ def _table(samples: Sequence[Sample]) -> str:
 
 def read(
     device: Annotated[str, typer.Argument(help="Device name from the config (a bus unit's name).")],
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=False)
-    ],
+    config: ConfigOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds to listen for a passive BLE sensor.")
     ] = BLE_LISTEN,
 ) -> None:
     """Read one device once through its real driver and print its values."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "read")
     found = find_device(cfg, device)
     if found is None:
         names = [n for d in cfg.devices for n in device_names(d)]

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import fail, load_or_exit
+from gateway.cli.common import ConfigOption, fail, load_or_exit
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.change import read_marker
 from gateway.config.tls_files import pending_tls_files
@@ -47,12 +47,7 @@ async def _serve(config_path: Path) -> None:
 
 
 def run(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config", "-c", envvar="STREETGATE_CONFIG", help="Gateway config file (TOML)."
-        ),
-    ],
+    config: ConfigOption,
     log_level: Annotated[
         str, typer.Option(envvar="STREETGATE_LOG_LEVEL", help="debug, info, warning or error.")
     ] = "info",
@@ -66,7 +61,7 @@ def run(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if read_marker(config) is None:
         # With a remote change pending, the supervisor settles it first.
-        pending = pending_tls_files(load_or_exit(config).mqtt.tls, config)
+        pending = pending_tls_files(load_or_exit(config, "run").mqtt.tls, config)
         if len(pending) == 1:
             fail("run", str(pending[0]), ExitCode.CONFIG)
         if pending:

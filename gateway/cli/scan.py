@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from gateway.cli.common import err
+from gateway.cli.common import err, fail, note
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import BAUD_RATES
 from gateway.core.errors import AdapterUnavailable, DeviceUnreachable
@@ -70,7 +70,7 @@ def serial(as_json: JsonOption = False) -> None:
     elif entries:
         typer.echo(format_serial(entries))
     if not entries:
-        err("no serial ports found (is the adapter plugged in? `dmesg | tail` says)")
+        note("scan", "no serial ports found (is the adapter plugged in? `dmesg | tail` says)")
 
 
 def format_modbus(found: list[UnitFound]) -> str:
@@ -132,25 +132,24 @@ def modbus(  # noqa: PLR0917 - every option of the command (typer passes them by
     """Probe Modbus unit ids on a TCP host or an RS-485 bus; show which answer and which shipped
     profile fits each (best first)."""
     if (host is None) == (serial_port is None):
-        err("give exactly one of --host HOST or --serial PORT")
-        raise typer.Exit(ExitCode.USAGE)
+        fail("scan", "give exactly one of --host HOST or --serial PORT", ExitCode.USAGE)
     from gateway.diagnostics.scan import RtuProber, TcpProber, parse_units  # noqa: PLC0415
 
     try:
         unit_ids = parse_units(units)
     except ValueError as exc:
-        err(f"--units: {exc}")
-        raise typer.Exit(ExitCode.USAGE) from exc
+        fail("scan", f"--units: {exc}", ExitCode.USAGE)
     prober: ModbusProber
     if host is not None:
         prober = TcpProber(host, port, timeout)
     elif serial_port is not None:
         if parity not in {"N", "E", "O"} or stopbits not in {1, 2} or baud not in BAUD_RATES:
-            err(
+            fail(
+                "scan",
                 "--parity must be N, E or O, --stopbits 1 or 2, "
-                f"--baud one of {', '.join(map(str, BAUD_RATES))}"
+                f"--baud one of {', '.join(map(str, BAUD_RATES))}",
+                ExitCode.USAGE,
             )
-            raise typer.Exit(ExitCode.USAGE)
         line_parity: Literal["N", "E", "O"] = parity  # type: ignore[assignment]
         line_stopbits: Literal[1, 2] = stopbits  # type: ignore[assignment]
         prober = RtuProber(
@@ -168,14 +167,13 @@ def modbus(  # noqa: PLR0917 - every option of the command (typer passes them by
     try:
         found = asyncio.run(_scan(prober, unit_ids))
     except DeviceUnreachable as exc:
-        err(f"cannot reach {prober.where}: {exc}")
-        raise typer.Exit(ExitCode.UNREACHABLE) from exc
+        fail("scan", f"cannot reach {prober.where}: {exc}", ExitCode.UNREACHABLE)
     if as_json:
         typer.echo(json.dumps([u.as_dict() for u in found]))
     elif found:
         typer.echo(format_modbus(found))
     if not found:
-        err(f"no unit answered on {prober.where}")
+        note("scan", f"no unit answered on {prober.where}")
 
 
 def format_ble(found: list[BleFound]) -> str:
@@ -249,17 +247,18 @@ def ble(
     try:
         found = asyncio.run(scan_ble(timeout))
     except AdapterUnavailable as exc:
-        err(
+        fail(
+            "scan",
             f"no usable Bluetooth adapter ({exc}); "
-            "check `bluetoothctl list` and that bluetoothd runs"
+            "check `bluetoothctl list` and that bluetoothd runs",
+            ExitCode.UNREACHABLE,
         )
-        raise typer.Exit(ExitCode.UNREACHABLE) from exc
     if as_json:
         typer.echo(json.dumps([f.as_dict() for f in found]))
     elif found:
         typer.echo(format_ble(found))
     if not found:
-        err("no BLE device heard")
+        note("scan", "no BLE device heard")
 
 
 app = typer.Typer(

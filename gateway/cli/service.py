@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from gateway import __version__
-from gateway.cli.common import err
+from gateway.cli.common import fail
 from gateway.cli.exit_codes import ExitCode
 
 __all__ = ["app", "deploy_files"]
@@ -72,8 +72,7 @@ def install(
     try:
         files = deploy_files()
     except FileNotFoundError as exc:
-        err(f"service install: {exc}; reinstall streetgate")
-        raise typer.Exit(ExitCode.NOT_FOUND) from exc
+        fail("service", f"install: {exc}; reinstall streetgate", ExitCode.NOT_FOUND)
     if from_ is None and files.name == "deploy_files":
         from_ = f"streetgate=={__version__}"  # the script's own default would be PyPI's latest
     args = ["/bin/bash", str(files / "install.sh")]

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import ConfigOption, load_or_exit
+from gateway.cli.common import ConfigOption, load_or_exit, warn
 from gateway.cli.exit_codes import ExitCode
 from gateway.runtime.state_file import GatewayView, current_view, read_state, state_path
 
@@ -96,7 +96,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Health of the running gateway: uplink, outbox, clock and every device."""
-    path = state_path(load_or_exit(config).outbox.path)
+    path = state_path(load_or_exit(config, "status").outbox.path)
     view = current_view(path)
     try:
         state = read_state(path)
@@ -108,6 +108,6 @@ def status(
         typer.echo(format_status(view, state))
         if not view.running and state is not None:
             age = time.time() - float(state.get("updated_unix", 0))
-            typer.echo(f"streetgate: the figures above are {_age(age)} old", err=True)
+            warn("status", f"the gateway is not running; the figures above are {_age(age)} old")
     if not view.running:
         raise typer.Exit(ExitCode.NOT_FOUND)

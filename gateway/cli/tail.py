@@ -24,7 +24,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import err, fail, load_or_exit
+from gateway.cli.common import ConfigOption, err, fail, load_or_exit, note
 from gateway.cli.exit_codes import ExitCode
 from gateway.config.devices import device_names
 from gateway.core.errors import OutboxDamaged, OutboxMissing, StoreError
@@ -54,9 +54,7 @@ def _last_seq(path: Path) -> int:
 
 
 def tail(
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="Gateway config file (TOML).", show_default=False)
-    ],
+    config: ConfigOption,
     device: Annotated[str | None, typer.Option(help="Only this device's readings.")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per line (the stored reading).")
@@ -72,14 +70,14 @@ def tail(
     Read from the outbox every 0.2 s; while the uplink works, a reading forwarded (and so
     deleted) within one such interval is not shown.
     """
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "tail")
     path = cfg.outbox.path
     known = {n for d in cfg.devices for n in device_names(d)}
     if device is not None and device not in known:
-        err(f"note: no device {device!r} in {config}; following its readings if any appear")
+        note("tail", f"no device {device!r} in {config}; following its readings if any appear")
     view = current_view(state_path(path))
     if not view.running:
-        err(f"note: the gateway is {view.reason}; following {path} anyway")
+        note("tail", f"the gateway is {view.reason}; following {path} anyway")
     shown = 0
     cursor: int | None = None if from_seq is None else from_seq - 1
     waiting_said = False

@@ -29,7 +29,8 @@ PREFIX = "STREETGATE_"
 
 #: Variables the commands read themselves; not config keys.
 COMMAND_VARIABLES = {
-    "STREETGATE_CONFIG": "the config file (`streetgate run`, `streetgate healthcheck`)",
+    "STREETGATE_CONFIG": "the config file of every command without -c (default: "
+    "/etc/streetgate/config.toml)",
     "STREETGATE_LOG_LEVEL": "`streetgate run --log-level`",
     "STREETGATE_RELEASE_KEY": "the sensor-node release public key (`streetgate node deploy`)",
 }

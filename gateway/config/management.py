@@ -57,13 +57,25 @@ class ManagementConfig(Frozen):
     """How remote commands are authenticated (docs/mqtt.md#signed-commands)."""
 
     # Refuse every command that is not signed with command_key_file's key (``unsigned``).
-    require_signed: bool = False
+    require_signed: bool = Field(
+        default=False,
+        description="Refuse every remote command that is not signed with command_key_file's key.",
+    )
     # The platform's Ed25519 public key (PEM). Set without require_signed, signed commands are
     # checked and unsigned ones still run: the step before requiring signatures.
-    command_key_file: Path | None = None
+    command_key_file: Path | None = Field(
+        default=None,
+        description="The platform's Ed25519 public key (PEM). Without require_signed, signed "
+        "commands are checked and unsigned ones still run.",
+    )
     # A signed command's ts may be this far from the gateway's clock, either way; its nonce is
     # remembered as long. NTP-synchronised clocks are within a second of each other.
-    max_clock_skew: Seconds = Field(default=300.0, le=3600.0)
+    max_clock_skew: Seconds = Field(
+        default=300.0,
+        le=3600.0,
+        description="How far a signed command's time may be from the gateway's clock, either "
+        "way; its nonce is remembered as long. At most 1h.",
+    )
 
     _command_key: bytes | None = PrivateAttr(default=None)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from gateway.core.config_types import Frozen
 
@@ -36,9 +36,16 @@ def _loopback(host: str) -> bool:
 class MetricsConfig(Frozen):
     """An HTTP endpoint serving ``GET /metrics`` for a local scraper (Prometheus, an agent)."""
 
-    listen: str = "127.0.0.1:9464"
+    listen: str = Field(
+        default="127.0.0.1:9464",
+        description="host:port of GET /metrics and the status page; [::1]:9464 for IPv6.",
+    )
     # The endpoint has no authentication: listening beyond loopback must be asked for.
-    allow_remote: bool = False
+    allow_remote: bool = Field(
+        default=False,
+        description="Allow a listen address beyond loopback (the page then needs its token: "
+        "streetgate page token).",
+    )
 
     @model_validator(mode="after")
     def _checked(self) -> MetricsConfig:

@@ -22,7 +22,14 @@ from gateway.config.devices import DeviceConfig, ModbusTcpDevice, device_names
 from gateway.config.environment import overlay
 from gateway.config.management import ManagementConfig
 from gateway.config.metrics import MetricsConfig
-from gateway.core.config_types import NAME_PATTERN, Bytes, BytesOrZero, Frozen, Seconds
+from gateway.core.config_types import (
+    DURATION_OR_ZERO_JSON_SCHEMA,
+    NAME_PATTERN,
+    Bytes,
+    BytesOrZero,
+    Frozen,
+    Seconds,
+)
 from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.core.safe_files import MAX_CONFIG_BYTES, read_config_file
 from gateway.core.units import parse_duration
@@ -51,10 +58,23 @@ __all__ = [
 class TlsConfig(Frozen):
     """TLS towards the broker; client certificate and key are optional (mutual TLS)."""
 
-    ca_file: Path
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure_skip_verify: bool = False
+    ca_file: Path = Field(
+        description="CA certificate(s) the broker's certificate must chain to (PEM); relative "
+        "paths are relative to the config file's folder."
+    )
+    cert_file: Path | None = Field(
+        default=None,
+        description="This gateway's client certificate (PEM), for mutual TLS; give key_file too.",
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="The private key of cert_file (PEM), owned by the service user, mode 0600.",
+    )
+    insecure_skip_verify: bool = Field(
+        default=False,
+        description="Do not check the broker's certificate or host name: for a test bench only "
+        "(validate, doctor and the log warn).",
+    )
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TlsConfig:
@@ -101,8 +121,8 @@ DEFAULT_PORT = 1883
 class BrokerAddress(Frozen):
     """One broker of ``mqtt.brokers``: a table ``{host, port}`` or a ``"host:port"`` string."""
 
-    host: str = Field(min_length=1)
-    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
+    host: str = Field(min_length=1, description="The broker's host name or IP address.")
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535, description="The broker's TCP port.")
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -149,8 +169,18 @@ DEFAULT_SESSION_EXPIRY = 300.0
 class MqttConfig(Frozen):
     """Where readings go: one broker (``host``/``port``) or a list tried in order (``brokers``)."""
 
-    host: str | None = Field(default=None, min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)  # DEFAULT_PORT with a host
+    host: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The broker's host name or IP address (one broker; or give brokers).",
+    )
+    # DEFAULT_PORT with a host
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="The broker's TCP port (1883 when not given): usually 8883 with TLS.",
+    )
     brokers: (
         Annotated[
             tuple[BrokerAddress, ...],
@@ -158,27 +188,89 @@ class MqttConfig(Frozen):
             Field(max_length=MAX_BROKERS),
         ]
         | None
-    ) = None
-    keepalive: Seconds = 30.0
-    topic_prefix: str = "streetgate"  # checked by _topic_prefix_rules
-    username: str | None = Field(default=None, min_length=1)
-    password_file: Path | None = None
-    tls: TlsConfig | None = None
-    readings_per_message: int = Field(default=500, ge=1, le=10_000)
-    max_inflight: int = Field(default=16, ge=1, le=1000)
-    publish_timeout: Seconds = 10.0
-    reconnect_min: Seconds = 0.5
-    reconnect_max: Seconds = 5.0  # the longest a returning broker waits for this gateway
-    health_interval: Seconds = 60.0  # health is also published at once when it changes
-    payload_format: PayloadFormat = PayloadFormat.STREETGATE
-    compression: PayloadCompression = PayloadCompression.NONE  # compact payloads only
-    protocol: MqttProtocol = MqttProtocol.V311
+    ) = Field(
+        default=None,
+        description='Instead of host/port: brokers tried in order, "host:port" strings or '
+        'tables (sticky failover, docs/mqtt.md); STREETGATE_MQTT_BROKERS takes "a:1883,b:1883".',
+    )
+    keepalive: Seconds = Field(
+        default=30.0, description="MQTT keep-alive: how soon a silent connection is noticed."
+    )
+    # checked by _topic_prefix_rules
+    topic_prefix: str = Field(
+        default="streetgate",
+        description="First level(s) of every topic: `<prefix>/<gateway_id>/...` (docs/mqtt.md); "
+        "no wildcards, no leading '$', no empty level, at most 128 bytes.",
+    )
+    username: str | None = Field(
+        default=None, min_length=1, description="MQTT user name, if the broker asks for one."
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="File holding the MQTT password on its first line (mode 0600); never "
+        "the password itself in the config.",
+    )
+    tls: TlsConfig | None = Field(
+        default=None, description="TLS towards the broker; plain TCP when absent."
+    )
+    readings_per_message: int = Field(
+        default=500, ge=1, le=10_000, description="Most readings one MQTT message carries."
+    )
+    max_inflight: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Messages published and not yet acknowledged (PUBACK) at once.",
+    )
+    publish_timeout: Seconds = Field(
+        default=10.0,
+        description="How long a message may wait for its PUBACK before the connection is "
+        "dropped and made again; also bounds connecting.",
+    )
+    reconnect_min: Seconds = Field(
+        default=0.5, description="First wait before connecting again after a lost connection."
+    )
+    # the longest a returning broker waits for this gateway
+    reconnect_max: Seconds = Field(
+        default=5.0,
+        description="Longest wait between connection attempts (the wait doubles, with jitter).",
+    )
+    # health is also published at once when it changes
+    health_interval: Seconds = Field(
+        default=60.0,
+        description="How often the health message is published; also at once on a change.",
+    )
+    payload_format: PayloadFormat = Field(
+        default=PayloadFormat.STREETGATE,
+        description="How readings are encoded: streetgate's JSON envelope, a SenML pack "
+        "(RFC 8428) or the compact binary form; docs/mqtt.md.",
+    )
+    # compact payloads only
+    compression: PayloadCompression = Field(
+        default=PayloadCompression.NONE,
+        description="Compression of compact payloads (none, deflate, zstd); compact only.",
+    )
+    protocol: MqttProtocol = Field(
+        default=MqttProtocol.V311,
+        description="MQTT version spoken to the broker: 3.1.1, or 5 (the broker is told the "
+        "largest packet the gateway takes, keeps the command session across outages).",
+    )
     # MQTT 5 only: how long the broker keeps the gateway's session (its command subscription
     # and the commands queued for it) after the connection is lost; 0: a clean start each time.
     session_expiry: (
-        Annotated[float, BeforeValidator(_zero_or_duration), Field(ge=0, le=MAX_SESSION_EXPIRY)]
+        Annotated[
+            float,
+            BeforeValidator(_zero_or_duration),
+            Field(ge=0, le=MAX_SESSION_EXPIRY),
+            DURATION_OR_ZERO_JSON_SCHEMA,
+        ]
         | None
-    ) = None
+    ) = Field(
+        default=None,
+        description="MQTT 5 only: how long the broker keeps the session (the command "
+        "subscription and commands queued) after a lost connection; a duration, 0: a clean "
+        "start each time; default 5m with protocol 5. At most 7 days.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -290,16 +382,42 @@ class Synchronous(StrEnum):
 class OutboxConfig(Frozen):
     """The SQLite store-and-forward buffer."""
 
-    path: Path
-    max_bytes: Bytes = 256 * 1024 * 1024
-    commit_interval: Seconds = 0.05  # what a power cut or SIGKILL can lose, at most
-    commit_max_readings: int = Field(default=1000, ge=1, le=100_000)
-    synchronous: Synchronous = Synchronous.NORMAL
-    queue_size: int = Field(default=10_000, ge=1)
+    path: Path = Field(
+        description="The SQLite outbox file (readings waiting for the broker); relative paths "
+        "are relative to the config file's folder."
+    )
+    max_bytes: Bytes = Field(
+        default=256 * 1024 * 1024,
+        description="Largest the outbox may grow; when full, the oldest readings are dropped "
+        "(and counted).",
+    )
+    commit_interval: Seconds = Field(
+        default=0.05,
+        description="Readings are written to disk at least this often: what a power cut or "
+        "SIGKILL can lose, at most. At most 1s.",
+    )
+    commit_max_readings: int = Field(
+        default=1000, ge=1, le=100_000, description="Most readings written in one transaction."
+    )
+    synchronous: Synchronous = Field(
+        default=Synchronous.NORMAL,
+        description="SQLite PRAGMA synchronous (WAL mode); off trades durability for speed "
+        "(docs/durability.md).",
+    )
+    queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Readings waiting in memory to be written; when full, device polls wait "
+        "(backpressure, never loss).",
+    )
     # Disk space kept in a file beside the outbox and given back when the disk fills up, so
     # the outbox can checkpoint and drop its oldest readings instead of wedging; the WAL is
     # checkpointed before it outgrows half of it. 0 turns it off.
-    disk_reserve: BytesOrZero = 8 * 1024 * 1024
+    disk_reserve: BytesOrZero = Field(
+        default=8 * 1024 * 1024,
+        description="Disk space kept in a file beside the outbox and given back when the disk "
+        "fills up, so the outbox can still drop its oldest readings; 0 turns it off.",
+    )
 
     @field_validator("commit_interval")
     @classmethod
@@ -312,12 +430,27 @@ class OutboxConfig(Frozen):
 class GatewayConfig(Frozen):
     """Everything a gateway needs, from one TOML file."""
 
-    gateway_id: str = Field(pattern=NAME_PATTERN, max_length=64)
-    mqtt: MqttConfig
-    outbox: OutboxConfig
-    devices: tuple[DeviceConfig, ...] = ()
-    metrics: MetricsConfig | None = None  # the local OpenMetrics endpoint; off when absent
-    management: ManagementConfig | None = None  # signed commands; local only (absent: unsigned)
+    gateway_id: str = Field(
+        pattern=NAME_PATTERN,
+        max_length=64,
+        description="This gateway's id, in every topic and reading: letters, digits, '_', '.', "
+        "'-'; unique in the fleet.",
+    )
+    mqtt: MqttConfig = Field(description="The broker readings go to.")
+    outbox: OutboxConfig = Field(description="The SQLite store-and-forward buffer.")
+    devices: tuple[DeviceConfig, ...] = Field(
+        default=(), description="The devices to read: one [[devices]] table each, by kind."
+    )
+    # the local OpenMetrics endpoint; off when absent
+    metrics: MetricsConfig | None = Field(
+        default=None,
+        description="The local OpenMetrics endpoint and status page; off when absent.",
+    )
+    # signed commands; local only (absent: unsigned)
+    management: ManagementConfig | None = Field(
+        default=None,
+        description="Whether remote commands must be signed; absent: unsigned commands run.",
+    )
 
     # A field validator, so the issue is located at "devices" (a model validator has no key path).
     @field_validator("devices")

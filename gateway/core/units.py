@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+#: A duration as text: a number and a unit (ms, s, m, h, d). Also the config's JSON Schema.
+DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$"
+#: A size as text: a number and an optional unit (B, kB, KB, MB, GB, KiB, MiB, GiB).
+SIZE_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|KiB|MiB|GiB)?\s*$"
+_DURATION = re.compile(DURATION_PATTERN)
 _DURATION_FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|KiB|MiB|GiB)?\s*$")
+_SIZE = re.compile(SIZE_PATTERN)
 _SIZE_FACTOR = {
     None: 1,
     "B": 1,

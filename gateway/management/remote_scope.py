@@ -25,7 +25,7 @@ from typing import Any
 from drivers.profile import builtin_profiles
 from gateway.core.units import parse_duration
 
-__all__ = ["LOCAL_ONLY_HINT", "Refusal", "refused_changes"]
+__all__ = ["LOCAL_ONLY_HINT", "Refusal", "refused_changes", "remote_rule"]
 
 LOCAL_ONLY_HINT = "change it on site (CLI, file or environment)"
 
@@ -65,6 +65,17 @@ def _seconds(value: Any) -> float | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Described:
+    """A check and what it allows, in words (docs/config.md's "remote" column)."""
+
+    check: Check
+    allows: str
+
+    def __call__(self, value: Any) -> str | None:
+        return self.check(value)
+
+
 def _duration_within(low: float, high: float) -> Check:
     def check(value: Any) -> str | None:
         seconds = _seconds(value)
@@ -77,7 +88,7 @@ def _duration_within(low: float, high: float) -> Check:
             )
         return None
 
-    return check
+    return _Described(check, f"{low:g}s to {high:g}s")
 
 
 def _int_within(low: int, high: int) -> Check:
@@ -91,7 +102,7 @@ def _int_within(low: int, high: int) -> Check:
             )
         return None
 
-    return check
+    return _Described(check, f"{low} to {high}")
 
 
 def _one_of(*allowed: str) -> Check:
@@ -103,7 +114,7 @@ def _one_of(*allowed: str) -> Check:
             )
         return None
 
-    return check
+    return _Described(check, " or ".join(repr(a) for a in allowed))
 
 
 #: The remote-allowed keys of the top-level tables and their remote bounds (docs/mqtt.md).
@@ -168,6 +179,43 @@ _REMOTE_PORT = re.compile(
     r"^(/dev/tty[A-Za-z0-9_]+|/dev/serial/by-(id|path)/[A-Za-z0-9_.:+-]+"
     r"|usb:[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}(:[A-Za-z0-9_.-]+)?)$"
 )
+
+
+def remote_rule(key: str) -> str | None:
+    """What a remote ``config-set`` may set ``key`` to, in words for docs/config.md; None when
+    the key is local-only.
+
+    ``key`` is dotted without list indexes: ``"mqtt.max_inflight"``, ``"devices.host"``,
+    ``"devices.units.interval"``. Keys inside a remote device key's value (a characteristic, a
+    line field, an inline profile) go with that key: ``"devices.characteristics"``.
+    """
+    parts = key.split(".")
+    if parts[0] == "devices":
+        return _device_rule(parts[1:])
+    table = REMOTE_TABLES.get(parts[0])
+    check = table.get(parts[1]) if table is not None and len(parts) == 2 else None
+    if check is None:
+        return None
+    return f"yes: {check.allows}" if isinstance(check, _Described) else "yes"
+
+
+def _device_rule(parts: list[str]) -> str | None:
+    if not parts:
+        return "yes: the array of device tables, checked key by key"
+    allowed = REMOTE_DEVICE_KEYS
+    if parts[0] == "units" and len(parts) > 1:
+        allowed, parts = REMOTE_UNIT_KEYS, parts[1:]
+    name = parts[0]
+    if name not in allowed:
+        return None
+    if len(parts) > 1:  # inside the value of a remote key: a characteristic, an inline profile
+        return f"yes, as part of {name}"
+    return {
+        "port": "yes (a serial port: /dev/tty*, /dev/serial/by-id/*, /dev/serial/by-path/*, "
+        "usb:VID:PID[:SERIAL] or one the config already uses)",
+        "profile": "yes: a shipped profile, a .toml file already in the config's folder, or "
+        "an inline table",
+    }.get(name, "yes")
 
 
 def refused_changes(

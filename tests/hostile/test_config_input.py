@@ -135,7 +135,7 @@ def test_validate_says_plaintext_and_unverified_tls(tmp_path: Path) -> None:
     plain = cli("validate", str(config_file(tmp_path, host="mqtt.city.example")))
     assert plain.returncode == 0
     assert "(plain TCP)" in plain.stdout
-    assert plain.stderr.startswith("warning: plaintext MQTT (no [mqtt.tls])")
+    assert plain.stderr.startswith("warning: validate: plaintext MQTT (no [mqtt.tls])")
     (tmp_path / "ca.crt").write_text("not checked by validate")
     extra = '[mqtt.tls]\nca_file = "ca.crt"\ninsecure_skip_verify = true'
     unverified = config_file(tmp_path, host="mqtt.city.example", port=8883, extra=extra)
@@ -143,7 +143,7 @@ def test_validate_says_plaintext_and_unverified_tls(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "(TLS)" not in result.stdout
     assert "(TLS, certificate NOT verified)" in result.stdout
-    assert "warning: mqtt.tls.insecure_skip_verify = true" in result.stderr
+    assert "warning: validate: mqtt.tls.insecure_skip_verify = true" in result.stderr
     data = json.loads(cli("validate", "--json", str(unverified)).stdout)
     assert data["insecure"] == ["tls_unverified"]
 

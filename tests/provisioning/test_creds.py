@@ -175,7 +175,7 @@ def test_show_warns_a_month_before_expiry(tmp_path: Path, ca: CertificateAuthori
     )
     result = creds("show", "-c", str(config))
     assert result.exit_code == 0
-    assert "warning: the certificate expires in 9 day(s)" in result.stderr
+    assert "warning: creds: the certificate expires in 9 day(s)" in result.stderr
 
 
 def test_show_without_a_certificate(tmp_path: Path) -> None:
@@ -269,7 +269,7 @@ def test_gateway_refuses_to_start_with_a_key_others_can_read(provisioned: Path) 
     key = provisioned.parent / "tls" / "gateway.key"
     key.chmod(0o640)
     with pytest.raises(UnsafeKeyFile, match=rf"mqtt\.tls\.key_file = {key}") as raised:
-        tls_context(load_or_exit(provisioned).mqtt)
+        tls_context(load_or_exit(provisioned, "creds").mqtt)
     assert isinstance(raised.value, ForwardError)
     assert raised.value.path == key
 
@@ -313,7 +313,7 @@ def test_installed_certificate_connects_to_a_broker_requiring_it(
     )
     assert result.exit_code == 0, result.stderr
 
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, "creds")
 
     async def scenario() -> None:
         async with pipeline(cfg) as (_, forwarder):

@@ -546,7 +546,7 @@ def test_bad_config_exits_with_exit_config(tmp_path: Path, command: str) -> None
     config.write_text('gateway_id = "bad id"\n')
     result = buffer(command, "-c", str(config))
     assert result.exit_code == ExitCode.CONFIG
-    assert f"invalid configuration in {config}" in result.stderr
+    assert f"error: buffer: {config}: gateway_id: " in result.stderr.splitlines()[0]
 
 
 # -- the gateway's side of a purge ------------------------------------------------------------

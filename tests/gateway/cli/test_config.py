@@ -174,7 +174,13 @@ def test_config_errors_exit_3(tmp_path: Path, command: list[str]) -> None:
     path.write_text('gateway_id = "bad id"\n')
     result = cli(*command, str(path))
     assert result.exit_code == 3  # ExitCode.CONFIG, as scripts see it
-    assert f"invalid configuration in {path}" in result.stderr
+    what = command[0]  # errors name the command group: "config" or "validate"
+    assert result.stderr.splitlines() == [
+        f"error: {what}: {path}: gateway_id: expected a name of letters, digits, '_', '.' or '-',"
+        " starting with a letter or digit (got 'bad id')",
+        f"error: {what}: {path}: mqtt: required key is missing",
+        f"error: {what}: {path}: outbox: required key is missing",
+    ]
     assert result.stdout == ""
     result = cli(*command, str(path), "--json")
     assert result.exit_code == ExitCode.CONFIG

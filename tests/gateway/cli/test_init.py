@@ -126,7 +126,7 @@ def test_the_wizard_writes_a_config_that_loads(
     assert "expected the bindkey as 32 hexadecimal digits" in err
     assert KEY not in err  # the bindkey prompt hides what is typed
     assert f"wrote {path} (mode 0600)" in err
-    assert f"next: streetgate config validate {path}" in err
+    assert f"next: streetgate config validate -c {path}" in err
     assert f"streetgate doctor -c {path}" in err
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -277,7 +277,7 @@ def test_an_existing_file_is_not_overwritten_without_force(tmp_path: Path) -> No
     result = run_init(str(path), *flags, "--force")
     assert result.exit_code == 0, result.output
     assert load_config(path).gateway_id == "gw"
-    assert "note: no devices yet" in result.stderr
+    assert "note: init: no devices yet" in result.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["gw.toml"]  # no temporary file left
 
@@ -372,7 +372,7 @@ def test_a_key_others_can_read_is_warned_about(
         "--non-interactive",
     )
     assert result.exit_code == 0, result.output
-    assert f"warning: {key} can be read by other users (mode 0644)" in result.stderr
+    assert f"warning: init: {key} can be read by other users (mode 0644)" in result.stderr
     assert f"chmod 600 {key}" in result.stderr
 
 
@@ -459,7 +459,7 @@ def test_the_wizard_in_a_real_terminal(tmp_path: Path, tls_files: tuple[Path, Pa
         elif prompt != "added bthome door-1":
             term.send(answer)
     term.expect("wrote site.toml (mode 0600)")
-    term.expect("next: streetgate config validate site.toml")
+    term.expect("next: streetgate config validate -c site.toml")
     rest = term.seen
     assert term.wait() == 0
     assert KEY not in rest

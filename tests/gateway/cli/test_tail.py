@@ -83,7 +83,7 @@ def test_json_lines_in_seq_order_as_the_gateway_stores_them(tmp_path: Path) -> N
     assert [r["seq"] for r in readings] == list(range(1, wanted + 1))
     assert {r["device"] for r in readings} == {"meter"}
     assert {"seq", "device", "metric", "value", "unit", "ts", "quality"} <= set(readings[0])
-    assert "note: the gateway is" not in result.stderr  # it is running
+    assert "note: tail: the gateway is" not in result.stderr  # it is running
     assert new.exit_code == 0, new.stderr
     later = [json.loads(line)["seq"] for line in new.stdout.splitlines()]
     assert len(later) == 2
@@ -98,7 +98,7 @@ def test_text_lines_of_one_device_and_a_stopped_gateway(tmp_path: Path) -> None:
         wait_for_readings(tmp_path / "outbox.db", METRICS)
     result = tail(config, "--device", "meter", "--from-seq", "1", "--count", str(METRICS))
     assert result.exit_code == 0, result.stderr
-    assert "note: the gateway is not running" in result.stderr
+    assert "note: tail: the gateway is not running" in result.stderr
     lines = [line.split() for line in result.stdout.splitlines()]
     assert [int(line[0]) for line in lines] == list(range(1, METRICS + 1))
     assert all(line[2] == "meter" for line in lines)
@@ -174,7 +174,7 @@ def test_without_an_outbox_it_waits_and_ctrl_c_ends_it(tmp_path: Path) -> None:
         text=True,
     ) as proc:
         assert proc.stderr is not None
-        assert "note: the gateway is not running" in proc.stderr.readline()
+        assert "note: tail: the gateway is not running" in proc.stderr.readline()
         assert "yet; waiting for the gateway to create it" in proc.stderr.readline()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)

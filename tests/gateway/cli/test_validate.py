@@ -77,7 +77,7 @@ def test_good_file_prints_ok_and_summary(tmp_path: Path) -> None:
     result = validate(str(path))
     assert result.exit_code == 0, result.stderr
     assert result.stderr.startswith(  # no [mqtt.tls]: said, but still valid
-        "warning: plaintext MQTT (no [mqtt.tls]) to the broker broker.example:1883"
+        "warning: validate: plaintext MQTT (no [mqtt.tls]) to the broker broker.example:1883"
     )
     assert result.stdout.splitlines() == [
         f"ok: {path}",
@@ -119,8 +119,8 @@ def test_bad_file_lists_every_error_on_stderr(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.CONFIG
     assert result.stdout == ""
     lines = result.stderr.splitlines()
-    assert lines[0] == f"invalid configuration in {path}:"
-    located = [line.removeprefix(f"  {path}: ") for line in lines[1:]]
+    assert all(line.startswith(f"error: validate: {path}: ") for line in lines)
+    located = [line.removeprefix(f"error: validate: {path}: ") for line in lines]
     assert [line.split(": ", 1)[0] for line in located] == [
         "gateway_id",
         "mqtt.port",
@@ -140,8 +140,7 @@ def test_missing_file(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.CONFIG
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"invalid configuration in {path}:",
-        f"  {path}: cannot read file: No such file or directory",
+        f"error: validate: {path}: cannot read file: No such file or directory",
     ]
 
 
@@ -150,7 +149,7 @@ def test_toml_syntax_error(tmp_path: Path) -> None:
     path.write_text('gateway_id = "gw"\n[mqtt\n', encoding="utf-8")
     result = validate(str(path))
     assert result.exit_code == ExitCode.CONFIG
-    assert f"  {path}: not valid TOML: " in result.stderr
+    assert f"error: validate: {path}: not valid TOML: " in result.stderr
     assert "line 2" in result.stderr
 
 
@@ -165,9 +164,3 @@ def test_bad_custom_profile_names_the_profile_file(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.CONFIG
     assert f"{path}: devices[0].profile: metrics[0].scale: scale must not be 0" in result.stderr
     assert str(tmp_path / "weather.toml") in result.stderr
-
-
-def test_no_file_argument_is_a_usage_error() -> None:
-    result = validate()
-    assert result.exit_code == 2
-    assert "Missing argument" in result.stderr

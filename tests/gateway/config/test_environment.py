@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from gateway.cli.common import config_error_lines
 from gateway.cli.exit_codes import ExitCode
 from gateway.cli.main import app
 from gateway.config.environment import COMMAND_VARIABLES, overlay, variables
@@ -194,11 +195,12 @@ def test_docs_deploy_lists_every_variable() -> None:
 
 def test_the_error_shown_in_docs_deploy_is_the_real_one(tmp_path: Path) -> None:
     docs = (Path(__file__).resolve().parents[3] / "docs" / "deploy.md").read_text()
-    shown = re.search(r"```\n(invalid configuration in .*?)```", docs, re.DOTALL)
+    shown = re.search(r"```\n(error: run: .*?)```", docs, re.DOTALL)
     assert shown is not None
     etc = tmp_path / "etc" / "streetgate"
     etc.mkdir(parents=True)
     (etc / "config.toml").write_text(FILE)
     with pytest.raises(ConfigError) as exc:
         load_config(etc / "config.toml", {"STREETGATE_MQTT_PORT": "eighty"})
-    assert str(exc.value).replace(str(tmp_path), "") + "\n" == shown.group(1)
+    lines = config_error_lines("run", exc.value)  # as `streetgate run` prints it
+    assert "".join(f"{line}\n" for line in lines).replace(str(tmp_path), "") == shown.group(1)
