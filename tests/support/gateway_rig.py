@@ -18,9 +18,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from simulator.modbus_server import DeviceSpec, ModbusSimulator, SimulatedDevice
 
-__all__ = ["SimThread", "gateway_process", "simulator_thread", "write_config"]
+__all__ = [
+    "SimThread",
+    "device_lines",
+    "gateway_process",
+    "simulator_thread",
+    "write_config",
+]
 
 
 class SimThread:
@@ -65,6 +71,21 @@ def simulator_thread(specs: list[DeviceSpec]) -> Iterator[SimThread]:
         thread.join(10)
 
 
+def device_lines(device: SimulatedDevice, interval: str, *, timeout: str = "500ms") -> list[str]:
+    """The ``[[devices]]`` table polling one simulated Modbus TCP device, as config lines."""
+    return [
+        "[[devices]]",
+        'kind = "modbus_tcp"',
+        f'name = "{device.name}"',
+        'host = "127.0.0.1"',
+        f"port = {device.port}",
+        f"unit_id = {device.unit_id}",
+        f'profile = "{device.profile.name}"',
+        f'interval = "{interval}"',
+        f'timeout = "{timeout}"',
+    ]
+
+
 def write_config(
     path: Path, broker_port: int, sim: ModbusSimulator, metrics_port: int, interval: str = "1s"
 ) -> Path:
@@ -83,17 +104,7 @@ def write_config(
         'path = "outbox.db"',
     ]
     for device in sim:
-        lines += [
-            "[[devices]]",
-            'kind = "modbus_tcp"',
-            f'name = "{device.name}"',
-            'host = "127.0.0.1"',
-            f"port = {device.port}",
-            f"unit_id = {device.unit_id}",
-            f'profile = "{device.profile.name}"',
-            f'interval = "{interval}"',
-            'timeout = "300ms"',
-        ]
+        lines += device_lines(device, interval, timeout="300ms")
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -14,6 +14,7 @@ import pytest
 
 from drivers.profile import load_profile
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from tests.support.gateway_rig import device_lines
 from tests.support.mosquitto import Mosquitto
 from tests.support.subscriber import Subscriber
 
@@ -34,17 +35,7 @@ def write_config(path: Path, broker: Mosquitto, sim: ModbusSimulator, interval: 
         'commit_interval = "100ms"',
     ]
     for device in sim:
-        lines += [
-            "[[devices]]",
-            'kind = "modbus_tcp"',
-            f'name = "{device.name}"',
-            'host = "127.0.0.1"',
-            f"port = {device.port}",
-            f"unit_id = {device.unit_id}",
-            f'profile = "{device.profile.name}"',
-            f'interval = "{interval}"',
-            'timeout = "500ms"',
-        ]
+        lines += device_lines(device, interval)
     path.write_text("\n".join(lines) + "\n")
     return path
 

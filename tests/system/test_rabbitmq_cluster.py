@@ -26,6 +26,7 @@ import aiomqtt
 import pytest
 
 from simulator.modbus_server import ModbusSimulator
+from tests.support.gateway_rig import device_lines
 from tests.support.rabbitmq import RabbitCluster, RabbitNotInstalled, rabbitmq_version
 from tests.support.subscriber import Subscriber
 from tests.support.waiting import until
@@ -269,17 +270,7 @@ def write_gateway_config(
         'commit_interval = "100ms"',
     ]
     for device in sim:
-        lines += [
-            "[[devices]]",
-            'kind = "modbus_tcp"',
-            f'name = "{device.name}"',
-            'host = "127.0.0.1"',
-            f"port = {device.port}",
-            f"unit_id = {device.unit_id}",
-            f'profile = "{device.profile.name}"',
-            'interval = "200ms"',
-            'timeout = "500ms"',
-        ]
+        lines += device_lines(device, "200ms")
     path = folder / "gw.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

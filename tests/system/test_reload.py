@@ -20,25 +20,11 @@ from drivers.profile import load_profile
 from gateway.config.change import marker_path
 from gateway.runtime.state_file import read_state, state_path
 from simulator.modbus_server import DeviceSpec, ModbusSimulator, SimulatedDevice
+from tests.support.gateway_rig import device_lines
 from tests.support.mosquitto import Mosquitto
 from tests.support.notify_listener import NotifyListener
 from tests.support.waiting import until
 from tests.system.test_end_to_end import outbox_state, platform
-
-
-def device_lines(device: SimulatedDevice, interval: str) -> list[str]:
-    return [
-        "",
-        "[[devices]]",
-        'kind = "modbus_tcp"',
-        f'name = "{device.name}"',
-        'host = "127.0.0.1"',
-        f"port = {device.port}",
-        f"unit_id = {device.unit_id}",
-        f'profile = "{device.profile.name}"',
-        f'interval = "{interval}"',
-        'timeout = "500ms"',
-    ]
 
 
 def config_text(broker: Mosquitto, devices: list[tuple[SimulatedDevice, str]]) -> str:
@@ -55,7 +41,7 @@ def config_text(broker: Mosquitto, devices: list[tuple[SimulatedDevice, str]]) -
         'commit_interval = "100ms"',
     ]
     for device, interval in devices:
-        lines += device_lines(device, interval)
+        lines += ["", *device_lines(device, interval)]
     return "\n".join(lines) + "\n"
 
 
