@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.model import BrokerAddress, GatewayConfig, parse_config
-from gateway.core.model import Reading
+from gateway.config.model import BrokerAddress, GatewayConfig
 from gateway.runtime.app import pipeline
 from gateway.uplink.forwarder import BrokerRotation, ForwarderState
 from tests.support.faults.proxy import FaultProxy
 from tests.support.mosquitto import Mosquitto
 from tests.support.subscriber import Subscriber
+from tests.support.uplink_rig import meter_readings, pipeline_config
 from tests.support.waiting import until
 
 TOPIC = "streetgate/gw-failover/readings"
@@ -83,25 +83,8 @@ def test_a_rotation_needs_a_broker() -> None:
 
 
 def make_config(tmp_path: Path, *ports: int, **mqtt: object) -> GatewayConfig:
-    return parse_config(
-        {
-            "gateway_id": "gw-failover",
-            "mqtt": {
-                "brokers": [f"127.0.0.1:{p}" for p in ports],
-                "keepalive": "5s",
-                "reconnect_min": "100ms",
-                "reconnect_max": "1s",
-                **mqtt,
-            },
-            "outbox": {"path": str(tmp_path / "outbox.db"), "commit_interval": "50ms"},
-        },
-        "test",
-    )
-
-
-def batch(n: int, start: int) -> list[Reading]:
-    now = int(time.time() * 1000)
-    return [Reading("meter-1", "energy", float(i), "kWh", now) for i in range(start, start + n)]
+    brokers = [f"127.0.0.1:{p}" for p in ports]
+    return pipeline_config(tmp_path, "gw-failover", {"brokers": brokers}, **mqtt)
 
 
 @pytest.fixture
@@ -141,7 +124,7 @@ def test_stopping_the_broker_under_load_fails_over_within_seconds_losing_nothing
                 async def load() -> None:
                     nonlocal produced
                     while not stop_load.is_set():
-                        await outbox.put_many(batch(20, produced))
+                        await outbox.put_many(meter_readings(20, produced))
                         produced += 20
                         await asyncio.sleep(0.01)  # about 2,000 readings/s
 
@@ -242,14 +225,14 @@ def test_a_silently_dead_link_fails_over_after_publish_timeout_losing_nothing(
                     await asyncio.wait_for(forwarder.connected.wait(), 5)
                     produced = 0
                     for _ in range(50):
-                        await outbox.put_many(batch(20, produced))
+                        await outbox.put_many(meter_readings(20, produced))
                         produced += 20
                         await asyncio.sleep(0.01)
                     await sub_a.wait_for(produced, 10)
                     proxy.set_mode("blackhole")
                     cut = time.monotonic()
                     for _ in range(100):  # 2 s more of load into the dead link
-                        await outbox.put_many(batch(20, produced))
+                        await outbox.put_many(meter_readings(20, produced))
                         produced += 20
                         await asyncio.sleep(0.02)
                     await until(lambda: forwarder.stats.failovers == 1, 10)
