@@ -87,6 +87,22 @@ def make_config(tmp_path: Path, *ports: int, **mqtt: object) -> GatewayConfig:
     return pipeline_config(tmp_path, "gw-failover", {"brokers": brokers}, **mqtt)
 
 
+async def platforms(
+    tg: asyncio.TaskGroup, a: Mosquitto, b: Mosquitto
+) -> tuple[Subscriber, Subscriber, list[asyncio.Task[None]]]:
+    """The platform's subscribers on brokers A and B, run in ``tg`` and subscribed; their tasks,
+    for the test to cancel."""
+    sub_a = Subscriber(a.host, a.port, TOPIC, client_id="platform-a")
+    sub_b = Subscriber(b.host, b.port, TOPIC, client_id="platform-b")
+    subs = [
+        tg.create_task(sub_a.run(), name="test:platform-a"),
+        tg.create_task(sub_b.run(), name="test:platform-b"),
+    ]
+    await asyncio.wait_for(sub_a.subscribed.wait(), 5)
+    await asyncio.wait_for(sub_b.subscribed.wait(), 5)
+    return sub_a, sub_b, subs
+
+
 @pytest.fixture
 def second_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     (tmp_path / "b").mkdir()
@@ -106,15 +122,8 @@ def test_stopping_the_broker_under_load_fails_over_within_seconds_losing_nothing
     config = make_config(tmp_path, a.port, b.port, readings_per_message=50, publish_timeout="60s")
 
     async def scenario() -> None:
-        sub_a = Subscriber(a.host, a.port, TOPIC, client_id="platform-a")
-        sub_b = Subscriber(b.host, b.port, TOPIC, client_id="platform-b")
         async with asyncio.TaskGroup() as tg:
-            subs = [
-                tg.create_task(sub_a.run(), name="test:platform-a"),
-                tg.create_task(sub_b.run(), name="test:platform-b"),
-            ]
-            await asyncio.wait_for(sub_a.subscribed.wait(), 5)
-            await asyncio.wait_for(sub_b.subscribed.wait(), 5)
+            sub_a, sub_b, subs = await platforms(tg, a, b)
             async with pipeline(config) as (outbox, forwarder):
                 await asyncio.wait_for(forwarder.connected.wait(), 5)
                 assert forwarder.stats.broker == f"127.0.0.1:{a.port}"
@@ -212,15 +221,8 @@ def test_a_silently_dead_link_fails_over_after_publish_timeout_losing_nothing(
                 publish_timeout="2s",
                 keepalive="30s",
             )
-            sub_a = Subscriber(a.host, a.port, TOPIC, client_id="platform-a")
-            sub_b = Subscriber(b.host, b.port, TOPIC, client_id="platform-b")
             async with asyncio.TaskGroup() as tg:
-                subs = [
-                    tg.create_task(sub_a.run(), name="test:platform-a"),
-                    tg.create_task(sub_b.run(), name="test:platform-b"),
-                ]
-                await asyncio.wait_for(sub_a.subscribed.wait(), 5)
-                await asyncio.wait_for(sub_b.subscribed.wait(), 5)
+                sub_a, sub_b, subs = await platforms(tg, a, b)
                 async with pipeline(config) as (outbox, forwarder):
                     await asyncio.wait_for(forwarder.connected.wait(), 5)
                     produced = 0
