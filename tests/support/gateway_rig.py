@@ -2,7 +2,8 @@
 
 The simulator runs on its own event loop in a thread (:func:`simulator_thread`), so a test
 driving a browser can block while devices answer; :func:`gateway_process` is ``streetgate run``
-as its own process, stopped with SIGTERM like systemd does.
+as its own process, stopped with SIGTERM like systemd does, and :func:`running_gateway` the
+same for async tests.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "SimThread",
     "device_lines",
     "gateway_process",
+    "running_gateway",
     "simulator_thread",
     "write_config",
 ]
@@ -131,3 +133,28 @@ def gateway_process(config: Path) -> Iterator[subprocess.Popen[bytes]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@asynccontextmanager
+async def running_gateway(
+    config: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``streetgate run -c config`` from async code, logging to gateway.log beside it, with
+    ``env`` over the test's environment; SIGTERM on exit, as systemd stops it."""
+    with (config.parent / "gateway.log").open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "gateway", "run", "-c", str(config)),
+            stdout=log,
+            stderr=log,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
