@@ -137,13 +137,17 @@ def gateway_process(config: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 @asynccontextmanager
 async def running_gateway(
-    config: Path, env: dict[str, str] | None = None
+    config: Path, env: dict[str, str] | None = None, *, nofile: int | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``streetgate run -c config`` from async code, logging to gateway.log beside it, with
-    ``env`` over the test's environment; SIGTERM on exit, as systemd stops it."""
+    ``env`` over the test's environment (and at most ``nofile`` file descriptors); SIGTERM on
+    exit, as systemd stops it."""
+    argv = [sys.executable, "-m", "gateway", "run", "-c", str(config)]
+    if nofile is not None:
+        argv = ["prlimit", f"--nofile={nofile}", "--", *argv]
     with (config.parent / "gateway.log").open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "gateway", "run", "-c", str(config)),
+            *argv,
             stdout=log,
             stderr=log,
             env={**os.environ, **(env or {})},
