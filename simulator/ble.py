@@ -50,7 +50,7 @@ from pydantic import SecretStr
 
 from drivers.ble.bthome import OBJECTS, SERVICE_UUID16, encode_bthome
 from drivers.ble.gatt_codec import CharacteristicCodec
-from drivers.ble.ruuvi import DATA_FORMAT, MANUFACTURER_ID, RuuviFields, encode_ruuvi
+from drivers.ble.ruuvi import DATA_FORMAT, MANUFACTURER_ID, TAG_METRICS, RuuviFields, encode_ruuvi
 from drivers.ble.ruuvi_air import RuuviAirFields, encode_ruuvi_air
 from gateway.config.devices import BthomeDevice, GattCharacteristic, GattDevice, RuuviDevice
 from gateway.core.model import Sample
@@ -350,17 +350,7 @@ class SimRuuvi(_Advertiser):
         fields, self.next_fields = self.next_fields or self._simulated(t), None
         values = {
             name: float(value)
-            for name in (
-                "temperature",
-                "humidity",
-                "pressure",
-                "acceleration_x",
-                "acceleration_y",
-                "acceleration_z",
-                "voltage",
-                "tx_power",
-                "movement_count",
-            )
+            for name in TAG_METRICS
             if (value := getattr(fields, name)) is not None
         }
         payload = encode_ruuvi(fields, self.data_format)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from drivers.ble.ruuvi import TAG_METRICS
 from drivers.deadband import Reporting, check_deadbands
 from drivers.profile import DataType, Order
 from gateway.core.config_types import NAME_PATTERN, Frozen, Name, Seconds
@@ -56,15 +57,7 @@ class BthomeDevice(Reporting):
 
 #: Every metric a Ruuvi sensor may send, in any data format (drivers/ble/ruuvi*.py).
 RUUVI_METRICS = (
-    "temperature",
-    "humidity",
-    "pressure",
-    "acceleration_x",
-    "acceleration_y",
-    "acceleration_z",
-    "voltage",
-    "tx_power",
-    "movement_count",
+    *TAG_METRICS,
     "pm1",
     "pm25",
     "pm4",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,7 +24,7 @@ from drivers.ble.ruuvi import DATA_FORMATS, MANUFACTURER_ID, decode_ruuvi
 from gateway.core.errors import FrameError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from bleak.backends.device import BLEDevice
     from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
@@ -128,6 +129,30 @@ def toml_snippet(found: BleFound) -> str:
     return "\n".join(lines)
 
 
+@asynccontextmanager
+async def _active_scan(
+    on_advert: Callable[[BLEDevice, AdvertisementData], None],
+    backend: type[BaseBleakScanner] | None,
+    adapter: str | None,
+) -> AsyncIterator[None]:
+    """An active scan calling ``on_advert`` while the block runs; bleak's errors in starting or
+    stopping it become :class:`gateway.errors.AdapterUnavailable`."""
+    bluez: BlueZScannerArgs = {}
+    if adapter is not None:
+        bluez["adapter"] = adapter
+    errors = BleakErrors(None, adapter)
+    errors.doing = "starting a scan"
+    with errors:
+        scanner = BleakScanner(on_advert, None, "active", bluez=bluez, backend=backend)
+        await scanner.start()
+    try:
+        yield
+    finally:
+        errors.doing = "stopping the scan"
+        with errors:
+            await scanner.stop()
+
+
 async def discover(
     seconds: float,
     backend: type[BaseBleakScanner] | None = None,
@@ -152,20 +177,8 @@ async def discover(
         if heard is not None:
             heard(entry)
 
-    bluez: BlueZScannerArgs = {}
-    if adapter is not None:
-        bluez["adapter"] = adapter
-    errors = BleakErrors(None, adapter)
-    errors.doing = "starting a scan"
-    with errors:
-        scanner = BleakScanner(on_advert, None, "active", bluez=bluez, backend=backend)
-        await scanner.start()
-    try:
+    async with _active_scan(on_advert, backend, adapter):
         await asyncio.sleep(seconds)
-    finally:
-        errors.doing = "stopping the scan"
-        with errors:
-            await scanner.stop()
     return sorted(found.values(), key=lambda f: (-(f.rssi or -999), f.address))
 
 
@@ -191,18 +204,6 @@ async def find_address(
             interpret(found, adv)
             heard.set_result(found)
 
-    bluez: BlueZScannerArgs = {}
-    if adapter is not None:
-        bluez["adapter"] = adapter
-    errors = BleakErrors(None, adapter)
-    errors.doing = "starting a scan"
-    with errors:
-        scanner = BleakScanner(on_advert, None, "active", bluez=bluez, backend=backend)
-        await scanner.start()
-    try:
+    async with _active_scan(on_advert, backend, adapter):
         await asyncio.wait({heard}, timeout=seconds)
-    finally:
-        errors.doing = "stopping the scan"
-        with errors:
-            await scanner.stop()
     return heard.result() if heard.done() else None

@@ -46,6 +46,7 @@ __all__ = [
     "LENGTH",
     "LENGTH_V3",
     "MANUFACTURER_ID",
+    "TAG_METRICS",
     "RuuviAdvert",
     "RuuviFields",
     "decode_ruuvi",
@@ -58,6 +59,20 @@ LENGTH = 24
 LENGTH_V3 = 14
 #: Every data format :func:`decode_ruuvi` reads, with its name.
 DATA_FORMATS: dict[int, str] = {3: "RAWv1", 5: "RAWv2", 6: "Ruuvi Air", 0xE1: "Ruuvi Air, extended"}
+
+#: The metrics of a RuuviTag (data format 5; format 3 lacks the last two): the measurements
+#: of :class:`RuuviFields`, by the names the decoder gives its samples.
+TAG_METRICS = (
+    "temperature",
+    "humidity",
+    "pressure",
+    "acceleration_x",
+    "acceleration_y",
+    "acceleration_z",
+    "voltage",
+    "tx_power",
+    "movement_count",
+)
 
 _LAYOUT = struct.Struct(">BhHHhhhHBH6s")
 _LAYOUT_V3 = struct.Struct(">BBBBHhhhH")

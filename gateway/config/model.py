@@ -49,6 +49,7 @@ __all__ = [
     "PayloadFormat",
     "Synchronous",
     "TlsConfig",
+    "config_document",
     "config_from_bytes",
     "load_config",
     "parse_config",
@@ -487,14 +488,7 @@ def config_from_bytes(
     """Validate the bytes read from the config file ``path``, as :func:`load_config` does (a
     reload keeps the bytes it checked, to know later what the gateway runs on)."""
     source = str(path)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, [ConfigIssue("", not_utf8(raw, exc))]) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [ConfigIssue("", f"not valid TOML: {exc}")]) from exc
+    data = config_document(raw, source)
     env = overlay(data, os.environ if environ is None else environ, GatewayConfig)
     try:
         config = parse_config(env.data, source, path.parent.resolve())
@@ -503,6 +497,20 @@ def config_from_bytes(
     if env.issues:
         raise env.error(source)
     return config
+
+
+def config_document(raw: bytes, source: str) -> dict[str, Any]:
+    """The TOML table in a config file's bytes; :class:`ConfigError` naming ``source`` when they
+    are not UTF-8 or not TOML."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("", not_utf8(raw, exc))]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"not valid TOML: {exc}")]) from exc
+    return data
 
 
 def not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:

@@ -15,7 +15,6 @@ certificate and the CA are installed (``streetgate creds install``). So:
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Annotated, Any
 from pydantic import TypeAdapter, ValidationError
 
 from gateway.config.environment import overlay
-from gateway.config.model import GatewayConfig, TlsConfig, not_utf8
+from gateway.config.model import GatewayConfig, TlsConfig, config_document
 from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.core.safe_files import MAX_CONFIG_BYTES, read_config_file
 from gateway.core.validation import issues_from_validation_error
@@ -64,17 +63,8 @@ class TlsSetup:
 
 
 def _document(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
-    source = str(path)
     raw = read_config_file(path, "", MAX_CONFIG_BYTES)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, [ConfigIssue("", not_utf8(raw, exc))]) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [ConfigIssue("", f"not valid TOML: {exc}")]) from exc
-    return overlay(data, environ, GatewayConfig).data
+    return overlay(config_document(raw, str(path)), environ, GatewayConfig).data
 
 
 #: The rule of GatewayConfig.gateway_id, to check one on its own.

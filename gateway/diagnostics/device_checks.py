@@ -146,6 +146,11 @@ def _read_ok(name: str, samples: Sequence[Sample], start: float, where: str) -> 
     )
 
 
+def _failed(name: str, where: str, what: str, hint: str, start: float) -> CheckResult:
+    """A device check that failed: where it looked, what went wrong there, what to do about it."""
+    return CheckResult(name, False, f"{where}: {what}", hint, duration_ms=_ms(start))
+
+
 def _ms(start: float) -> float:
     return round((time.monotonic() - start) * 1000, 1)
 
@@ -269,36 +274,36 @@ async def _modbus_tcp(device: ModbusTcpDevice) -> CheckResult:
             samples = await driver.poll()
     except ModbusExceptionResponse as exc:
         hint = _modbus_exception_hint(exc, device.unit_id, device.profile.name)
-        return CheckResult(name, False, f"{where}: {_text(exc)}", hint, duration_ms=_ms(start))
+        return _failed(name, where, _text(exc), hint, start)
     except DeviceTimeout as exc:
-        return CheckResult(
+        return _failed(
             name,
-            False,
-            f"{where}: connected, but {_text(exc)}",
+            where,
+            f"connected, but {_text(exc)}",
             f"the device does not answer for unit {device.unit_id}: check unit_id (its Modbus"
             " slave/unit address; behind a TCP-to-RS-485 gateway, the address on the bus) and"
             " that it is powered",
-            duration_ms=_ms(start),
+            start,
         )
     except DeviceUnreachable:
         reason, hint = await _tcp_reason(device.host, device.port, max(device.timeout, 1.0))
-        return CheckResult(name, False, f"{where}: {reason}", hint, duration_ms=_ms(start))
+        return _failed(name, where, reason, hint, start)
     except DeviceError as exc:
-        return CheckResult(
+        return _failed(
             name,
-            False,
-            f"{where}: {_text(exc)}",
+            where,
+            _text(exc),
             f"the device answered something unexpected: is profile {device.profile.name!r} the"
             " right one for it?",
-            duration_ms=_ms(start),
+            start,
         )
     except TimeoutError:
-        return CheckResult(
+        return _failed(
             name,
-            False,
-            f"{where}: no complete read within {budget:g}s",
+            where,
+            f"no complete read within {budget:g}s",
             "the device answers slowly: raise its `timeout`, or check the network",
-            duration_ms=_ms(start),
+            start,
         )
     return _read_ok(name, samples, start, where)
 
@@ -357,41 +362,30 @@ async def _rtu_unit(driver: ModbusRtuBusDriver, bus: ModbusRtuBus, unit: RtuUnit
             samples = await driver.read_unit(unit)
     except ModbusExceptionResponse as exc:
         hint = _modbus_exception_hint(exc, unit.unit_id, unit.profile.name)
-        return CheckResult(name, False, f"{where}: {_text(exc)}", hint, duration_ms=_ms(start))
+        return _failed(name, where, _text(exc), hint, start)
     except BadFrame as exc:
-        return CheckResult(
-            name,
-            False,
-            f"{where}: {_text(exc)}",
-            _rtu_frame_hint(exc, bus, unit),
-            duration_ms=_ms(start),
-        )
+        return _failed(name, where, _text(exc), _rtu_frame_hint(exc, bus, unit), start)
     except (DeviceTimeout, TimeoutError) as exc:
         reason = _text(exc) if isinstance(exc, DeviceTimeout) else f"no answer within {budget:g}s"
-        return CheckResult(
+        return _failed(
             name,
-            False,
-            f"{where}: {reason}",
+            where,
+            reason,
             f"unit {unit.unit_id} is silent: check its slave id (unit_id), the bus settings"
             f" (baudrate {bus.baudrate}, parity {bus.parity}: the same as the device's), the A/B"
             " wiring and its power",
-            duration_ms=_ms(start),
+            start,
         )
     except PortUnavailable as exc:
-        return CheckResult(
-            name,
-            False,
-            f"{where}: {_text(exc)}",
-            await _port_hint(bus.port, bus.name, f"serial:{bus.name}"),
-            duration_ms=_ms(start),
-        )
+        hint = await _port_hint(bus.port, bus.name, f"serial:{bus.name}")
+        return _failed(name, where, _text(exc), hint, start)
     except DeviceError as exc:
-        return CheckResult(
+        return _failed(
             name,
-            False,
-            f"{where}: {_text(exc)}",
+            where,
+            _text(exc),
             f"is profile {unit.profile.name!r} the right one for it?",
-            duration_ms=_ms(start),
+            start,
         )
     return _read_ok(name, samples, start, where)
 
@@ -407,34 +401,29 @@ async def _serial_sensor(device: Sds011Device | Pms5003Device | LineSensor) -> C
         async with asyncio.timeout(budget), build_driver(device) as driver:
             samples = await driver.poll()
     except PortUnavailable as exc:
-        return CheckResult(
-            name,
-            False,
-            f"{where}: {_text(exc)}",
-            await _port_hint(device.port, device.name, f"serial:{device.name}"),
-            duration_ms=_ms(start),
-        )
+        hint = await _port_hint(device.port, device.name, f"serial:{device.name}")
+        return _failed(name, where, _text(exc), hint, start)
     except BadFrame as exc:
-        return CheckResult(
+        return _failed(
             name,
-            False,
-            f"{where}: {_text(exc)}",
+            where,
+            _text(exc),
             f"bytes arrive but no valid {device.kind} frame: check baudrate ({device.baudrate})"
             " and that this port has this sensor on it",
-            duration_ms=_ms(start),
+            start,
         )
     except (DeviceTimeout, TimeoutError) as exc:
         reason = _text(exc) if isinstance(exc, DeviceTimeout) else f"no frame within {budget:g}s"
-        return CheckResult(
+        return _failed(
             name,
-            False,
-            f"{where}: {reason}",
+            where,
+            reason,
             "silence: check the wiring (the sensor's TX to the adapter's RX), its power supply"
             " (5 V for SDS011/PMS5003) and its baudrate",
-            duration_ms=_ms(start),
+            start,
         )
     except DeviceError as exc:
-        return CheckResult(name, False, f"{where}: {_text(exc)}", "", duration_ms=_ms(start))
+        return _failed(name, where, _text(exc), "", start)
     return _read_ok(name, samples, start, where)
 
 
@@ -464,33 +453,21 @@ async def _ble(
                     backends.adapter if backends else None,
                 )
                 if found is None:
-                    return CheckResult(
-                        name,
-                        False,
-                        f"{where}: not heard within {listen:g}s",
-                        not_heard,
-                        duration_ms=_ms(start),
-                    )
+                    return _failed(name, where, f"not heard within {listen:g}s", not_heard, start)
                 rssi = f" at {found.rssi} dBm" if found.rssi is not None else ""
                 return CheckResult(
                     name, True, f"{where}: heard{rssi} (not connected to)", duration_ms=_ms(start)
                 )
             samples = await listen_ble(device, listen, setup.ble)
     except (DeviceTimeout, TimeoutError):
-        return CheckResult(
-            name,
-            False,
-            f"{where}: no advert decoded within {listen:g}s",
-            not_heard,
-            duration_ms=_ms(start),
-        )
+        return _failed(name, where, f"no advert decoded within {listen:g}s", not_heard, start)
     except DeviceError as exc:
-        return CheckResult(
+        return _failed(
             name,
-            False,
-            f"{where}: {_text(exc)}",
+            where,
+            _text(exc),
             "check the adapter (`bluetoothctl show`) and that bluetoothd runs",
-            duration_ms=_ms(start),
+            start,
         )
     return _read_ok(name, samples, start, where)
 

@@ -270,19 +270,7 @@ class Supervisor:
             await asyncio.to_thread(clear_marker, self._path)
             return
         forwarder = gateway.forwarder
-        try:
-            async with asyncio.timeout(max(0.0, change.deadline_unix - time.time())):
-                await forwarder.connected.wait()
-        except TimeoutError:
-            brokers = ", ".join(str(b) for b in config.mqtt.endpoints)
-            reason = f"no connection to the broker {brokers} within {change.confirm_timeout:g}s"
-            if forwarder.stats.last_error:
-                reason += f" (last error: {forwarder.stats.last_error})"
-            log.error(  # noqa: TRY400 - the reason says it all; no traceback
-                "config-set %s: %s; rolling back", change.command_id, reason
-            )
-            await asyncio.to_thread(roll_back, self._path, change, reason)
-            self.request_restart(f"config-set {change.command_id} rolled back")
+        if not await self._reaches_broker(gateway, config, change):
             return
         await asyncio.to_thread(clear_marker, self._path)
         settled.set()
@@ -365,6 +353,27 @@ class Supervisor:
         )
         return None, f"{path} is valid ({reload_id}); restarting with it, {wait}", ()
 
+    async def _reaches_broker(
+        self, gateway: Gateway, config: GatewayConfig, change: PendingChange
+    ) -> bool:
+        """Wait until the gateway on a changed config connects, up to the change's deadline;
+        False: it did not, the change is rolled back and a restart onto the old config asked."""
+        forwarder = gateway.forwarder
+        try:
+            async with asyncio.timeout(max(0.0, change.deadline_unix - time.time())):
+                await forwarder.connected.wait()
+        except TimeoutError:
+            brokers = ", ".join(str(b) for b in config.mqtt.endpoints)
+            reason = f"no connection to the broker {brokers} within {change.confirm_timeout:g}s"
+            if forwarder.stats.last_error:
+                reason += f" (last error: {forwarder.stats.last_error})"
+            named = _named(change)
+            log.error("%s: %s; rolling back", named, reason)  # noqa: TRY400 - no traceback
+            await asyncio.to_thread(roll_back, self._path, change, reason)
+            self.request_restart(f"{named} rolled back")
+            return False
+        return True
+
     async def _settle_reload(
         self, gateway: Gateway, config: GatewayConfig, change: PendingChange
     ) -> None:
@@ -382,24 +391,8 @@ class Supervisor:
             self.reloads.record(ReloadResult.ROLLED_BACK, f"{reason}; the edit is kept as {kept}")
             await asyncio.to_thread(clear_marker, self._path)
             return
-        if change.needs_broker:
-            try:
-                async with asyncio.timeout(max(0.0, change.deadline_unix - time.time())):
-                    await gateway.forwarder.connected.wait()
-            except TimeoutError:
-                mqtt = config.mqtt
-                reason = (
-                    f"no connection to the broker {mqtt.host}:{mqtt.port} within "
-                    f"{change.confirm_timeout:g}s"
-                )
-                if gateway.forwarder.stats.last_error:
-                    reason += f" (last error: {gateway.forwarder.stats.last_error})"
-                log.error(  # noqa: TRY400 - the reason says it all; no traceback
-                    "%s: %s; rolling back", change.command_id, reason
-                )
-                await asyncio.to_thread(roll_back, self._path, change, reason)
-                self.request_restart(f"{change.command_id} rolled back")
-                return
+        if change.needs_broker and not await self._reaches_broker(gateway, config, change):
+            return
         await asyncio.to_thread(clear_marker, self._path)
         log.info("reload %s: applied", change.command_id)
         self.reloads.record(ReloadResult.APPLIED, f"{change.command_id} applied")

@@ -24,8 +24,8 @@ import aiomqtt
 import pytest
 
 from gateway.cli.exit_codes import ExitCode
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
-from tests.system.test_end_to_end import gateway_process
 
 GOOD = """\
 gateway_id = "pole-7"
@@ -156,7 +156,7 @@ def test_plaintext_to_a_remote_broker_is_warned_at_start_and_flagged_in_status(
     config = config_file(tmp_path, host="192.0.2.1", extra="")
 
     async def scenario() -> dict[str, object]:
-        async with gateway_process(config):
+        async with running_gateway(config):
             state = tmp_path / "outbox.db.state.json"
             async with asyncio.timeout(20):
                 while not state.exists():  # noqa: ASYNC110 - another process writes it
@@ -182,7 +182,7 @@ def test_the_published_health_report_flags_plaintext_on_loopback(
     config = config_file(tmp_path, host=mosquitto.host, port=mosquitto.port)
 
     async def scenario() -> dict[str, object]:
-        async with gateway_process(config):
+        async with running_gateway(config):
             async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
                 await client.subscribe("streetgate/pole-7/health", qos=1)
                 async with asyncio.timeout(20):

@@ -16,9 +16,10 @@ import sqlite3
 from pathlib import Path
 
 from simulator.modbus_server import ModbusSimulator
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
 from tests.support.subscriber import Subscriber
-from tests.system.test_end_to_end import fleet, gateway_process, platform, stop, write_config
+from tests.system.test_end_to_end import fleet, platform, stop, write_config
 
 #: Readings each run must deliver: a few polls of the simulated devices.
 PER_RUN = 40
@@ -31,7 +32,7 @@ def _with_outbox(config: Path, outbox: str) -> None:
 
 async def _run_until(config: Path, sub: Subscriber, keys: int) -> None:
     """Run the gateway until the platform holds ``keys`` distinct readings; stop it cleanly."""
-    async with gateway_process(config) as proc:
+    async with running_gateway(config) as proc:
         await sub.wait_for(keys, 40)
         assert await stop(proc) == 0
 

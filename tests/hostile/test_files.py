@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from simulator.modbus_server import ModbusSimulator
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
-from tests.system.test_end_to_end import fleet, gateway_process, platform
+from tests.system.test_end_to_end import fleet, platform
 from tests.system.test_end_to_end import write_config as write_fleet_config
 
 pytestmark = pytest.mark.timeout(90)
@@ -149,7 +150,7 @@ def test_a_second_gateway_on_the_same_config_refuses_naming_the_first(
     async def scenario() -> None:
         async with ModbusSimulator(fleet(), history=1000) as sim, platform(mosquitto) as sub:
             config = write_fleet_config(tmp_path / "gw.toml", mosquitto, sim, interval="200ms")
-            async with gateway_process(config) as first:
+            async with running_gateway(config) as first:
                 await sub.wait_for(30, 30)
                 second = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "gateway", "run", "-c", str(config),

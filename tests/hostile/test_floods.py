@@ -13,15 +13,15 @@ import itertools
 import json
 import os
 import stat
-import sys
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
 from simulator.broker import free_port
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
 from tests.support.notify_listener import NotifyListener
 from tests.support.platform_client import Platform, platform
@@ -41,31 +41,6 @@ def write_config(tmp_path: Path, broker: Mosquitto, **sections: str) -> Path:
         f"{extra}"
     )
     return path
-
-
-@contextlib.asynccontextmanager
-async def gateway_process(
-    config: Path, env: dict[str, str] | None = None, nofile: int | None = None
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``streetgate run`` as its own process (with at most ``nofile`` file descriptors)."""
-    log = (config.parent / "gateway.log").open("ab")
-    argv = [sys.executable, "-m", "gateway", "run", "-c", str(config)]
-    if nofile is not None:
-        argv = ["prlimit", f"--nofile={nofile}", "--", *argv]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=log, stderr=log, env={**os.environ, **(env or {})}
-    )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        log.close()
 
 
 def rss_mb(pid: int) -> float:
@@ -119,7 +94,7 @@ def test_a_flood_of_large_commands_stays_within_a_few_tens_of_mb(
     config = write_config(tmp_path, mosquitto, mqtt='protocol = "5"')
 
     async def scenario() -> None:
-        async with gateway_process(config) as proc:
+        async with running_gateway(config) as proc:
             await until_online(mosquitto)
             async with platform(mosquitto.host, mosquitto.port, GW) as me:
                 assert (await answered(me, {"id": "before", "command": "ping"}))["status"] == "ok"
@@ -171,7 +146,7 @@ def test_slow_metrics_connections_never_starve_the_watchdog(
     async def scenario() -> None:
         async with NotifyListener(tmp_path) as listener:
             env = listener.env(watchdog_usec=1_000_000)  # a ping every 0.5 s
-            async with gateway_process(config, env, nofile=1024) as proc:
+            async with running_gateway(config, env, nofile=1024) as proc:
                 await listener.until("READY", 20)
                 await listener.until("WATCHDOG", 5)
                 held = [0]
@@ -253,7 +228,7 @@ def test_a_restart_retried_with_the_same_id_runs_once(tmp_path: Path, mosquitto:
     config = write_config(tmp_path, mosquitto)
 
     async def scenario() -> None:
-        async with gateway_process(config):
+        async with running_gateway(config):
             first_online = await until_online(mosquitto)
             async with platform(mosquitto.host, mosquitto.port, GW) as me:
                 command = {"id": "restart-1", "command": "restart"}

@@ -29,9 +29,9 @@ import pytest
 from drivers.profile import load_profile
 from gateway.config.toml_write import dumps
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
 from tests.support.pki import make_pki, tls_mosquitto
-from tests.system.test_end_to_end import gateway_process
 
 GW = "hostile-gw"
 PREFIX = "streetgate"
@@ -316,7 +316,7 @@ def test_a_local_only_change_is_refused_and_touches_nothing(
         async with ModbusSimulator([spec]) as sim:
             site = make_site(tmp_path, tls_broker, pki, sim)
             before = site.hashes()
-            async with platform(tls_broker, pki) as plat, gateway_process(site.config) as proc:
+            async with platform(tls_broker, pki) as plat, running_gateway(site.config) as proc:
                 await plat.wait(lambda: plat.readings >= 1)  # running, over TLS
                 pong = await plat.call("ping")
                 on_disk = site.config.read_text("utf-8")
@@ -355,7 +355,7 @@ def test_allowed_changes_still_apply(tmp_path: Path, tls_broker: Mosquitto, pki:
         spec = DeviceSpec("climate-1", load_profile("xy-md02"))
         async with ModbusSimulator([spec]) as sim:
             site = make_site(tmp_path, tls_broker, pki, sim)
-            async with platform(tls_broker, pki) as plat, gateway_process(site.config):
+            async with platform(tls_broker, pki) as plat, running_gateway(site.config):
                 await plat.wait(lambda: plat.readings >= 1)
                 device = _devices(site.config.read_text("utf-8"))[0]
                 patch = {

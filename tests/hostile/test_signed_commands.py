@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.management.auth import nonces_path
 from gateway.management.signing import sign_command
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
 from tests.support.platform_client import Platform, platform
-from tests.system.test_end_to_end import gateway_process, stop
+from tests.system.test_end_to_end import stop
 
 GW = "signed-gw"
 
@@ -85,7 +86,7 @@ def test_only_signed_fresh_commands_for_this_gateway_run(
     async def scenario() -> None:
         async with (
             platform(mosquitto.host, mosquitto.port, GW) as plat,
-            gateway_process(config) as proc,
+            running_gateway(config) as proc,
         ):
             pong = await online(plat, key)
             assert pong["status"] == "ok", pong
@@ -132,7 +133,7 @@ def test_a_captured_signed_command_runs_once_also_across_a_restart(
 
     async def scenario() -> None:
         async with platform(mosquitto.host, mosquitto.port, GW) as plat:
-            async with gateway_process(config) as proc:
+            async with running_gateway(config) as proc:
                 await online(plat, key)
                 first = await send(plat, captured)
                 assert first["status"] == "accepted", first
@@ -147,7 +148,7 @@ def test_a_captured_signed_command_runs_once_also_across_a_restart(
                 assert await stop(proc) == 0
 
             assert nonces_path(tmp_path / "outbox.db").stat().st_mode & 0o777 == 0o600
-            async with gateway_process(config) as proc:  # a new process, within the window
+            async with running_gateway(config) as proc:  # a new process, within the window
                 await online(plat, key)
                 third = await send(plat, captured, nth=3)
                 assert third["error"]["code"] == "replayed", third

@@ -2,7 +2,8 @@
 
 The simulator runs on its own event loop in a thread (:func:`simulator_thread`), so a test
 driving a browser can block while devices answer; :func:`gateway_process` is ``streetgate run``
-as its own process, stopped with SIGTERM like systemd does.
+as its own process, stopped with SIGTERM like systemd does, and :func:`running_gateway` the
+same for async tests.
 """
 
 from __future__ import annotations
@@ -12,15 +13,22 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from simulator.modbus_server import DeviceSpec, ModbusSimulator, SimulatedDevice
 
-__all__ = ["SimThread", "gateway_process", "simulator_thread", "write_config"]
+__all__ = [
+    "SimThread",
+    "device_lines",
+    "gateway_process",
+    "running_gateway",
+    "simulator_thread",
+    "write_config",
+]
 
 
 class SimThread:
@@ -65,6 +73,21 @@ def simulator_thread(specs: list[DeviceSpec]) -> Iterator[SimThread]:
         thread.join(10)
 
 
+def device_lines(device: SimulatedDevice, interval: str, *, timeout: str = "500ms") -> list[str]:
+    """The ``[[devices]]`` table polling one simulated Modbus TCP device, as config lines."""
+    return [
+        "[[devices]]",
+        'kind = "modbus_tcp"',
+        f'name = "{device.name}"',
+        'host = "127.0.0.1"',
+        f"port = {device.port}",
+        f"unit_id = {device.unit_id}",
+        f'profile = "{device.profile.name}"',
+        f'interval = "{interval}"',
+        f'timeout = "{timeout}"',
+    ]
+
+
 def write_config(
     path: Path, broker_port: int, sim: ModbusSimulator, metrics_port: int, interval: str = "1s"
 ) -> Path:
@@ -83,17 +106,7 @@ def write_config(
         'path = "outbox.db"',
     ]
     for device in sim:
-        lines += [
-            "[[devices]]",
-            'kind = "modbus_tcp"',
-            f'name = "{device.name}"',
-            'host = "127.0.0.1"',
-            f"port = {device.port}",
-            f"unit_id = {device.unit_id}",
-            f'profile = "{device.profile.name}"',
-            f'interval = "{interval}"',
-            'timeout = "300ms"',
-        ]
+        lines += device_lines(device, interval, timeout="300ms")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -120,3 +133,32 @@ def gateway_process(config: Path) -> Iterator[subprocess.Popen[bytes]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@asynccontextmanager
+async def running_gateway(
+    config: Path, env: dict[str, str] | None = None, *, nofile: int | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``streetgate run -c config`` from async code, logging to gateway.log beside it, with
+    ``env`` over the test's environment (and at most ``nofile`` file descriptors); SIGTERM on
+    exit, as systemd stops it."""
+    argv = [sys.executable, "-m", "gateway", "run", "-c", str(config)]
+    if nofile is not None:
+        argv = ["prlimit", f"--nofile={nofile}", "--", *argv]
+    with (config.parent / "gateway.log").open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=log,
+            stderr=log,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gateway.core.errors import BrokerNotInstalled
@@ -14,16 +12,6 @@ __all__ = ["Mosquitto", "free_port"]
 
 class Mosquitto(LocalMosquitto):
     """LocalMosquitto whose start fails the test (not errors it) when mosquitto is missing."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        port: int | None = None,
-        listener_options: str = "",
-        *,
-        allow_anonymous: bool = True,
-    ) -> None:
-        super().__init__(workdir, port, listener_options, allow_anonymous=allow_anonymous)
 
     def start(self, timeout: float = 10.0) -> None:
         try:

@@ -15,9 +15,10 @@ from typing import Any
 
 from drivers.profile import load_profile
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import until
-from tests.system.test_end_to_end import gateway_process, platform, stop
+from tests.system.test_end_to_end import platform, stop
 
 INTERVAL_MS = 200
 SILENCE_MS = 2000
@@ -68,7 +69,7 @@ def test_steady_values_once_per_max_silence_and_a_step_at_the_next_poll(
             device = sim["climate-1"]
             device.values.hold("temperature", 20.0)
             config = write_config(tmp_path / "gw.toml", mosquitto, device.port)
-            async with gateway_process(config) as proc:
+            async with running_gateway(config) as proc:
                 await sub.wait_for(1, 20)
                 await asyncio.sleep(7.0)  # steady: 1 + 3 readings of temperature
                 stepped_at = time.time() * 1000

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from drivers.profile import load_profile
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from tests.support.gateway_rig import device_lines, running_gateway
 from tests.support.mosquitto import Mosquitto
 from tests.support.subscriber import Subscriber
 
@@ -34,39 +34,9 @@ def write_config(path: Path, broker: Mosquitto, sim: ModbusSimulator, interval: 
         'commit_interval = "100ms"',
     ]
     for device in sim:
-        lines += [
-            "[[devices]]",
-            'kind = "modbus_tcp"',
-            f'name = "{device.name}"',
-            'host = "127.0.0.1"',
-            f"port = {device.port}",
-            f"unit_id = {device.unit_id}",
-            f'profile = "{device.profile.name}"',
-            f'interval = "{interval}"',
-            'timeout = "500ms"',
-        ]
+        lines += device_lines(device, interval)
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-@asynccontextmanager
-async def gateway_process(config: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``streetgate run`` as its own process; stopped with SIGTERM like systemd does."""
-    log = (config.parent / "gateway.log").open("ab")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "run", "-c", str(config), stdout=log, stderr=log
-    )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        log.close()
 
 
 async def stop(proc: asyncio.subprocess.Process) -> int:
@@ -104,7 +74,7 @@ def test_every_served_value_arrives_correctly_decoded(tmp_path: Path, mosquitto:
     async def scenario() -> None:
         async with ModbusSimulator(fleet(), history=1000) as sim, platform(mosquitto) as sub:
             config = write_config(tmp_path / "gw.toml", mosquitto, sim, interval="300ms")
-            async with gateway_process(config) as proc:
+            async with running_gateway(config) as proc:
                 expected_per_poll = sum(len(d.profile.metrics) for d in sim)
                 await sub.wait_for(expected_per_poll * 5, 30)
                 assert await stop(proc) == 0
@@ -134,7 +104,7 @@ def test_broker_outage_of_10s_under_load_loses_nothing(
         async with ModbusSimulator(fleet(4)) as sim, platform(mosquitto) as sub:
             # 12 devices polled 5 times a second: about 800 readings/s
             config = write_config(tmp_path / "gw.toml", mosquitto, sim, interval="200ms")
-            async with gateway_process(config) as proc:
+            async with running_gateway(config) as proc:
                 await sub.wait_for(2000, 20)
                 mosquitto.stop()
                 before = sub.delivery.report()["highest"]
@@ -162,14 +132,14 @@ def test_readings_buffered_before_a_restart_are_delivered(
         mosquitto.stop()  # the uplink is down while the gateway polls
         async with ModbusSimulator(fleet()) as sim:
             config = write_config(tmp_path / "gw.toml", mosquitto, sim, interval="200ms")
-            async with gateway_process(config) as proc:
+            async with running_gateway(config) as proc:
                 await asyncio.sleep(3)
                 assert await stop(proc) == 0
             buffered, stored = outbox_state(tmp_path / "outbox.db")
             assert buffered > 100
             assert stored == list(range(1, buffered + 1))
             mosquitto.start()
-            async with platform(mosquitto) as sub, gateway_process(config) as proc:
+            async with platform(mosquitto) as sub, running_gateway(config) as proc:
                 await sub.wait_for(buffered + 50, 20)
                 assert await stop(proc) == 0
             report = sub.delivery.report()

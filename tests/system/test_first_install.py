@@ -24,8 +24,8 @@ from typer.testing import CliRunner, Result
 from gateway.cli.exit_codes import ExitCode
 from gateway.cli.main import app
 from tests.support.cert_authority import CertificateAuthority, pem
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
-from tests.system.test_end_to_end import gateway_process
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY = "pole-17"
@@ -148,7 +148,7 @@ def test_the_first_install_in_order_ends_connected_over_mutual_tls(
 
     async def connected() -> dict[str, object]:
         async with (
-            gateway_process(config),
+            running_gateway(config),
             aiomqtt.Client(
                 "127.0.0.1", broker.port, tls_context=context, identifier="platform"
             ) as platform,

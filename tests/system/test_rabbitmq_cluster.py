@@ -26,10 +26,11 @@ import aiomqtt
 import pytest
 
 from simulator.modbus_server import ModbusSimulator
+from tests.support.gateway_rig import device_lines, running_gateway
 from tests.support.rabbitmq import RabbitCluster, RabbitNotInstalled, rabbitmq_version
 from tests.support.subscriber import Subscriber
 from tests.support.waiting import until
-from tests.system.test_end_to_end import fleet, gateway_process, outbox_state, stop
+from tests.system.test_end_to_end import fleet, outbox_state, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -269,17 +270,7 @@ def write_gateway_config(
         'commit_interval = "100ms"',
     ]
     for device in sim:
-        lines += [
-            "[[devices]]",
-            'kind = "modbus_tcp"',
-            f'name = "{device.name}"',
-            'host = "127.0.0.1"',
-            f"port = {device.port}",
-            f"unit_id = {device.unit_id}",
-            f'profile = "{device.profile.name}"',
-            'interval = "200ms"',
-            'timeout = "500ms"',
-        ]
+        lines += device_lines(device, "200ms")
     path = folder / "gw.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -335,7 +326,7 @@ def test_the_gateway_fails_over_across_the_cluster_losing_nothing(
             )
             await asyncio.wait_for(sub.subscribed.wait(), 10)
             config = write_gateway_config(tmp_path, cluster, order, sim)
-            async with gateway_process(config) as proc:
+            async with running_gateway(config) as proc:
                 await sub.wait_for(3000, 30)
                 first = reports[-1][1]["forwarder"]
                 assert first["broker"] == f"127.0.0.1:{node_a.mqtt_port}"

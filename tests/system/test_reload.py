@@ -10,7 +10,6 @@ an invalid edit leaves the gateway running on the old config with the error in t
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -20,25 +19,11 @@ from drivers.profile import load_profile
 from gateway.config.change import marker_path
 from gateway.runtime.state_file import read_state, state_path
 from simulator.modbus_server import DeviceSpec, ModbusSimulator, SimulatedDevice
+from tests.support.gateway_rig import device_lines, running_gateway
 from tests.support.mosquitto import Mosquitto
 from tests.support.notify_listener import NotifyListener
 from tests.support.waiting import until
 from tests.system.test_end_to_end import outbox_state, platform
-
-
-def device_lines(device: SimulatedDevice, interval: str) -> list[str]:
-    return [
-        "",
-        "[[devices]]",
-        'kind = "modbus_tcp"',
-        f'name = "{device.name}"',
-        'host = "127.0.0.1"',
-        f"port = {device.port}",
-        f"unit_id = {device.unit_id}",
-        f'profile = "{device.profile.name}"',
-        f'interval = "{interval}"',
-        'timeout = "500ms"',
-    ]
 
 
 def config_text(broker: Mosquitto, devices: list[tuple[SimulatedDevice, str]]) -> str:
@@ -55,7 +40,7 @@ def config_text(broker: Mosquitto, devices: list[tuple[SimulatedDevice, str]]) -
         'commit_interval = "100ms"',
     ]
     for device, interval in devices:
-        lines += device_lines(device, interval)
+        lines += ["", *device_lines(device, interval)]
     return "\n".join(lines) + "\n"
 
 
@@ -98,15 +83,7 @@ def test_sighup_applies_a_valid_edit_and_refuses_an_invalid_one(
             meter, climate = sim["meter-1"], sim["climate-1"]
             config = tmp_path / "gw.toml"
             config.write_text(config_text(mosquitto, [(meter, "1s")]))
-            log = (tmp_path / "gateway.log").open("ab")
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *("-m", "gateway", "run", "-c", str(config)),
-                stdout=log,
-                stderr=log,
-                env={**os.environ, **listener.env()},
-            )
-            try:
+            async with running_gateway(config, listener.env()) as proc:
                 assert "1 device(s)" in (await listener.until("READY", 20))["STATUS"]
                 await sub.wait_for(10, 20)
                 assert received(sub.delivery.readings, "climate-1") == 0
@@ -173,11 +150,6 @@ def test_sighup_applies_a_valid_edit_and_refuses_an_invalid_one(
 
                 proc.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(proc.wait(), 15) == 0
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-                log.close()
 
             # No reading lost; no seq given to two readings.
             highest, stored = outbox_state(tmp_path / "outbox.db")

@@ -6,7 +6,6 @@ The vectors are in tests/vectors/ble.json ("ruuvi_v3", "ruuvi_v6", "ruuvi_e1"; t
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,8 @@ from hypothesis import strategies as st
 from drivers.ble.ruuvi import DATA_FORMATS, RuuviFields, decode_ruuvi, encode_ruuvi
 from drivers.ble.ruuvi_air import RuuviAirFields, encode_ruuvi_air
 from gateway.core.errors import FrameError
+from tests.support.ruuvi_vectors import VECTORS, air_fields
 
-VECTORS: dict[str, Any] = json.loads(
-    (Path(__file__).resolve().parents[2] / "vectors" / "ble.json").read_text(encoding="utf-8")
-)
 G = 9.80665
 AIR = [(6, v) for v in VECTORS["ruuvi_v6"]] + [(0xE1, v) for v in VECTORS["ruuvi_e1"]]
 FLAGS_OFFSET = {6: 16, 0xE1: 28}
@@ -67,19 +64,6 @@ def test_air_vectors_decode(data_format: int, vector: dict[str, Any]):
     )
 
 
-def _air_fields(data_format: int, vector: dict[str, Any]) -> RuuviAirFields:
-    samples = dict(vector["samples"])
-    calibrating = bool(samples.pop("calibration_state"))
-    for index in ("voc_index", "nox_index"):
-        if index in samples:
-            samples[index] = int(samples[index])
-    mac = vector["mac"]
-    if data_format == 6:  # format 6 carries the MAC's low 3 bytes: give them back
-        low = bytes.fromhex(vector["manufacturer_data"])[17:]
-        mac = None if low == b"\xff" * 3 else "00:00:00:" + low.hex(":").upper()
-    return RuuviAirFields(**samples, calibrating=calibrating, sequence=vector["sequence"], mac=mac)
-
-
 @pytest.mark.parametrize(
     ("data_format", "vector"), AIR, ids=lambda v: getattr(v, "get", str)("name")
 )
@@ -88,7 +72,7 @@ def test_air_vectors_encode_byte_for_byte_but_reserved_flag_bits(
 ):
     official = bytearray.fromhex(vector["manufacturer_data"])
     official[FLAGS_OFFSET[data_format]] &= DOCUMENTED_FLAG_BITS  # we write reserved bits as 0
-    assert encode_ruuvi_air(_air_fields(data_format, vector), data_format) == official
+    assert encode_ruuvi_air(air_fields(vector, data_format), data_format) == official
 
 
 @pytest.mark.parametrize(

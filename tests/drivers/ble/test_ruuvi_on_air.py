@@ -9,14 +9,12 @@ measurement once (issue 15 leftover), whichever format it hears first.
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from drivers.ble.ruuvi import MANUFACTURER_ID, RuuviFields
-from drivers.ble.ruuvi_air import RuuviAirFields
 from gateway.config.devices import RuuviDevice
 from simulator.ble import (
     MAX_LEGACY_AD,
@@ -27,11 +25,9 @@ from simulator.ble import (
     parse_ad_structures,
 )
 from tests.drivers.ble.test_scan import scanning, started, stored
+from tests.support.ruuvi_vectors import VECTORS, air_fields
 from tests.support.waiting import until
 
-VECTORS: dict[str, Any] = json.loads(
-    (Path(__file__).resolve().parents[2] / "vectors" / "ble.json").read_text(encoding="utf-8")
-)
 G = 9.80665
 MAC = "CB:B8:33:4C:88:4F"
 FLAGS_OFFSET = {6: 16, 0xE1: 28}
@@ -42,19 +38,6 @@ def v3_fields(vector: dict[str, Any]) -> RuuviFields:
     samples = dict(vector["samples"])
     ax, ay, az = (g * 1000 * 0.00980665 for g in samples.pop("acceleration_g"))
     return RuuviFields(**samples, acceleration_x=ax, acceleration_y=ay, acceleration_z=az)
-
-
-def air_fields(vector: dict[str, Any], data_format: int) -> RuuviAirFields:
-    samples = dict(vector["samples"])
-    calibrating = bool(samples.pop("calibration_state"))
-    for index in ("voc_index", "nox_index"):
-        if index in samples:
-            samples[index] = int(samples[index])
-    mac = vector["mac"]
-    if data_format == 6:  # format 6 carries the MAC's low 3 bytes
-        low = bytes.fromhex(vector["manufacturer_data"])[17:]
-        mac = None if low == b"\xff" * 3 else "00:00:00:" + low.hex(":").upper()
-    return RuuviAirFields(**samples, calibrating=calibrating, sequence=vector["sequence"], mac=mac)
 
 
 def on_air(sim: BleSimulator, mac: str) -> list[bytes]:

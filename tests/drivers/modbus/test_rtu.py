@@ -63,10 +63,11 @@ from simulator.modbus_rtu_server import ModbusRtuSimulator, SimulatedRtuUnit
 from simulator.modbus_server import DeviceSpec
 from simulator.rtu_cli import ConfigBus, bus_toml
 from tests.simulator.test_simulator import flat, sim_app
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
 from tests.support.simcli import sim_process
 from tests.support.waiting import until
-from tests.system.test_end_to_end import gateway_process, platform, stop
+from tests.system.test_end_to_end import platform, stop
 
 SDM120 = load_profile("sdm120")
 XY_MD02 = load_profile("xy-md02")
@@ -673,7 +674,7 @@ def test_gateway_process_publishes_every_unit_of_a_bus(
                 *bus_toml(ConfigBus("bus-1", sim.path, BAUD, "N", sim_units(sim)), "200ms"),
             ]
             await asyncio.to_thread(config.write_text, "\n".join(lines) + "\n")
-            async with gateway_process(config) as proc:
+            async with running_gateway(config) as proc:
                 await sub.wait_for(sum(len(u.profile.metrics) for u in sim) * 3, 30)
                 assert await stop(proc) == 0  # a clean stop: the bus task ends when cancelled
         readings = sub.delivery.readings

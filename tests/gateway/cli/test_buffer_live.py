@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from gateway.store import reader as buffer_store
 from gateway.store.outbox import Outbox
 from simulator.broker import free_port
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from tests.support.gateway_rig import gateway_process
 from tests.support.mosquitto import Mosquitto
 from tests.support.sim_thread import in_thread
 from tests.support.subscriber import Subscriber
@@ -32,25 +30,6 @@ from tests.support.subscriber import Subscriber
 
 def buffer(*args: str) -> Result:
     return CliRunner().invoke(app, ["buffer", *args])
-
-
-@contextmanager
-def gateway_process(config: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``streetgate run`` as its own process; stopped with SIGTERM like systemd does."""
-    with (config.parent / "gateway.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "-c", str(config)], stdout=log, stderr=log
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 def status(config: Path) -> dict[str, Any]:

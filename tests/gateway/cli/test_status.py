@@ -15,7 +15,7 @@ from gateway.cli.exit_codes import ExitCode
 from gateway.cli.main import app
 from gateway.cli.status import format_status
 from gateway.runtime.state_file import GatewayView
-from tests.gateway.cli.test_buffer_live import gateway_process
+from tests.support.gateway_rig import gateway_process
 from tests.support.mosquitto import Mosquitto
 from tests.support.platform_client import platform
 from tests.support.readme_examples import readme_commands

@@ -25,7 +25,7 @@ from gateway.core.model import Quality, StoredReading
 from gateway.store.reader import BufferStatus, buffer_status
 from simulator.broker import free_port
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
-from tests.gateway.cli.test_buffer_live import gateway_process
+from tests.support.gateway_rig import gateway_process
 from tests.support.readme_examples import readme_commands
 from tests.support.sim_thread import in_thread
 

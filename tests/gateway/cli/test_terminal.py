@@ -8,8 +8,8 @@ from pathlib import Path
 from drivers.profile import load_profile
 from simulator.broker import free_port
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
-from tests.gateway.cli.test_buffer_live import gateway_process
 from tests.gateway.cli.test_tail import wait_for_readings, write_config
+from tests.support.gateway_rig import gateway_process
 from tests.support.sim_thread import in_thread
 from tests.support.tmux import Tmux
 

@@ -15,6 +15,7 @@ from drivers.profile import load_profile
 from gateway.runtime.notify import Notifier, watchdog_interval
 from gateway.runtime.watchdog import heartbeat_path
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
+from tests.support.gateway_rig import running_gateway
 from tests.support.mosquitto import Mosquitto
 from tests.support.notify_listener import NotifyListener
 from tests.support.platform_client import platform
@@ -96,18 +97,13 @@ def test_the_gateway_says_ready_pings_while_running_and_says_stopping(
         device = DeviceSpec("meter-1", load_profile("sdm120"), unit_id=1)
         async with ModbusSimulator([device]) as sim, NotifyListener(tmp_path) as listener:
             config = write_config(tmp_path / "gw.toml", mosquitto, sim, interval="200ms")
-            log = (tmp_path / "gateway.log").open("ab")
-            st = os.fstat(log.fileno())  # the log file plays the journal's stream
+            log = tmp_path / "gateway.log"  # running_gateway's log plays the journal's stream
+            log.touch()
+            st = log.stat()
             journal = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *("-m", "gateway", "run", "-c", str(config)),
-                stdout=log,
-                stderr=log,
-                # a watchdog period of 0.4 s: a ping every 0.2 s
-                env={**os.environ, **listener.env(watchdog_usec=400_000), **journal},
-            )
-            try:
+            # a watchdog period of 0.4 s: a ping every 0.2 s
+            env = {**listener.env(watchdog_usec=400_000), **journal}
+            async with running_gateway(config, env) as proc:
                 ready = await listener.until("READY", 20)
                 assert ready["READY"] == "1"
                 assert "1 device(s)" in ready["STATUS"]
@@ -132,11 +128,6 @@ def test_the_gateway_says_ready_pings_while_running_and_says_stopping(
                 stopping = await listener.until("STOPPING")
                 assert stopping["STOPPING"] == "1"
                 assert await asyncio.wait_for(proc.wait(), 15) == 0
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-                log.close()
             assert await healthcheck(config) == (1, "unhealthy")  # the process is gone
             # READY came before any ping, and nothing was sent before READY but STATUS lines
             first_ready = next(i for i, m in enumerate(listener.messages) if "READY" in m)

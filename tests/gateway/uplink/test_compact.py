@@ -14,11 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.profile import load_profile
-from gateway.config.model import parse_config
 from gateway.core.errors import PayloadError, UnknownMetadata
 from gateway.core.floats import shortest_float32
 from gateway.core.model import Quality, Reading, StoredRow
-from gateway.runtime.app import Gateway, run_gateway
+from gateway.runtime.app import run_gateway
 from gateway.store.outbox import Outbox
 from gateway.uplink.compact import CompactEncoder, Compression, ContentType, Metadata
 from gateway.uplink.decode import DecodedReading, decode_metadata, decode_readings
@@ -26,6 +25,7 @@ from gateway.uplink.envelope import build_message
 from gateway.uplink.senml import build_pack
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.support.mosquitto import Mosquitto
+from tests.support.uplink_rig import polling_config, run_gateway_until
 
 EPOCH = "5d0c3a9e1f27b640"
 T0 = 1_795_765_512_120
@@ -174,23 +174,14 @@ def test_the_gateway_publishes_compact_that_decodes_without_gaps(
 
     async def scenario() -> None:
         async with ModbusSimulator([DeviceSpec("climate-1", profile)]) as sim:
-            config = parse_config(
-                {
-                    "gateway_id": "compact-gw",
-                    "mqtt": {
-                        "host": mosquitto.host,
-                        "port": mosquitto.port,
-                        "payload_format": "compact",
-                        "compression": compression,
-                        "protocol": protocol,
-                    },
-                    "outbox": {"path": str(tmp_path / "outbox.db")},
-                    "devices": [
-                        sim["climate-1"].gateway_config(timeout=0.5, interval=0.2).model_dump()
-                        | {"profile": "xy-md02"}
-                    ],
-                },
-                "test",
+            config = polling_config(
+                tmp_path,
+                "compact-gw",
+                mosquitto,
+                sim["climate-1"],
+                payload_format="compact",
+                compression=compression,
+                protocol=protocol,
             )
             backlog = [
                 Reading("old-meter", "voltage", 229.5 + i, "V", 1_795_000_000_000 + i)
@@ -219,19 +210,7 @@ def test_the_gateway_publishes_compact_that_decodes_without_gaps(
                             content_types.add(getattr(properties, "ContentType", None))
                             got.set()
 
-            stop = asyncio.Event()
-            started: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
-            ready = asyncio.Event()
-            async with asyncio.TaskGroup() as tg:
-                listener = tg.create_task(listen(ready), name="test:listen")
-                await ready.wait()
-                tg.create_task(run_gateway(config, stop, started), name="test:gateway")
-                async with asyncio.timeout(20):
-                    while len(readings) < len(backlog) + 20:
-                        got.clear()
-                        await got.wait()
-                stop.set()
-                listener.cancel()
+            await run_gateway_until(config, listen, got, lambda: len(readings) >= len(backlog) + 20)
 
         # Every reading exactly once, no gap, in order; backlog historical, then live.
         assert [r.seq for r in readings] == list(range(1, len(readings) + 1))
@@ -306,23 +285,15 @@ def test_a_broker_that_lost_its_retained_metadata_gets_it_again_on_reconnect(
 
     async def scenario() -> None:
         async with ModbusSimulator([DeviceSpec("climate-1", profile)]) as sim:
-            config = parse_config(
-                {
-                    "gateway_id": "late-gw",
-                    "mqtt": {
-                        "host": mosquitto.host,
-                        "port": mosquitto.port,
-                        "payload_format": "compact",
-                        "compression": "deflate",
-                        "reconnect_max": "0.5s",
-                    },
-                    "outbox": {"path": str(tmp_path / "outbox.db")},
-                    "devices": [
-                        sim["climate-1"].gateway_config(timeout=0.5, interval=0.1).model_dump()
-                        | {"profile": "xy-md02"}
-                    ],
-                },
-                "test",
+            config = polling_config(
+                tmp_path,
+                "late-gw",
+                mosquitto,
+                sim["climate-1"],
+                interval=0.1,
+                payload_format="compact",
+                compression="deflate",
+                reconnect_max="0.5s",
             )
             stop = asyncio.Event()
             async with asyncio.TaskGroup() as tg:

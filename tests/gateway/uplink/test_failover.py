@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.model import BrokerAddress, GatewayConfig, parse_config
-from gateway.core.model import Reading
+from gateway.config.model import BrokerAddress, GatewayConfig
 from gateway.runtime.app import pipeline
 from gateway.uplink.forwarder import BrokerRotation, ForwarderState
 from tests.support.faults.proxy import FaultProxy
 from tests.support.mosquitto import Mosquitto
 from tests.support.subscriber import Subscriber
+from tests.support.uplink_rig import meter_readings, pipeline_config
 from tests.support.waiting import until
 
 TOPIC = "streetgate/gw-failover/readings"
@@ -83,25 +83,24 @@ def test_a_rotation_needs_a_broker() -> None:
 
 
 def make_config(tmp_path: Path, *ports: int, **mqtt: object) -> GatewayConfig:
-    return parse_config(
-        {
-            "gateway_id": "gw-failover",
-            "mqtt": {
-                "brokers": [f"127.0.0.1:{p}" for p in ports],
-                "keepalive": "5s",
-                "reconnect_min": "100ms",
-                "reconnect_max": "1s",
-                **mqtt,
-            },
-            "outbox": {"path": str(tmp_path / "outbox.db"), "commit_interval": "50ms"},
-        },
-        "test",
-    )
+    brokers = [f"127.0.0.1:{p}" for p in ports]
+    return pipeline_config(tmp_path, "gw-failover", {"brokers": brokers}, **mqtt)
 
 
-def batch(n: int, start: int) -> list[Reading]:
-    now = int(time.time() * 1000)
-    return [Reading("meter-1", "energy", float(i), "kWh", now) for i in range(start, start + n)]
+async def platforms(
+    tg: asyncio.TaskGroup, a: Mosquitto, b: Mosquitto
+) -> tuple[Subscriber, Subscriber, list[asyncio.Task[None]]]:
+    """The platform's subscribers on brokers A and B, run in ``tg`` and subscribed; their tasks,
+    for the test to cancel."""
+    sub_a = Subscriber(a.host, a.port, TOPIC, client_id="platform-a")
+    sub_b = Subscriber(b.host, b.port, TOPIC, client_id="platform-b")
+    subs = [
+        tg.create_task(sub_a.run(), name="test:platform-a"),
+        tg.create_task(sub_b.run(), name="test:platform-b"),
+    ]
+    await asyncio.wait_for(sub_a.subscribed.wait(), 5)
+    await asyncio.wait_for(sub_b.subscribed.wait(), 5)
+    return sub_a, sub_b, subs
 
 
 @pytest.fixture
@@ -123,15 +122,8 @@ def test_stopping_the_broker_under_load_fails_over_within_seconds_losing_nothing
     config = make_config(tmp_path, a.port, b.port, readings_per_message=50, publish_timeout="60s")
 
     async def scenario() -> None:
-        sub_a = Subscriber(a.host, a.port, TOPIC, client_id="platform-a")
-        sub_b = Subscriber(b.host, b.port, TOPIC, client_id="platform-b")
         async with asyncio.TaskGroup() as tg:
-            subs = [
-                tg.create_task(sub_a.run(), name="test:platform-a"),
-                tg.create_task(sub_b.run(), name="test:platform-b"),
-            ]
-            await asyncio.wait_for(sub_a.subscribed.wait(), 5)
-            await asyncio.wait_for(sub_b.subscribed.wait(), 5)
+            sub_a, sub_b, subs = await platforms(tg, a, b)
             async with pipeline(config) as (outbox, forwarder):
                 await asyncio.wait_for(forwarder.connected.wait(), 5)
                 assert forwarder.stats.broker == f"127.0.0.1:{a.port}"
@@ -141,7 +133,7 @@ def test_stopping_the_broker_under_load_fails_over_within_seconds_losing_nothing
                 async def load() -> None:
                     nonlocal produced
                     while not stop_load.is_set():
-                        await outbox.put_many(batch(20, produced))
+                        await outbox.put_many(meter_readings(20, produced))
                         produced += 20
                         await asyncio.sleep(0.01)  # about 2,000 readings/s
 
@@ -229,27 +221,20 @@ def test_a_silently_dead_link_fails_over_after_publish_timeout_losing_nothing(
                 publish_timeout="2s",
                 keepalive="30s",
             )
-            sub_a = Subscriber(a.host, a.port, TOPIC, client_id="platform-a")
-            sub_b = Subscriber(b.host, b.port, TOPIC, client_id="platform-b")
             async with asyncio.TaskGroup() as tg:
-                subs = [
-                    tg.create_task(sub_a.run(), name="test:platform-a"),
-                    tg.create_task(sub_b.run(), name="test:platform-b"),
-                ]
-                await asyncio.wait_for(sub_a.subscribed.wait(), 5)
-                await asyncio.wait_for(sub_b.subscribed.wait(), 5)
+                sub_a, sub_b, subs = await platforms(tg, a, b)
                 async with pipeline(config) as (outbox, forwarder):
                     await asyncio.wait_for(forwarder.connected.wait(), 5)
                     produced = 0
                     for _ in range(50):
-                        await outbox.put_many(batch(20, produced))
+                        await outbox.put_many(meter_readings(20, produced))
                         produced += 20
                         await asyncio.sleep(0.01)
                     await sub_a.wait_for(produced, 10)
                     proxy.set_mode("blackhole")
                     cut = time.monotonic()
                     for _ in range(100):  # 2 s more of load into the dead link
-                        await outbox.put_many(batch(20, produced))
+                        await outbox.put_many(meter_readings(20, produced))
                         produced += 20
                         await asyncio.sleep(0.02)
                     await until(lambda: forwarder.stats.failovers == 1, 10)

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from gateway.config.model import GatewayConfig, parse_config
-from gateway.core.model import Quality, Reading, StoredReading
+from gateway.config.model import GatewayConfig
+from gateway.core.model import Quality, StoredReading
 from gateway.runtime.app import pipeline
 from gateway.store.outbox import Outbox
 from gateway.uplink.envelope import build_message
@@ -23,30 +23,12 @@ from gateway.uplink.forwarder import Forwarder, status_topic
 from tests.support.mosquitto import Mosquitto
 from tests.support.reading_source import MemorySource
 from tests.support.subscriber import Subscriber
+from tests.support.uplink_rig import meter_readings, pipeline_config
 from tests.support.waiting import until
 
 
 def make_config(tmp_path: Path, port: int, **mqtt: object) -> GatewayConfig:
-    return parse_config(
-        {
-            "gateway_id": "gw-test",
-            "mqtt": {
-                "host": "127.0.0.1",
-                "port": port,
-                "keepalive": "5s",
-                "reconnect_min": "100ms",
-                "reconnect_max": "1s",
-                **mqtt,
-            },
-            "outbox": {"path": str(tmp_path / "outbox.db"), "commit_interval": "50ms"},
-        },
-        "test",
-    )
-
-
-def batch(n: int, start: int) -> list[Reading]:
-    now = int(time.time() * 1000)
-    return [Reading("meter-1", "energy", float(i), "kWh", now) for i in range(start, start + n)]
+    return pipeline_config(tmp_path, "gw-test", {"host": "127.0.0.1", "port": port}, **mqtt)
 
 
 @asynccontextmanager
@@ -70,7 +52,7 @@ def test_readings_arrive_in_order_and_are_deleted_after_puback(
             async with pipeline(config) as (outbox, forwarder):
                 await asyncio.wait_for(forwarder.connected.wait(), 5)
                 for i in range(10):
-                    await outbox.put_many(batch(250, i * 250))
+                    await outbox.put_many(meter_readings(250, i * 250))
                 await sub.wait_for(2500, 20)
                 await asyncio.sleep(0.3)  # the ack of the last message is committed
                 assert (await outbox.stats()).depth == 0
@@ -96,11 +78,11 @@ def test_backlog_is_sent_first_and_flagged_historical(tmp_path: Path, mosquitto:
 
     async def scenario() -> None:
         async with Outbox(config.outbox) as outbox:  # readings buffered while offline
-            await outbox.put_many(batch(1200, 0))
+            await outbox.put_many(meter_readings(1200, 0))
         async with subscribed(mosquitto, "streetgate/gw-test/readings") as sub:
             async with pipeline(config) as (outbox, forwarder):
                 await asyncio.wait_for(forwarder.connected.wait(), 5)
-                await outbox.put_many(batch(300, 1200))
+                await outbox.put_many(meter_readings(300, 1200))
                 await sub.wait_for(1500, 20)
         messages = sub.delivery.messages
         historical = [m for m in messages if m["historical"]]
@@ -129,7 +111,7 @@ def test_broker_outage_under_load_loses_and_reorders_nothing(
                     nonlocal produced
                     end = time.monotonic() + seconds
                     while time.monotonic() < end:
-                        await outbox.put_many(batch(20, produced))
+                        await outbox.put_many(meter_readings(20, produced))
                         produced += 20
                         await asyncio.sleep(0.01)  # about 2,000 readings/s
 

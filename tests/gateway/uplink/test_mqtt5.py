@@ -10,29 +10,16 @@ from pathlib import Path
 
 import aiomqtt
 
-from gateway.config.model import GatewayConfig, parse_config
+from gateway.config.model import GatewayConfig
 from gateway.runtime.app import pipeline
 from gateway.uplink.forwarder import command_topic, health_topic
 from tests.support.mosquitto import Mosquitto
+from tests.support.uplink_rig import pipeline_config
 
 
 def make_config(tmp_path: Path, port: int, **mqtt: object) -> GatewayConfig:
-    return parse_config(
-        {
-            "gateway_id": "gw-v5",
-            "mqtt": {
-                "host": "127.0.0.1",
-                "port": port,
-                "protocol": "5",
-                "keepalive": "5s",
-                "reconnect_min": "100ms",
-                "reconnect_max": "1s",
-                **mqtt,
-            },
-            "outbox": {"path": str(tmp_path / "outbox.db"), "commit_interval": "50ms"},
-        },
-        "test",
-    )
+    broker = {"host": "127.0.0.1", "port": port, "protocol": "5"}
+    return pipeline_config(tmp_path, "gw-v5", broker, **mqtt)
 
 
 async def commands_after_an_outage(config: GatewayConfig, broker: Mosquitto) -> list[bytes]:

@@ -12,14 +12,13 @@ from typing import Any
 import aiomqtt
 
 from drivers.profile import load_profile
-from gateway.config.model import parse_config
 from gateway.core.model import Quality, Reading, StoredReading
-from gateway.runtime.app import Gateway, run_gateway
 from gateway.store.outbox import Outbox
 from gateway.uplink.envelope import build_message
 from gateway.uplink.senml import build_pack
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.support.mosquitto import Mosquitto
+from tests.support.uplink_rig import polling_config, run_gateway_until
 
 #: RFC 8428 §4.5.1: the characters a resolved name may have.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:./_-]*$")
@@ -98,21 +97,8 @@ def test_the_gateway_publishes_senml_with_seq_and_historical(
 
     async def scenario() -> None:
         async with ModbusSimulator([DeviceSpec("climate-1", profile)]) as sim:
-            config = parse_config(
-                {
-                    "gateway_id": "senml-gw",
-                    "mqtt": {
-                        "host": mosquitto.host,
-                        "port": mosquitto.port,
-                        "payload_format": "senml",
-                    },
-                    "outbox": {"path": str(tmp_path / "outbox.db")},
-                    "devices": [
-                        sim["climate-1"].gateway_config(timeout=0.5, interval=0.2).model_dump()
-                        | {"profile": "xy-md02"}
-                    ],
-                },
-                "test",
+            config = polling_config(
+                tmp_path, "senml-gw", mosquitto, sim["climate-1"], payload_format="senml"
             )
             # Readings buffered before the gateway (re)starts: the backlog, historical.
             backlog = [
@@ -133,19 +119,9 @@ def test_the_gateway_publishes_senml_with_seq_and_historical(
                         packs.append(json.loads(message.payload))
                         got.set()
 
-            stop = asyncio.Event()
-            started: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
-            ready = asyncio.Event()
-            async with asyncio.TaskGroup() as tg:
-                listener = tg.create_task(listen(ready), name="test:listen")
-                await ready.wait()
-                tg.create_task(run_gateway(config, stop, started), name="test:gateway")
-                async with asyncio.timeout(20):
-                    while sum(len(p) for p in packs) < len(backlog) + 4:
-                        got.clear()
-                        await got.wait()
-                stop.set()
-                listener.cancel()
+            await run_gateway_until(
+                config, listen, got, lambda: sum(len(p) for p in packs) >= len(backlog) + 4
+            )
 
             records = [r for pack in packs for r in resolve(pack)]
             assert [r["seq"] for r in records] == list(range(1, len(records) + 1))

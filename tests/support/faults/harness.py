@@ -22,6 +22,7 @@ from drivers.profile import load_profile
 from simulator.broker import LocalMosquitto
 from simulator.modbus_server import DeviceSpec, ModbusSimulator
 from tests.support.faults.proxy import FaultProxy
+from tests.support.gateway_rig import device_lines
 from tests.support.subscriber import Subscriber
 
 TOPIC = "streetgate/fault-gw/readings"
@@ -168,16 +169,7 @@ def gateway_config(
         *(f'{key} = "{value}"' for key, value in outbox.items()),
     ]
     for device in sim:
-        lines += [
-            "[[devices]]",
-            'kind = "modbus_tcp"',
-            f'name = "{device.name}"',
-            'host = "127.0.0.1"',
-            f"port = {device.port}",
-            f'profile = "{device.profile.name}"',
-            f'interval = "{interval}"',
-            'timeout = "300ms"',
-        ]
+        lines += device_lines(device, interval, timeout="300ms")
     path.write_text("\n".join(lines) + "\n")
     return path
 
