@@ -253,7 +253,7 @@ def test_a_backlog_drain_logs_no_warning_per_message(
 
     async def scenario() -> None:
         async with Outbox(config.outbox) as outbox:
-            await outbox.put_many(batch(2000, 0))
+            await outbox.put_many(meter_readings(2000, 0))
         async with subscribed(mosquitto, "streetgate/gw-test/readings") as sub:
             async with pipeline(config):
                 await sub.wait_for(2000, 20)
