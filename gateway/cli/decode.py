@@ -39,8 +39,14 @@ def _read(path: Path, what: str) -> bytes:
     if str(path) == "-":
         return _bounded(sys.stdin.buffer, "stdin")
     try:
-        if not path.is_file():
+        if not path.exists():
             fail("decode", f"{what} {path}: no such file", ExitCode.NOT_FOUND)
+        if not path.is_file():
+            fail(
+                "decode",
+                f"{what} {path}: not a regular file (give a saved message, or - for stdin)",
+                ExitCode.USAGE,
+            )
         with path.open("rb") as stream:
             return _bounded(stream, f"{what} {path}")
     except OSError as exc:

@@ -50,3 +50,12 @@ def test_the_readme_examples_run_as_written(
             ("cab-12", EPOCH, True)
         }
         assert lines[0]["ts"] == "2026-11-27T07:45:12.120Z"
+
+
+def test_a_path_that_is_not_a_saved_message_is_named_for_what_it_is(tmp_path: Path) -> None:
+    missing = CliRunner().invoke(app, ["decode", str(tmp_path / "nope.bin")])
+    assert missing.exit_code == 6  # ExitCode.NOT_FOUND
+    assert f"error: decode: message {tmp_path / 'nope.bin'}: no such file" in missing.stderr
+    folder = CliRunner().invoke(app, ["decode", str(tmp_path)])
+    assert folder.exit_code == 2
+    assert "not a regular file (give a saved message, or - for stdin)" in folder.stderr
