@@ -36,7 +36,7 @@ import math
 import struct
 from dataclasses import dataclass
 
-from drivers.ble.ruuvi_air import decode_ruuvi_air
+from drivers.ble.ruuvi_air import climate_samples, decode_ruuvi_air
 from gateway.core.errors import FrameError
 from gateway.core.model import Sample
 
@@ -139,15 +139,9 @@ def _decode_v5(data: bytes) -> RuuviAdvert:
     if len(data) != LENGTH:
         raise FrameError(f"Ruuvi data format 5 is {LENGTH} bytes, got {len(data)}")
     _, temp, hum, pres, ax, ay, az, power, movement, seq, mac = _LAYOUT.unpack(data)
-    samples = []
     # Each value is one correctly rounded division, so it is exactly the decimal the format
     # means (x 0.005 is / 200: 4860 / 200 is 24.3), without binary noise.
-    if temp != _NA_INT16:
-        samples.append(Sample("temperature", temp / 200, "Cel"))
-    if hum != _NA_UINT16:
-        samples.append(Sample("humidity", hum / 400, "%RH"))
-    if pres != _NA_UINT16:
-        samples.append(Sample("pressure", float(pres + 50000), "Pa"))
+    samples = climate_samples(temp, hum, pres)
     for metric, raw in (("acceleration_x", ax), ("acceleration_y", ay), ("acceleration_z", az)):
         if raw != _NA_INT16:
             samples.append(Sample(metric, raw * _G_NUMERATOR / _G_DENOMINATOR, "m/s2"))

@@ -45,6 +45,7 @@ __all__ = [
     "LENGTH_V6",
     "AirDecoded",
     "RuuviAirFields",
+    "climate_samples",
     "decode_ruuvi_air",
     "encode_ruuvi_air",
 ]
@@ -96,7 +97,9 @@ class AirDecoded(NamedTuple):
     mac: str | None  # None in format 6 (only 3 bytes of it), or when "not available"
 
 
-def _climate(temp: int, hum: int, pres: int) -> list[Sample]:
+def climate_samples(temp: int, hum: int, pres: int) -> list[Sample]:
+    """Temperature, humidity and pressure as Ruuvi formats 5, 6 and E1 encode them (the same
+    scales and "not available" values); a value that is not available is left out."""
     samples = []
     # One correctly rounded division per value: exactly the decimal the format means.
     if temp != _NA_INT16:
@@ -131,7 +134,7 @@ def decode_ruuvi_air(data: bytes) -> AirDecoded:
         if len(data) != LENGTH_V6:
             raise FrameError(f"Ruuvi data format 6 is {LENGTH_V6} bytes, got {len(data)}")
         _, temp, hum, pres, pm25, co2, voc, nox, lux, _, seq, flags, _ = _V6.unpack(data)
-        samples = _climate(temp, hum, pres) + _air((("pm25", pm25),), co2, voc, nox, flags)
+        samples = climate_samples(temp, hum, pres) + _air((("pm25", pm25),), co2, voc, nox, flags)
         if lux != _NA_LUX_CODE:
             samples.append(Sample("illuminance", round(math.expm1(lux * _LUX_STEP), 2), "lx"))
         samples.append(Sample("calibration_state", float(flags & _CALIBRATING), ""))
@@ -141,7 +144,7 @@ def decode_ruuvi_air(data: bytes) -> AirDecoded:
     fields = _E1.unpack(data)
     _, temp, hum, pres, pm1, pm25, pm4, pm10, co2, voc, nox, lux_b, _, seq_b, flags, _, mac = fields
     pms = (("pm1", pm1), ("pm25", pm25), ("pm4", pm4), ("pm10", pm10))
-    samples = _climate(temp, hum, pres) + _air(pms, co2, voc, nox, flags)
+    samples = climate_samples(temp, hum, pres) + _air(pms, co2, voc, nox, flags)
     lux = int.from_bytes(lux_b, "big")
     if lux != _NA_UINT24:
         samples.append(Sample("illuminance", lux / 100, "lx"))
