@@ -12,14 +12,13 @@ import asyncio
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import Future
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from simulator.modbus_server import DeviceSpec, ModbusSimulator, SimulatedDevice
+from tests.support.sim_thread import serving
 
 __all__ = [
     "SimThread",
@@ -46,31 +45,8 @@ class SimThread:
 @contextmanager
 def simulator_thread(specs: list[DeviceSpec]) -> Iterator[SimThread]:
     """The simulator, serving in a thread until the block ends."""
-    ready: Future[SimThread] = Future()
-    stop: list[asyncio.Event] = []
-
-    async def serve() -> None:
-        stop.append(asyncio.Event())
-        async with ModbusSimulator(specs) as sim:
-            ready.set_result(SimThread(sim, asyncio.get_running_loop()))
-            await stop[0].wait()
-
-    def main() -> None:
-        try:
-            asyncio.run(serve())
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
-
-    thread = threading.Thread(target=main, name="test:simulator", daemon=True)
-    thread.start()
-    running = ready.result(timeout=10)
-    try:
-        yield running
-    finally:
-        running.loop.call_soon_threadsafe(stop[0].set)
-        thread.join(10)
+    with serving(lambda: ModbusSimulator(specs)) as (sim, loop):
+        yield SimThread(sim, loop)
 
 
 def device_lines(device: SimulatedDevice, interval: str, *, timeout: str = "500ms") -> list[str]:

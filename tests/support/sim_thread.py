@@ -9,14 +9,16 @@ from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import TypeVar
 
-__all__ = ["in_thread"]
+__all__ = ["in_thread", "serving"]
 
 T = TypeVar("T")
 
 
 @contextmanager
-def in_thread(factory: Callable[[], AbstractAsyncContextManager[T]]) -> Iterator[T]:
-    """``with in_thread(lambda: ModbusSimulator(specs)) as sim:``; stopped on exit."""
+def serving(
+    factory: Callable[[], AbstractAsyncContextManager[T]],
+) -> Iterator[tuple[T, asyncio.AbstractEventLoop]]:
+    """What ``factory`` enters, and the loop it runs on in its thread; stopped on exit."""
     ready: Future[tuple[T, asyncio.AbstractEventLoop, asyncio.Event]] = Future()
 
     async def serve() -> None:
@@ -37,7 +39,14 @@ def in_thread(factory: Callable[[], AbstractAsyncContextManager[T]]) -> Iterator
     thread.start()
     sim, loop, stop = ready.result(timeout=10)
     try:
-        yield sim
+        yield sim, loop
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
+
+
+@contextmanager
+def in_thread(factory: Callable[[], AbstractAsyncContextManager[T]]) -> Iterator[T]:
+    """``with in_thread(lambda: ModbusSimulator(specs)) as sim:``; stopped on exit."""
+    with serving(factory) as (sim, _):
+        yield sim
