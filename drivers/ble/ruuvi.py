@@ -36,7 +36,7 @@ import math
 import struct
 from dataclasses import dataclass
 
-from drivers.ble.ruuvi_air import climate_samples, decode_ruuvi_air
+from drivers.ble.ruuvi_air import climate_samples, decode_ruuvi_air, mac_bytes
 from gateway.core.errors import FrameError
 from gateway.core.model import Sample
 
@@ -225,7 +225,7 @@ def encode_ruuvi(fields: RuuviFields, data_format: int = DATA_FORMAT) -> bytes:
     tx = _fit("tx_power", f.tx_power, ((f.tx_power or 0) + 40) / 2, _TX)
     movement = _fit("movement_count", f.movement_count, f.movement_count or 0, _MOVEMENT)
     seq = _fit("sequence", f.sequence, f.sequence or 0, _UINT16)
-    mac = _NA_MAC if f.mac is None else _mac(f.mac)
+    mac = mac_bytes(f.mac)
     return _LAYOUT.pack(DATA_FORMAT, temp, hum, pres, *acc, (battery << 5) | tx, movement, seq, mac)
 
 
@@ -259,13 +259,3 @@ def _encode_v3(f: RuuviFields) -> bytes:
         *acc,
         _fit("voltage", f.voltage, (f.voltage or 0) * 1000, (0, 65535, -1)),
     )
-
-
-def _mac(text: str) -> bytes:
-    parts = text.split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ValueError(f"expected a MAC address like CB:B8:33:4C:88:4F, got {text!r}")
-    try:
-        return bytes.fromhex("".join(parts))
-    except ValueError:
-        raise ValueError(f"expected a MAC address like CB:B8:33:4C:88:4F, got {text!r}") from None

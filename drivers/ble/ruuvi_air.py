@@ -48,6 +48,7 @@ __all__ = [
     "climate_samples",
     "decode_ruuvi_air",
     "encode_ruuvi_air",
+    "mac_bytes",
 ]
 
 LENGTH_V6 = 20
@@ -170,7 +171,8 @@ def _offset_pressure(value: float | None) -> float | None:
     return None if value is None else value - 50000
 
 
-def _mac_bytes(text: str | None) -> bytes:
+def mac_bytes(text: str | None) -> bytes:
+    """A MAC address as the 6 bytes Ruuvi formats carry (all 0xFF: "not available")."""
     if text is None:
         return b"\xff" * 6
     parts = text.split(":")
@@ -200,7 +202,7 @@ def encode_ruuvi_air(fields: RuuviAirFields, data_format: int = 0xE1) -> bytes:
         | (_VOC_BIT if voc & 1 else 0)
         | (_NOX_BIT if nox & 1 else 0)
     )
-    mac = _mac_bytes(f.mac)
+    mac = mac_bytes(f.mac)
     if data_format == 6:
         extra = [n for n in ("pm1", "pm4", "pm10") if getattr(f, n) is not None]
         if extra:
